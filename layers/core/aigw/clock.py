@@ -1,0 +1,18 @@
+"""Time in one place: UTC epoch seconds, so tests can move it."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def iso(epoch: int | float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,280 @@
+"""API keys: minting, hashing, lookup with a short warm-container cache, revocation.
+
+A key is ``sk-aigw-<43 url-safe chars>`` (256 random bits). Only its SHA-256 is stored:
+with that much entropy a slow hash buys nothing, and the hot path stays one GetItem.
+A warm container caches lookups for ``KEY_CACHE_SECONDS`` (default 5), which is the bound
+on how long a revoked or expired key can still be used on another container.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import secrets
+import threading
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from aigw import clock
+from aigw.config import settings
+from aigw.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, PermissionDenied
+from aigw.table import ConditionFailed, Item, gateway_table, serialize
+from aigw.teams import team_pk
+
+KEY_PREFIX = "sk-aigw-"
+_VISIBLE_CHARS = 12
+Role = Literal["admin", "member"]
+
+
+class ApiKey(BaseModel):
+    """What the gateway knows of a key; never holds the secret itself."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key_id: str
+    team_id: str
+    role: Role
+    name: str
+    prefix: str
+    allowed_models: tuple[str, ...] | None = None
+    expires_at: int | None = None
+    revoked_at: int | None = None
+    created_at: int
+
+    @classmethod
+    def from_item(cls, item: Item) -> ApiKey:
+        allowed = item.get("allowed_models")
+        return cls(
+            key_id=item["key_id"],
+            team_id=item["team_id"],
+            role=item["role"],
+            name=item.get("name", ""),
+            prefix=item["prefix"],
+            allowed_models=tuple(allowed) if allowed is not None else None,
+            expires_at=int(item["expires_at"]) if item.get("expires_at") is not None else None,
+            revoked_at=int(item["revoked_at"]) if item.get("revoked_at") is not None else None,
+            created_at=int(item["created_at"]),
+        )
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def status(self, at: int | None = None) -> Literal["active", "revoked", "expired"]:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= (at if at is not None else clock.now()):
+            return "expired"
+        return "active"
+
+    def allows_model(self, model_id: str) -> bool:
+        if self.allowed_models is None:
+            return True
+        return any(fnmatch.fnmatchcase(model_id, pattern) for pattern in self.allowed_models)
+
+
+class IssuedKey(BaseModel):
+    """A freshly minted key: the only moment the secret exists outside the caller's hands."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: ApiKey
+    secret: str
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _key_pk(key_hash: str) -> str:
+    return f"KEY#{key_hash}"
+
+
+def _pointer_sk(key_id: str) -> str:
+    return f"KEY#{key_id}"
+
+
+def create_key(
+    team_id: str,
+    *,
+    name: str = "",
+    role: Role = "member",
+    allowed_models: list[str] | None = None,
+    expires_at: int | None = None,
+) -> IssuedKey:
+    now = clock.now()
+    if expires_at is not None and expires_at <= now:
+        raise InvalidRequest("expires_at must be in the future", param="expires_at")
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key_hash = hash_secret(secret)
+    key = ApiKey(
+        key_id="key_" + secrets.token_hex(8),
+        team_id=team_id,
+        role=role,
+        name=name,
+        prefix=secret[:_VISIBLE_CHARS],
+        allowed_models=tuple(allowed_models) if allowed_models is not None else None,
+        expires_at=expires_at,
+        created_at=now,
+    )
+    attrs: dict[str, Any] = key.model_dump(exclude_none=True)
+    if key.allowed_models is not None:
+        attrs["allowed_models"] = list(key.allowed_models)
+    operations: list[dict[str, Any]] = [
+        {
+            "ConditionCheck": {
+                "Key": {"pk": {"S": team_pk(team_id)}, "sk": {"S": "META"}},
+                "ConditionExpression": "attribute_exists(pk)",
+            }
+        },
+        {
+            "Put": {
+                "Item": serialize({"pk": _key_pk(key_hash), "sk": "META", "type": "key", **attrs}),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        },
+        {
+            "Put": {
+                "Item": serialize(
+                    {
+                        "pk": team_pk(team_id),
+                        "sk": _pointer_sk(key.key_id),
+                        "type": "key_pointer",
+                        "key_hash": key_hash,
+                        **attrs,
+                    }
+                ),
+            }
+        },
+    ]
+    try:
+        gateway_table().transact(operations)
+    except ConditionFailed as exc:
+        if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
+            raise NotFound(f"team '{team_id}' does not exist", code="team_not_found") from exc
+        raise Conflict("key collision; try again", code="key_collision") from exc
+    return IssuedKey(key=key, secret=secret)
+
+
+def list_keys(team_id: str) -> list[ApiKey]:
+    items = gateway_table().query(
+        "pk = :p AND begins_with(sk, :k)", {":p": team_pk(team_id), ":k": "KEY#"}, consistent=True
+    )
+    return sorted((ApiKey.from_item(i) for i in items), key=lambda k: k.created_at)
+
+
+def revoke_key(team_id: str, key_id: str) -> ApiKey:
+    table = gateway_table()
+    pointer = table.get(team_pk(team_id), _pointer_sk(key_id), consistent=True)
+    if pointer is None:
+        raise NotFound(f"key '{key_id}' does not exist in team '{team_id}'", code="key_not_found")
+    if pointer.get("revoked_at") is not None:
+        return ApiKey.from_item(pointer)
+    now = clock.now()
+    update = {
+        "UpdateExpression": "SET revoked_at = :now",
+        "ExpressionAttributeValues": {":now": {"N": str(now)}},
+    }
+    table.transact(
+        [
+            {"Update": {"Key": {"pk": {"S": _key_pk(pointer["key_hash"])}, "sk": {"S": "META"}}, **update}},
+            {"Update": {"Key": {"pk": {"S": team_pk(team_id)}, "sk": {"S": _pointer_sk(key_id)}}, **update}},
+        ]
+    )
+    _cache.forget(pointer["key_hash"])
+    return ApiKey.from_item({**pointer, "revoked_at": now})
+
+
+class _KeyCache:
+    """Per-container lookup cache; thread-safe because the local runner serves in threads."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._entries: dict[str, tuple[float, ApiKey | None]] = {}
+        self._lock = threading.Lock()
+        self._max = max_entries
+
+    def get(self, key_hash: str, ttl: float) -> tuple[bool, ApiKey | None]:
+        with self._lock:
+            entry = self._entries.get(key_hash)
+        if entry is None or time.monotonic() - entry[0] >= ttl:
+            return False, None
+        return True, entry[1]
+
+    def put(self, key_hash: str, key: ApiKey | None) -> None:
+        with self._lock:
+            if len(self._entries) >= self._max:
+                self._entries.clear()
+            self._entries[key_hash] = (time.monotonic(), key)
+
+    def forget(self, key_hash: str) -> None:
+        with self._lock:
+            self._entries.pop(key_hash, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_cache = _KeyCache()
+
+
+def clear_cache() -> None:
+    _cache.clear()
+
+
+def lookup(secret: str) -> ApiKey | None:
+    """The key record for a secret, served from the warm cache when fresh enough."""
+    key_hash = hash_secret(secret)
+    ttl = settings().key_cache_seconds
+    if ttl > 0:
+        hit, cached = _cache.get(key_hash, ttl)
+        if hit:
+            return cached
+    item = gateway_table().get(_key_pk(key_hash), "META")
+    key = ApiKey.from_item(item) if item else None
+    # Unknown keys are cached too, so a flood of bad keys costs one read per key per TTL.
+    if ttl > 0:
+        _cache.put(key_hash, key)
+    return key
+
+
+def parse_bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise AuthenticationFailed(
+            "Missing API key: send 'Authorization: Bearer sk-aigw-...'", code="missing_api_key"
+        )
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed(
+            "Malformed Authorization header: expected 'Bearer sk-aigw-...'", code="invalid_api_key"
+        )
+    return token.strip()
+
+
+def authenticate(secret: str) -> ApiKey:
+    """The active key for ``secret``, or :class:`AuthenticationFailed` saying why not."""
+    if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
+        raise AuthenticationFailed("Invalid API key", code="invalid_api_key")
+    key = lookup(secret)
+    if key is None:
+        raise AuthenticationFailed("Invalid API key", code="invalid_api_key")
+    status = key.status()
+    if status == "revoked":
+        raise AuthenticationFailed("This API key has been revoked", code="revoked_api_key")
+    if status == "expired":
+        raise AuthenticationFailed("This API key has expired", code="expired_api_key")
+    return key
+
+
+def require_admin(key: ApiKey) -> None:
+    if not key.is_admin:
+        raise PermissionDenied("This route needs an admin key", code="admin_required")
+
+
+def require_model(key: ApiKey, model_id: str) -> None:
+    if not key.allows_model(model_id):
+        raise PermissionDenied(
+            f"This API key may not use model '{model_id}'", code="model_not_allowed", param="model"
+        )

@@ -1,0 +1,41 @@
+"""The built-in mock model: deterministic answers with no network, for demos and tests.
+
+``mock/echo`` answers ``Echo: <last user message>`` and reports token usage estimated
+the same way the gateway estimates prompts, so metering can be checked end to end.
+"""
+
+from __future__ import annotations
+
+from aigw import clock
+from aigw.catalog import ModelInfo
+from aigw.chat import AssistantMessage, ChatCompletion, ChatRequest, Choice, Usage
+from aigw.tokens import estimate_messages, estimate_text
+
+
+class MockProvider:
+    name = "mock"
+
+    def complete(self, model: ModelInfo, request: ChatRequest) -> ChatCompletion:
+        last_user = next((m.text() for m in reversed(request.messages) if m.role == "user"), "")
+        text = f"Echo: {last_user}"
+        finish = "stop"
+        limit = request.output_limit
+        if limit is not None and estimate_text(text) > limit:
+            text = text[: limit * 4]
+            finish = "length"
+        prompt_tokens = estimate_messages(request.messages)
+        completion_tokens = estimate_text(text)
+        return ChatCompletion(
+            created=clock.now(),
+            model=model.id,
+            choices=[Choice(message=AssistantMessage(content=text), finish_reason=finish)],
+            usage=Usage(
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                total_tokens=prompt_tokens + completion_tokens,
+            ),
+        )
+
+
+def create() -> MockProvider:
+    return MockProvider()

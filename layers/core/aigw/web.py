@@ -1,0 +1,222 @@
+"""The HTTP edge shared by every handler: the one place where core errors become HTTP.
+
+``/v1/*`` routes answer errors the way OpenAI does (``{"error": {...}}``) so SDKs show them;
+every other route answers ``application/problem+json`` (RFC 9457). A 402 on ``/v1`` carries
+both shapes at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+
+from aigw import keys
+from aigw.config import settings
+from aigw.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
+from aigw.keys import ApiKey
+
+logger = Logger(service="aigw")
+
+JSON = "application/json"
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:aigw:problem:"
+
+LambdaResult = dict[str, Any]
+
+
+def is_openai_route(path: str) -> bool:
+    return path == "/v1" or path.startswith("/v1/")
+
+
+def error_body(err: GatewayError, path: str) -> tuple[str, dict[str, Any]]:
+    problem: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + err.code,
+        "title": err.title,
+        "status": err.status,
+        "detail": err.message,
+        "code": err.code,
+        **err.extra,
+    }
+    if err.param:
+        problem["param"] = err.param
+    if not is_openai_route(path):
+        return PROBLEM_JSON, problem
+    body: dict[str, Any] = {
+        "error": {"message": err.message, "type": err.error_type, "param": err.param, "code": err.code}
+    }
+    if err.status == 402:
+        # Money problems are both: SDKs read "error", billing tooling reads the problem fields.
+        return PROBLEM_JSON, {**problem, **body}
+    return JSON, body
+
+
+def error_response(err: GatewayError, path: str) -> Response[str]:
+    content_type, body = error_body(err, path)
+    headers = dict(err.headers)
+    if err.status == 401:
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="aigw"')
+    return Response(err.status, content_type, json.dumps(body), headers=headers)
+
+
+def json_response(
+    payload: BaseModel | Mapping[str, Any] | list[Any],
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> Response[str]:
+    if isinstance(payload, BaseModel):
+        body = payload.model_dump_json(exclude_none=True)
+    else:
+        body = json.dumps(payload, default=str)
+    return Response(status, JSON, body, headers=dict(headers or {}))
+
+
+def _validation_error(exc: RequestValidationError) -> InvalidRequest:
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    if first.get("type") == "json_invalid":
+        return InvalidRequest("The request body is not valid JSON", code="invalid_json")
+    param = ".".join(loc) or None
+    message = str(first.get("msg", "Invalid request"))
+    where = f" at '{param}'" if param else ""
+    return InvalidRequest(f"Invalid request{where}: {message}", code="invalid_request", param=param)
+
+
+def resolver() -> APIGatewayRestResolver:
+    """A Powertools REST resolver with pydantic validation and the gateway's error mapping."""
+    app = APIGatewayRestResolver(enable_validation=True)
+
+    def path() -> str:
+        return app.current_event.path or ""
+
+    @app.exception_handler(GatewayError)
+    def _gateway_error(exc: GatewayError) -> Response[str]:
+        return error_response(exc, path())
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(exc: RequestValidationError) -> Response[str]:
+        return error_response(_validation_error(exc), path())
+
+    @app.exception_handler(NotFoundError)
+    def _no_route(_: NotFoundError) -> Response[str]:
+        return error_response(NotFound(f"No route for {app.current_event.http_method} {path()}"), path())
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response[str]:
+        logger.exception("unhandled error")
+        err = GatewayError("The gateway hit an internal error; it has been logged")
+        return error_response(err, path())
+
+    return app
+
+
+def _header(event: Mapping[str, Any], name: str) -> str | None:
+    for key, value in (event.get("headers") or {}).items():
+        if key.lower() == name:
+            return str(value)
+    return None
+
+
+def _authenticate_event(event: Mapping[str, Any]) -> ApiKey:
+    return keys.authenticate(keys.parse_bearer(_header(event, "authorization")))
+
+
+def current_key(app: APIGatewayRestResolver) -> ApiKey:
+    """The caller's key, authenticated by :func:`handle` before routing and validation."""
+    key = app.context.get("api_key")
+    if not isinstance(key, ApiKey):
+        raise AssertionError("route is public: it has no authenticated key")
+    return key
+
+
+def request_id(app: APIGatewayRestResolver) -> str:
+    return app.current_event.request_context.request_id
+
+
+def _precheck(event: dict[str, Any]) -> GatewayError | None:
+    """Refuse what must never reach routing: oversize, undecodable or non-UTF-8 bodies."""
+    body = event.get("body")
+    if body is None:
+        return None
+    limit = settings().max_body_bytes
+    raw: bytes
+    if event.get("isBase64Encoded"):
+        if len(body) > limit * 4 // 3 + 4:
+            return PayloadTooLarge(f"Request body exceeds {limit} bytes")
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            return InvalidRequest("Request body is not valid base64", code="invalid_body")
+    else:
+        raw = body.encode("utf-8", errors="surrogatepass")
+    if len(raw) > limit:
+        return PayloadTooLarge(f"Request body exceeds {limit} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return InvalidRequest("Request body is not valid UTF-8", code="invalid_encoding")
+    event["body"] = text
+    event["isBase64Encoded"] = False
+    _force_json_content_type(event)
+    return None
+
+
+def _force_json_content_type(event: dict[str, Any]) -> None:
+    # Every route takes JSON; like OpenAI, read the body as JSON whatever Content-Type says
+    # (curl -d sends form-urlencoded), instead of letting the validator parse it as a form.
+    for field in ("headers", "multiValueHeaders"):
+        headers = event.get(field) or {}
+        for name in [n for n in headers if n.lower() == "content-type"]:
+            del headers[name]
+    event.setdefault("headers", {})
+    if event["headers"] is None:
+        event["headers"] = {}
+    event["headers"]["content-type"] = JSON
+    if event.get("multiValueHeaders") is not None:
+        event["multiValueHeaders"]["content-type"] = [JSON]
+
+
+def _refusal(err: GatewayError, event: Mapping[str, Any]) -> LambdaResult:
+    content_type, body = error_body(err, str(event.get("path") or ""))
+    headers = {"Content-Type": content_type, **err.headers}
+    if err.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="aigw"'
+    return {"statusCode": err.status, "headers": headers, "body": json.dumps(body), "isBase64Encoded": False}
+
+
+def handle(
+    app: APIGatewayRestResolver,
+    event: dict[str, Any],
+    context: Any,
+    *,
+    public_resources: frozenset[str] = frozenset(),
+    admin_only: bool = False,
+) -> LambdaResult:
+    """Run one API Gateway event through the checks every route shares, then the router.
+
+    Order matters: size and encoding first, then authentication (an anonymous caller learns
+    nothing about validation rules), then Powertools routing and pydantic validation.
+    """
+    try:
+        refused = _precheck(event)
+        if refused is not None:
+            return _refusal(refused, event)
+        if event.get("resource") not in public_resources:
+            key = _authenticate_event(event)
+            if admin_only:
+                keys.require_admin(key)
+            app.append_context(api_key=key)
+    except GatewayError as exc:
+        app.clear_context()
+        return _refusal(exc, event)
+    result: LambdaResult = app.resolve(event, context)
+    return result

@@ -1,0 +1,91 @@
+"""``python -m aigw_local``: the gateway on http://127.0.0.1:3000 with DynamoDB Local behind it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from aigw_local import template as tpl
+from aigw_local.dynamodb_local import DynamoDBLocal, ensure_table
+from aigw_local.runner import DEMO_KEYS_FILE, LOCAL_DIR, TABLE_NAME, local_environment, seed_demo
+from aigw_local.server import Gateway, make_server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m aigw_local", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
+    parser.add_argument(
+        "--dynamodb-port", type=int, default=int(os.environ.get("DYNAMODB_PORT", "0")) or None
+    )
+    parser.add_argument("--in-memory", action="store_true", help="keep no data between runs")
+    parser.add_argument("--data-dir", type=Path, default=LOCAL_DIR / "dynamodb")
+    parser.add_argument("--quiet", action="store_true", help="no per-request log lines")
+    args = parser.parse_args(argv)
+
+    template = tpl.load()
+    db = DynamoDBLocal(port=args.dynamodb_port, data_dir=None if args.in_memory else args.data_dir)
+    print(f"starting DynamoDB Local on {db.endpoint} ...", flush=True)
+    db.start()
+    try:
+        created = ensure_table(db.endpoint, TABLE_NAME, template)
+        os.environ.update(local_environment(template, table_name=TABLE_NAME, endpoint=db.endpoint))
+        demo = seed_demo(None if args.in_memory else DEMO_KEYS_FILE, force=created)
+
+        gateway = Gateway(tpl.routes(template), log=None if args.quiet else _log)
+        gateway.preload()
+        server = make_server(gateway, args.host, args.port)
+        base = f"http://{args.host}:{server.server_address[1]}"
+        _banner(base, demo.admin_key, demo.team_key, gateway)
+
+        stop = threading.Event()
+
+        def _stop(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+        server.serve_forever(poll_interval=0.2)
+        server.server_close()
+    finally:
+        db.stop()
+        print("stopped.", flush=True)
+    return 0
+
+
+def _log(line: str) -> None:
+    print(line, flush=True)
+
+
+def _banner(base: str, admin_key: str, team_key: str, gateway: Gateway) -> None:
+    routes = "\n".join(f"  {r.method:6} {r.path}" for r in gateway.routes)
+    print(
+        f"""
+aigw local runner listening on {base}
+routes (from template.yaml):
+{routes}
+
+demo admin key:  {admin_key}
+demo team key:   {team_key}
+
+try it:
+  curl {base}/v1/chat/completions \\
+    -H "Authorization: Bearer {team_key}" -H "Content-Type: application/json" \\
+    -d '{{"model": "mock/echo", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+
+  export AIGW_ADMIN_KEY={admin_key}
+  aigw teams list
+Ctrl-C stops the gateway and DynamoDB Local.
+""",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Wires the pieces: environment from the template, DynamoDB Local, the table, demo keys."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aigw_local import template as tpl
+
+LOCAL_DIR = tpl.ROOT / ".local"
+DEMO_KEYS_FILE = LOCAL_DIR / "demo-keys.json"
+ENV_FILE = tpl.ROOT / ".env.local"
+TABLE_NAME = "aigw-local"
+DEMO_TEAM = "demo"
+
+
+def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
+    """KEY=VALUE lines of the git-ignored .env.local (provider keys and the like)."""
+    if not path.exists():
+        return {}
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, _, value = line.partition("=")
+        values[name.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
+    return values
+
+
+def _resolve(value: Any, parameters: dict[str, Any], refs: dict[str, str]) -> str | None:
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    if isinstance(value, dict) and "Ref" in value:
+        name = value["Ref"]
+        if name in refs:
+            return refs[name]
+        if name in parameters and "Default" in parameters[name]:
+            return str(parameters[name]["Default"])
+    return None  # other intrinsics mean nothing locally
+
+
+def local_environment(template: dict[str, Any], *, table_name: str, endpoint: str) -> dict[str, str]:
+    """The Lambda environment the template declares, made local.
+
+    Template defaults first, then the developer's shell and .env.local (which win), then what
+    must point at local services. SSM parameter names are dropped unless set explicitly:
+    locally, provider keys come from the environment.
+    """
+    parameters = template.get("Parameters", {})
+    refs = {"GatewayTable": table_name, "Stage": "local"}
+    env: dict[str, str] = {}
+    for spec in tpl.functions(template):
+        for name, raw in spec.environment.items():
+            value = _resolve(raw, parameters, refs)
+            if value is not None and not name.endswith("_PARAMETER"):
+                env[name] = value
+    overrides = {
+        **read_env_file(),
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if k in env or k.startswith(("OPENAI_", "ANTHROPIC_", "GEMINI_", "MISTRAL_", "STRIPE_"))
+        },
+    }
+    env.update(overrides)
+    env.update(
+        {
+            "TABLE_NAME": table_name,
+            "DYNAMODB_ENDPOINT": endpoint,
+            "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+        }
+    )
+    return env
+
+
+@dataclass(frozen=True)
+class DemoKeys:
+    admin_key: str
+    team_id: str
+    team_key: str
+
+
+def seed_demo(path: Path | None = DEMO_KEYS_FILE, *, force: bool = False) -> DemoKeys:
+    """Create (once) an admin key and a demo team with a key; remembered in ``path`` (under
+    .local/, git-ignored) because only hashes are stored in the table. ``None``: remember nothing."""
+    if path is not None and path.exists() and not force:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return DemoKeys(**data)
+    from aigw import keys, teams
+    from aigw.bootstrap import bootstrap_admin
+    from aigw.errors import Conflict
+
+    admin = bootstrap_admin(name="local demo admin")
+    with contextlib.suppress(Conflict):
+        teams.create_team(DEMO_TEAM, "Demo team")
+    member = keys.create_key(DEMO_TEAM, name="local demo key")
+    demo = DemoKeys(admin_key=admin.secret, team_id=DEMO_TEAM, team_key=member.secret)
+    if path is None:
+        return demo
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(demo.__dict__, indent=2), encoding="utf-8")
+    path.chmod(0o600)
+    return demo

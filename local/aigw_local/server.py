@@ -1,0 +1,175 @@
+"""A threaded HTTP server on loopback that routes like API Gateway and invokes handlers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import ModuleType
+from typing import Any
+
+from aigw_local import apigw
+from aigw_local.template import FunctionSpec, Route
+
+# API Gateway's own payload limit; the handlers enforce the (smaller) gateway limit themselves.
+API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def load_handler(spec: FunctionSpec) -> Handler:
+    module_file, _, attr = spec.handler.rpartition(".")
+    path = spec.code_uri / f"{module_file.replace('.', '/')}.py"
+    module_name = f"aigw_fn_{spec.logical_id}"
+    loader_spec = importlib.util.spec_from_file_location(module_name, path)
+    if loader_spec is None or loader_spec.loader is None:
+        raise RuntimeError(f"cannot load handler {spec.handler} from {path}")
+    module: ModuleType = importlib.util.module_from_spec(loader_spec)
+    sys.modules[module_name] = module
+    loader_spec.loader.exec_module(module)
+    handler: Handler = getattr(module, attr)
+    return handler
+
+
+class Gateway:
+    """Routes requests to handlers; one handler module instance per function, like a warm Lambda."""
+
+    def __init__(self, routes: list[Route], log: Callable[[str], None] | None = None) -> None:
+        self.routes = routes
+        self._handlers: dict[str, Handler] = {}
+        self._lock = threading.Lock()
+        self._log = log
+
+    def handler_for(self, spec: FunctionSpec) -> Handler:
+        with self._lock:
+            if spec.logical_id not in self._handlers:
+                self._handlers[spec.logical_id] = load_handler(spec)
+            return self._handlers[spec.logical_id]
+
+    def preload(self) -> None:
+        for route in self.routes:
+            self.handler_for(route.function)
+
+    def dispatch(self, request: apigw.HttpRequest) -> apigw.HttpResponse:
+        started = time.monotonic()
+        response = self._dispatch(request)
+        if self._log:
+            elapsed = (time.monotonic() - started) * 1000
+            self._log(f"{request.method} {request.path} -> {response.status} ({elapsed:.0f} ms)")
+        return response
+
+    def _dispatch(self, request: apigw.HttpRequest) -> apigw.HttpResponse:
+        path_matched = False
+        for route in self.routes:
+            params = route.match(request.method, request.path)
+            if params is None:
+                path_matched = path_matched or route.pattern.fullmatch(request.path) is not None
+                continue
+            event = apigw.build_event(request, route, params)
+            context = apigw.LambdaContext(route.function.logical_id, route.function.timeout)
+            try:
+                result = self.handler_for(route.function)(event, context)
+            except Exception as exc:
+                if self._log:
+                    self._log(f"handler {route.function.logical_id} raised {type(exc).__name__}: {exc}")
+                return apigw.malformed()
+            return apigw.parse_result(result)
+        status = 405 if path_matched else 404
+        detail = "Method not allowed" if path_matched else "No such route"
+        body = {
+            "type": "urn:aigw:problem:not_found",
+            "title": detail,
+            "status": status,
+            "detail": detail,
+            "code": "method_not_allowed" if path_matched else "not_found",
+        }
+        return apigw.HttpResponse(
+            status, [("Content-Type", "application/problem+json")], json.dumps(body).encode()
+        )
+
+
+def make_server(gateway: Gateway, host: str, port: int) -> ThreadingHTTPServer:
+    class RequestHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "aigw-local"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the gateway logs one line per request itself
+
+        def _read_body(self) -> bytes | None:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                chunks: list[bytes] = []
+                total = 0
+                while True:
+                    size = int(self.rfile.readline().strip().split(b";")[0] or b"0", 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return b"".join(chunks)
+                    total += size
+                    if total > API_GATEWAY_MAX_BODY:
+                        return None
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > API_GATEWAY_MAX_BODY:
+                return None
+            return self.rfile.read(length) if length else b""
+
+        def _handle(self) -> None:
+            try:
+                body = self._read_body()
+            except ValueError:
+                self._send(
+                    apigw.HttpResponse(
+                        400, [("Content-Type", "application/json")], b'{"message": "Bad request"}'
+                    )
+                )
+                return
+            if body is None:
+                self.close_connection = True
+                self._send(
+                    apigw.HttpResponse(
+                        413, [("Content-Type", "application/json")], b'{"message": "Request Too Long"}'
+                    )
+                )
+                return
+            path, _, query = self.path.partition("?")
+            request = apigw.HttpRequest(
+                method=self.command,
+                path=_unquote_path(path),
+                query=query,
+                headers=list(self.headers.items()),
+                body=body,
+                client_ip=self.client_address[0],
+                host=self.headers.get("Host", f"{host}:{port}"),
+            )
+            self._send(gateway.dispatch(request))
+
+        def _send(self, response: apigw.HttpResponse) -> None:
+            self.send_response(response.status)
+            names = set()
+            for name, value in response.headers:
+                if name.lower() in ("content-length", "connection", "transfer-encoding"):
+                    continue
+                names.add(name.lower())
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
+
+    server = ThreadingHTTPServer((host, port), RequestHandler)
+    server.daemon_threads = True
+    return server
+
+
+def _unquote_path(path: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(path) or "/"
