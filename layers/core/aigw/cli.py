@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("--json", action="store_true")
     for p in (create_key, list_keys, revoke):
         p.set_defaults(func=cmd_keys)
+
+    # Each area registers its own commands from its own module (aigw/cli_<area>.py).
     return parser
 
 

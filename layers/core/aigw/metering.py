@@ -1,13 +1,26 @@
-"""Usage records: one per call, successful or not, written to the gateway table."""
+"""Metering: every model call is opened, then settled or failed, exactly once.
+
+:func:`open_meter` is where a call is admitted before the provider is contacted; ``settle``
+records what the call really used and cost, ``fail`` records a failed call at no cost. Every
+route that calls a model (``/v1``, prompt APIs) goes through this one path.
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from aigw import clock
+from aigw.catalog import ModelInfo
+from aigw.chat import ChatRequest, Usage
 from aigw.config import settings
+from aigw.errors import GatewayError
+from aigw.keys import ApiKey
+from aigw.pricing import cost_micro_usd
 from aigw.table import Item, gateway_table
 
 _DAY_SECONDS = 86_400
@@ -65,3 +78,56 @@ def record(usage: UsageRecord) -> None:
 def records_for_day(team_id: str, day: str) -> list[UsageRecord]:
     items = gateway_table().query("pk = :p", {":p": usage_pk(team_id, day)}, consistent=True)
     return [UsageRecord.from_item(i) for i in items]
+
+
+UsageSource = Literal["provider", "estimate", "none"]
+
+
+@dataclass
+class Meter:
+    """One call in flight. Not thread-safe; one per request."""
+
+    key: ApiKey
+    model: ModelInfo
+    request_id: str
+    route: str
+    started: float = field(default_factory=time.monotonic)
+    closed: bool = False
+
+    def _record(self, **fields: Any) -> UsageRecord:
+        if self.closed:
+            raise RuntimeError(f"meter for {self.request_id} already closed")
+        self.closed = True
+        usage = UsageRecord(
+            request_id=self.request_id,
+            team_id=self.key.team_id,
+            key_id=self.key.key_id,
+            model=self.model.id,
+            provider=self.model.provider,
+            route=self.route,
+            latency_ms=int((time.monotonic() - self.started) * 1000),
+            created_at_ms=clock.now_ms(),
+            **fields,
+        )
+        record(usage)
+        return usage
+
+    def settle(self, usage: Usage, *, source: UsageSource = "provider", status: int = 200) -> UsageRecord:
+        """The call produced output: record its real tokens and cost."""
+        return self._record(
+            status=status,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            cost_micro_usd=cost_micro_usd(self.model, usage),
+            usage_source=source,
+        )
+
+    def fail(self, error: GatewayError) -> UsageRecord:
+        """The call produced nothing billable: record the failure at no cost."""
+        return self._record(status=error.status, error_code=error.code, usage_source="none")
+
+
+def open_meter(key: ApiKey, model: ModelInfo, request: ChatRequest, *, request_id: str, route: str) -> Meter:
+    """Admit a call before any provider is contacted."""
+    return Meter(key=key, model=model, request_id=request_id, route=route)
