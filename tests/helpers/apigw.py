@@ -54,6 +54,7 @@ def build_event(
     key: str | None = None,
     headers: dict[str, str] | None = None,
     raw_body: bytes | str | None = None,
+    query: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], tpl.Route]:
     for route in _routes():
         params = route.match(method, path)
@@ -72,6 +73,8 @@ def build_event(
         headers=all_headers,
         multiValueHeaders={k: [v] for k, v in all_headers.items()},
         pathParameters=params or None,
+        queryStringParameters=dict(query) if query else None,
+        multiValueQueryStringParameters={k: [v] for k, v in query.items()} if query else None,
     )
     event["requestContext"].update(resourcePath=route.path, httpMethod=method, path=f"/dev{path}")
     event["requestContext"]["requestId"] = f"req-{id(event):x}"

@@ -278,3 +278,42 @@ def require_model(key: ApiKey, model_id: str) -> None:
         raise PermissionDenied(
             f"This API key may not use model '{model_id}'", code="model_not_allowed", param="model"
         )
+
+
+# ---- self-service: a team's keys managed with one of its own keys (the portal's keys page) ----
+
+
+def create_team_key(
+    caller: ApiKey, *, name: str = "", allowed_models: list[str] | None = None, expires_at: int | None = None
+) -> IssuedKey:
+    """A member key for the caller's own team, never wider than the caller's own key.
+
+    Roles are not self-service: admin keys are minted through ``/admin`` only. A caller with a
+    model allow-list can hand out only patterns from that list (the default is the whole list).
+    """
+    if caller.allowed_models is not None:
+        if allowed_models is None:
+            allowed_models = list(caller.allowed_models)
+        wider = [m for m in allowed_models if m not in caller.allowed_models]
+        if wider:
+            raise PermissionDenied(
+                f"A key may not grant models its creator cannot use: {', '.join(wider)}",
+                code="models_exceed_caller",
+                param="allowed_models",
+            )
+    if caller.expires_at is not None and (expires_at is None or expires_at > caller.expires_at):
+        # A key must not outlive the key that created it.
+        expires_at = caller.expires_at
+    return create_key(
+        caller.team_id, name=name, role="member", allowed_models=allowed_models, expires_at=expires_at
+    )
+
+
+def revoke_team_key(caller: ApiKey, key_id: str) -> ApiKey:
+    """Revoke a key of the caller's own team; admin keys are revoked through ``/admin`` only."""
+    target = next((k for k in list_keys(caller.team_id) if k.key_id == key_id), None)
+    if target is None:
+        raise NotFound(f"key '{key_id}' does not exist in your team", code="key_not_found")
+    if target.is_admin and not caller.is_admin:
+        raise PermissionDenied("Admin keys can only be revoked by an admin", code="admin_required")
+    return revoke_key(caller.team_id, key_id)

@@ -21,7 +21,8 @@ from aigw.config import settings
 from aigw.errors import GatewayError
 from aigw.keys import ApiKey
 from aigw.pricing import cost_micro_usd
-from aigw.table import Item, gateway_table
+from aigw.reports import aggregate_updates
+from aigw.table import ConditionFailed, Item, gateway_table, serialize
 
 _DAY_SECONDS = 86_400
 
@@ -71,8 +72,13 @@ def usage_item(record: UsageRecord) -> dict[str, Any]:
 
 
 def record(usage: UsageRecord) -> None:
-    # Keyed by request id, so a retried write of the same call cannot count twice.
-    gateway_table().put(usage_item(usage), condition="attribute_not_exists(pk)")
+    # Keyed by request id, so a retried write of the same call cannot count twice; the report
+    # aggregates ride in the same transaction, so they move only when the record is written.
+    put = {"Put": {"Item": serialize(usage_item(usage)), "ConditionExpression": "attribute_not_exists(pk)"}}
+    try:
+        gateway_table().transact([put, *aggregate_updates(usage)])
+    except ConditionFailed:
+        return  # already recorded by an earlier attempt of this very write
 
 
 def records_for_day(team_id: str, day: str) -> list[UsageRecord]:
