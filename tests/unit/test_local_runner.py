@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
 
 from aigw_local import apigw, runner
 from aigw_local import template as tpl
+from aigw_local.server import Gateway
 
 
 def test_every_api_event_of_the_template_becomes_a_route() -> None:
@@ -84,3 +90,32 @@ def test_local_environment_points_at_local_services(monkeypatch: object) -> None
     assert env["DYNAMODB_ENDPOINT"] == "http://127.0.0.1:1"
     assert env["KEY_CACHE_SECONDS"] == "5"
     assert "OPENAI_API_KEY_PARAMETER" not in env  # locally, keys come from the environment
+
+
+def test_concurrent_requests_get_their_own_handler_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Handlers keep per-request state (the Powertools resolver's current event): like Lambda,
+    # one instance serves one request at a time, and concurrent requests get more instances.
+    # Both requests wait for each other inside the handler, so they are surely in flight at once.
+    monkeypatch.setattr(threading, "aigw_probe_barrier", threading.Barrier(2, timeout=10), raising=False)
+    (tmp_path / "app.py").write_text(
+        "import threading\n"
+        "INSTANCE = object()\n"
+        "def handler(event, context):\n"
+        "    threading.aigw_probe_barrier.wait() if 'wait' in event['path'] else None\n"
+        "    return {'statusCode': 200, 'body': str(id(INSTANCE))}\n"
+    )
+    spec = tpl.FunctionSpec("ConcurrencyProbe", tmp_path, "app.handler")
+    pattern, names = tpl._route_pattern("/{proxy+}")
+    gateway = Gateway([tpl.Route("GET", "/{proxy+}", spec, pattern, names)])
+    request = apigw.HttpRequest("GET", "/wait", "", [], b"", "127.0.0.1", "h")
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(gateway.dispatch, [request, request])
+    assert (first.status, second.status) == (200, 200)
+    assert first.body != second.body, "two requests in flight ran in one handler instance"
+    # Afterwards the instances are reused, not reloaded per request.
+    again = {
+        gateway.dispatch(apigw.HttpRequest("GET", "/x", "", [], b"", "127.0.0.1", "h")).body for _ in range(4)
+    }
+    assert again <= {first.body, second.body}

@@ -18,14 +18,17 @@
     return node;
   }
 
-  // A round upper bound for the axis: 1, 2, 2.5 or 5 times a power of ten.
-  function niceMax(value) {
-    if (value <= 0) return 1;
-    const power = Math.pow(10, Math.floor(Math.log10(value)));
-    for (const step of [1, 2, 2.5, 5, 10]) {
-      if (step * power >= value) return step * power;
+  // A round upper bound for the axis, four equal steps of 1, 2, 2.5 or 5 times a power of
+  // ten; whole steps for counts, so gridlines never read 1.25 calls.
+  function niceMax(value, integer) {
+    if (value <= 0) return integer ? 4 : 1;
+    const raw = value / 4;
+    const power = Math.pow(10, Math.floor(Math.log10(raw)));
+    for (const step of integer ? [1, 2, 5, 10] : [1, 2, 2.5, 5, 10]) {
+      const size = step * power;
+      if (size >= raw && (!integer || Number.isInteger(size))) return size * 4;
     }
-    return 10 * power;
+    return Math.max(4, Math.ceil(raw) * 4);
   }
 
   /**
@@ -41,7 +44,7 @@
     const pad = { top: 12, right: 12, bottom: 28, left: 64 };
     const plotW = width - pad.left - pad.right;
     const plotH = height - pad.top - pad.bottom;
-    const max = niceMax(Math.max(0, ...points.map((p) => p.value)));
+    const max = niceMax(Math.max(0, ...points.map((p) => p.value)), options.integer);
     const slot = plotW / Math.max(points.length, 1);
     const barW = Math.max(2, Math.min(40, slot * 0.7));
     const y = (v) => pad.top + plotH - (v / max) * plotH;

@@ -72,6 +72,7 @@ window.aigw.registerPage({
     ];
     const withLabel = (label) => [{ ...columns[0], label }, ...columns.slice(1)];
     const shortDay = (d) => d.slice(5);
+    const plural = (n, word) => number(n) + " " + word + (n === 1 ? "" : "s");
 
     container.append(
       charts.bars({
@@ -91,11 +92,12 @@ window.aigw.registerPage({
         points: byDay.rows.map((r) => ({
           label: r.group,
           value: r.calls,
-          display: number(r.calls) + " calls",
+          display: plural(r.calls, "call"),
           part: r.errors,
-          partDisplay: number(r.errors) + " errors",
+          partDisplay: plural(r.errors, "error"),
         })),
-        axis: (v) => number(Math.round(v)),
+        axis: (v) => number(v),
+        integer: true,
         short: shortDay,
         legend: ["Calls", "Errors"],
         columns: withLabel("Day"),
@@ -105,7 +107,7 @@ window.aigw.registerPage({
         name: "cost-per-model",
         title: "Cost per model",
         summary: byModel.rows.map((r) => `${r.group}: ${usd(r.cost_usd)}`).join("; ") || "No calls in this period.",
-        points: byModel.rows.map((r) => ({ label: r.group, value: r.cost_micro_usd, display: usd(r.cost_usd) + " · " + number(r.calls) + " calls" })),
+        points: byModel.rows.map((r) => ({ label: r.group, value: r.cost_micro_usd, display: usd(r.cost_usd) + " · " + plural(r.calls, "call") })),
         columns: withLabel("Model"),
         rows: byModel.rows,
       })

@@ -1,0 +1,221 @@
+"""The portal in real headless Chromium (Debian's package, driven by Playwright) against the
+local runner: sign in, create and revoke a key, see the usage chart after calls.
+
+Every request the page makes is checked to stay on the runner's origin. With
+``AIGW_UPDATE_SCREENSHOTS=1`` the screenshots are written to docs/screenshots/ for the README.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.conftest import Runner
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ROOT = Path(__file__).resolve().parents[2]
+TEAM = "portal-e2e"
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+if not shutil.which(CHROMIUM):
+    pytest.skip("Chromium is not installed (make setup installs it)", allow_module_level=True)
+
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def team_key(runner: Runner) -> str:
+    admin = httpx.Client(base_url=runner.base_url, headers={"Authorization": f"Bearer {runner.admin_key}"})
+    assert admin.post("/admin/teams", json={"team_id": TEAM, "name": "Portal E2E"}).status_code == 201
+    created = admin.post(f"/admin/teams/{TEAM}/keys", json={"name": "portal owner"})
+    assert created.status_code == 201
+    return str(created.json()["secret"])
+
+
+@pytest.fixture
+def page(browser: Browser, runner: Runner) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
+    foreign: list[str] = []
+    origin = urlsplit(runner.base_url).netloc
+
+    def _only_the_gateway(route: object, request: object) -> None:
+        url = request.url  # type: ignore[attr-defined]
+        parts = urlsplit(url)
+        if parts.scheme in ("http", "https") and parts.netloc != origin:
+            foreign.append(url)
+            route.abort()  # type: ignore[attr-defined]
+        else:
+            route.continue_()  # type: ignore[attr-defined]
+
+    context.route("**/*", _only_the_gateway)
+    errors: list[str] = []
+    tab = context.new_page()
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.on(
+        "response",
+        lambda r: errors.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 500 else None,
+    )
+    yield tab
+    context.close()
+    assert foreign == [], "the portal must load nothing from another host"
+    assert [e for e in errors if "401" not in e] == [], "no script errors"
+
+
+def _shot(page: Page, name: str, tmp_path: Path, *, mask: list[Locator] | None = None) -> None:
+    target = ROOT / "docs/screenshots" if os.environ.get("AIGW_UPDATE_SCREENSHOTS") else tmp_path
+    target.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target / f"{name}.png"), full_page=True, mask=mask or [])
+
+
+def _sign_in(page: Page, runner: Runner, key: str) -> None:
+    page.goto(runner.base_url + "/portal")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("section.page[data-ready=true]")).to_be_visible()
+
+
+def test_sign_in_keeps_the_key_in_session_storage_only(
+    page: Page, runner: Runner, team_key: str, tmp_path: Path
+) -> None:
+    page.goto(runner.base_url + "/portal")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    _shot(page, "sign-in", tmp_path)
+    page.get_by_label("API key").fill("sk-aigw-not-a-real-key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#signin-error")).to_have_text("Invalid API key")
+
+    page.get_by_label("API key").fill(team_key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    expect(page.locator(".facts")).to_contain_text("Portal E2E")
+    assert page.evaluate("sessionStorage.getItem('aigw.apiKey')") == team_key
+    assert page.evaluate("document.cookie") == ""
+    assert team_key not in page.url
+    # Every form control has an accessible name.
+    unnamed = page.evaluate(
+        """[...document.querySelectorAll('input, select, button')]
+             .filter(e => !e.closest('[hidden]'))
+             .filter(e => !(e.labels && e.labels.length))
+             .filter(e => !e.getAttribute('aria-label') && !e.textContent.trim())
+             .map(e => e.outerHTML)"""
+    )
+    assert unnamed == []
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('aigw.apiKey')") is None
+
+
+def test_create_a_key_see_it_once_then_revoke_it(
+    page: Page, runner: Runner, team_key: str, tmp_path: Path
+) -> None:
+    _sign_in(page, runner, team_key)
+    page.get_by_role("link", name="API keys").click()
+    expect(page.get_by_role("heading", name="API keys")).to_be_visible()
+    page.get_by_label("Name").fill("browser-made")
+    page.get_by_label("Expires").select_option("30")
+    page.get_by_role("button", name="Create key").click()
+    secret_box = page.get_by_label("New API key")
+    expect(secret_box).to_be_visible()
+    secret = secret_box.input_value()
+    assert secret.startswith("sk-aigw-")
+    row = page.locator("#key-list tr", has_text="browser-made")
+    expect(row).to_contain_text("active")
+    _shot(page, "keys", tmp_path, mask=[secret_box])
+
+    client = openai.OpenAI(api_key=secret, base_url=runner.base_url + "/v1", max_retries=0)
+    hello = [{"role": "user", "content": "made in the portal"}]
+    assert client.chat.completions.create(model="mock/echo", messages=hello).choices  # type: ignore[arg-type]
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Revoke key browser-made").click()
+    expect(row).to_contain_text("revoked")
+    # Gone from the page after a reload too: the secret is never shown again.
+    page.reload()
+    expect(page.locator("section.page[data-ready=true]")).to_be_visible()
+    assert secret not in page.content()
+    with pytest.raises(openai.AuthenticationError) as refused:
+        client.chat.completions.create(model="mock/echo", messages=hello)  # type: ignore[arg-type]
+    assert refused.value.code == "revoked_api_key"
+
+
+def test_usage_chart_and_csv_after_calls(page: Page, runner: Runner, team_key: str, tmp_path: Path) -> None:
+    client = openai.OpenAI(api_key=team_key, base_url=runner.base_url + "/v1", max_retries=0)
+    for text in ("first call", "second call, a little longer", "third"):
+        client.chat.completions.create(model="mock/echo", messages=[{"role": "user", "content": text}])
+    client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    report = httpx.get(
+        runner.base_url + "/reports/usage",
+        params={"group_by": "day"},
+        headers={"Authorization": f"Bearer {team_key}"},
+    ).json()
+    calls = report["totals"]["calls"]
+    assert calls >= 4
+
+    _sign_in(page, runner, team_key)
+    page.get_by_role("link", name="Usage and cost").click()
+    expect(page.locator("section.page[data-page=usage][data-ready=true]")).to_be_visible()
+    expect(page.locator("[data-total=calls]")).to_have_text(str(calls))
+    cost_chart = page.locator("figure[data-chart=cost-per-day]")
+    bars = cost_chart.locator("svg rect.series-a")
+    expect(bars).to_have_count(30)
+    heights = [float(bars.nth(i).get_attribute("height") or 0) for i in range(30)]
+    assert heights[-1] > 0, "today's bar shows today's cost"
+    assert all(h == 0 for h in heights[:-1])
+    model_chart = page.locator("figure[data-chart=cost-per-model]")
+    by_model = httpx.get(
+        runner.base_url + "/reports/usage",
+        params={"group_by": "model"},
+        headers={"Authorization": f"Bearer {team_key}"},
+    ).json()["rows"]
+    assert {r["group"] for r in by_model} == {"mock/echo", "openai/gpt-4o-mini"}
+    expect(model_chart.locator("svg text.ylabel")).to_have_text([r["group"] for r in by_model])
+    _shot(page, "usage", tmp_path)
+    # The table alternative carries the same numbers as the API.
+    cost_chart.get_by_text("Show as table").click()
+    today = report["rows"][-1]
+    expect(cost_chart.locator("tbody tr").last).to_contain_text(today["group"])
+    expect(cost_chart.locator("tbody tr").last).to_contain_text(str(today["calls"]))
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="CSV by model").click()
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert sum(int(r["calls"]) for r in rows) == calls
+    assert {r["model"] for r in rows} == {"mock/echo", "openai/gpt-4o-mini"}
+
+    page.get_by_role("link", name="Models").click()
+    expect(page.get_by_role("rowheader", name="mock/echo")).to_be_visible()
+    _shot(page, "models", tmp_path)
+
+    page.get_by_role("link", name="Overview").click()
+    expect(page.locator("[data-testid=month-totals]")).to_contain_text(str(calls))
+    _shot(page, "overview", tmp_path)
