@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: setup dev test lint typecheck template unit integration e2e bench clean
+.PHONY: setup dev test lint typecheck template unit integration e2e bench screenshots clean
 
 setup:
 	@bash scripts/setup.sh
@@ -34,6 +34,9 @@ integration: setup
 
 e2e: setup
 	pytest tests/e2e
+
+screenshots: setup
+	AIGW_UPDATE_SCREENSHOTS=1 pytest tests/e2e/test_portal_browser.py
 
 bench: setup
 	python bench/run.py

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -219,3 +220,38 @@ def test_usage_chart_and_csv_after_calls(page: Page, runner: Runner, team_key: s
     page.get_by_role("link", name="Overview").click()
     expect(page.locator("[data-testid=month-totals]")).to_contain_text(str(calls))
     _shot(page, "overview", tmp_path)
+
+
+def test_admin_switches_team_and_sees_its_keys(page: Page, runner: Runner, team_key: str) -> None:
+    _sign_in(page, runner, runner.admin_key)
+    expect(page.locator(".who .badge")).to_have_text("admin")
+    page.get_by_label("Team").select_option(TEAM)
+    page.get_by_role("link", name="API keys").click()
+    expect(page.locator("#key-list caption")).to_have_text(f"Keys of team {TEAM}")
+    expect(page.locator("#key-list tr", has_text="portal owner")).to_contain_text("active")
+
+
+def test_a_402_answer_shows_why_and_the_button_that_fixes_it(
+    page: Page, runner: Runner, team_key: str
+) -> None:
+    # The portal's side of the 402 contract (docs/portal.md): billing is another area, so the
+    # gateway's answer is played back here; any route answering 402 must raise the banner.
+    problem = {
+        "type": "urn:aigw:problem:payment_required",
+        "title": "Payment required",
+        "status": 402,
+        "detail": "The team's last invoice is unpaid",
+        "code": "invoice_unpaid",
+        "fix_url": "https://checkout.stripe.com/c/pay/cs_test_123",
+    }
+    page.route(
+        "**/reports/usage?*",
+        lambda route: route.fulfill(
+            status=402, content_type="application/problem+json", body=json.dumps(problem)
+        ),
+    )
+    _sign_in(page, runner, team_key)
+    banner = page.get_by_role("alert").filter(has_text="Payment required")
+    expect(banner).to_contain_text("The team's last invoice is unpaid (invoice_unpaid)")
+    fix = banner.get_by_role("link", name="Fix payment")
+    expect(fix).to_have_attribute("href", problem["fix_url"])
