@@ -192,3 +192,23 @@ def test_bad_parameters_are_400_naming_the_field(acme: str, query: dict[str, str
     reply = call("GET", "/reports/usage", key=acme, query=query)
     assert reply.status == 400, reply.body
     assert reply.json()["param"] == param
+
+
+def test_whole_months_and_ragged_ends_add_up_to_the_days(acme: str, fixed_today: None) -> None:
+    for n, day in enumerate(
+        ["2025-12-31", "2026-01-01", "2026-01-31", "2026-02-14", "2026-03-05", "2026-03-06"], 1
+    ):
+        _record("acme", day, n=n, model=f"m/{n % 2}")
+    # Jan 1-31 and Feb are whole months (month items); Dec 31 and Mar 1-5 are ragged (day items).
+    window = {"from": "2025-12-31", "to": "2026-03-05"}
+    by_model = {r["group"]: r["prompt_tokens"] for r in _report(acme, group_by="model", **window)["rows"]}  # type: ignore[union-attr]
+    assert by_model == {"m/1": 100 + 300 + 500, "m/0": 200 + 400}
+    by_day = _report(acme, group_by="day", **window)["totals"]
+    assert by_day["prompt_tokens"] == 1500  # type: ignore[index]
+    months = _report(acme, group_by="month", **window)["rows"]
+    assert [(r["group"], r["calls"]) for r in months] == [  # type: ignore[union-attr]
+        ("2025-12", 1),
+        ("2026-01", 2),
+        ("2026-02", 1),
+        ("2026-03", 1),
+    ]

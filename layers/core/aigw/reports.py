@@ -254,11 +254,32 @@ def _query(team_id: str, low: str, high: str) -> list[Item]:
     )
 
 
-def _team_totals(team_id: str, period: Period) -> Totals:
-    total = Totals()
-    for item in _query(team_id, f"D#all#{period.start.isoformat()}", f"D#all#{period.end.isoformat()}"):
-        total = total.plus(Totals.from_item(item))
-    return total
+def _segments(period: Period) -> list[tuple[Literal["D", "M"], str, str]]:
+    """The range as at most three sort-key ranges: whole months read from month items, the
+    ragged ends from day items. A year by model is ~12 items per model, not ~365."""
+    segments: list[tuple[Literal["D", "M"], str, str]] = []
+    for month in period.months():
+        first = max(period.start, date.fromisoformat(month + "-01"))
+        last = min(period.end, _month_end(month))
+        if first.day == 1 and last == _month_end(month):
+            if segments and segments[-1][0] == "M":
+                segments[-1] = ("M", segments[-1][1], month)
+            else:
+                segments.append(("M", month, month))
+        elif segments and segments[-1][0] == "D":
+            segments[-1] = ("D", segments[-1][1], last.isoformat())
+        else:
+            segments.append(("D", first.isoformat(), last.isoformat()))
+    return segments
+
+
+def _items(team_id: str, dim: Dimension, period: Period, *, days_only: bool = False) -> list[Item]:
+    if days_only:
+        return _query(team_id, f"D#{dim}#{period.start.isoformat()}", f"D#{dim}#{period.end.isoformat()}")
+    items: list[Item] = []
+    for kind, low, high in _segments(period):
+        items.extend(_query(team_id, f"{kind}#{dim}#{low}", f"{kind}#{dim}#{high}"))
+    return items
 
 
 def usage_report(team_id: str | None, group_by: GroupBy, period: Period) -> UsageReport:
@@ -269,29 +290,23 @@ def usage_report(team_id: str | None, group_by: GroupBy, period: Period) -> Usag
         from aigw import teams
 
         for team in teams.list_teams():
-            sums.add(team.team_id, _team_totals(team.team_id, period))
+            sums.by_group[team.team_id] = Totals()
+            for item in _items(team.team_id, "all", period):
+                sums.add(team.team_id, Totals.from_item(item))
     elif team_id is None:
         raise InvalidRequest("a team is needed for this report", param="team")
     elif group_by == "day":
         for day in period.days():
             sums.by_group[day] = Totals()
-        for item in _query(team_id, f"D#all#{start}", f"D#all#{end}"):
+        for item in _items(team_id, "all", period, days_only=True):
             sums.add(str(item["bucket"]), Totals.from_item(item))
     elif group_by == "month":
-        months = period.months()
-        for month in months:
+        for month in period.months():
             sums.by_group[month] = Totals()
-        # Months cut by the range are summed from their days, so a report equals its days.
-        for month in months:
-            first, last = max(start, month + "-01"), min(end, _month_end(month).isoformat())
-            if first == month + "-01" and last == _month_end(month).isoformat():
-                for item in _query(team_id, f"M#all#{month}", f"M#all#{month}"):
-                    sums.add(month, Totals.from_item(item))
-            else:
-                for item in _query(team_id, f"D#all#{first}", f"D#all#{last}"):
-                    sums.add(month, Totals.from_item(item))
+        for item in _items(team_id, "all", period):
+            sums.add(str(item["bucket"])[:7], Totals.from_item(item))
     else:
-        for item in _query(team_id, f"D#{group_by}#{start}", f"D#{group_by}#{end}"):
+        for item in _items(team_id, group_by, period):
             sums.add(str(item["dim_value"]), Totals.from_item(item))
     rows = [ReportRow.of(group, totals) for group, totals in sums.by_group.items()]
     if group_by in ("day", "month"):
