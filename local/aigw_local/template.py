@@ -79,7 +79,8 @@ def _route_pattern(path: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
             regex += f"(?P<{name}>.+)" if greedy else f"(?P<{name}>[^/]+)"
         else:
             regex += re.escape(part)
-    return re.compile(regex), tuple(names)
+    # API Gateway serves /portal/ as /portal: one trailing slash is not part of the resource.
+    return re.compile(regex + "/?"), tuple(names)
 
 
 def functions(template: dict[str, Any]) -> list[FunctionSpec]:

@@ -32,6 +32,16 @@ def test_path_parameters_match_like_api_gateway() -> None:
     assert route.match("DELETE", "/admin/teams/acme/keys/key_1") == {"team_id": "acme", "key_id": "key_1"}
     assert route.match("GET", "/admin/teams/acme/keys/key_1") is None
     assert route.match("DELETE", "/admin/teams/acme/keys") is None
+    assert route.match("DELETE", "/admin/teams/acme/keys/key_1/") == {"team_id": "acme", "key_id": "key_1"}
+
+
+def test_greedy_proxy_paths_match_several_segments() -> None:
+    route = next(r for r in tpl.routes(tpl.load()) if r.path == "/portal/{proxy+}")
+    assert route.match("GET", "/portal/app.js") == {"proxy": "app.js"}
+    assert route.match("GET", "/portal/a/b.js") == {"proxy": "a/b.js"}
+    assert route.match("GET", "/portal/") is None
+    index = next(r for r in tpl.routes(tpl.load()) if r.path == "/portal")
+    assert index.match("GET", "/portal/") == {}
 
 
 def test_table_definition_comes_from_the_template() -> None:
