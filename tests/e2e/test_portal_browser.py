@@ -94,7 +94,7 @@ def page(browser: Browser, runner: Runner) -> Iterator[Page]:
 def _shot(page: Page, name: str, tmp_path: Path, *, mask: list[Locator] | None = None) -> None:
     target = ROOT / "docs/screenshots" if os.environ.get("AIGW_UPDATE_SCREENSHOTS") else tmp_path
     target.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(target / f"{name}.png"), full_page=True, mask=mask or [])
+    page.screenshot(path=str(target / f"{name}.png"), full_page=True, mask=mask or [], mask_color="#d1d5db")
 
 
 def _sign_in(page: Page, runner: Runner, key: str) -> None:

@@ -5,7 +5,7 @@
 (function () {
   const { el, api, session, pages, on, fixLink } = window.aigw;
   const $ = (id) => document.getElementById(id);
-  const ctx = { me: null, team: null, isAdmin: false, teams: [] };
+  const ctx = { me: null, team: null, isAdmin: false, teams: [], pageId: null };
   window.aigw.ctx = ctx;
 
   function currentPageId() {
@@ -72,7 +72,7 @@
 
   function renderNav() {
     const nav = $("nav");
-    const id = currentPageId();
+    const id = currentPageId() || ctx.pageId;
     nav.replaceChildren(
       el(
         "ul",
@@ -88,8 +88,10 @@
   async function route() {
     if (!ctx.me) return;
     const available = visiblePages();
-    const page = available.find((p) => p.id === currentPageId()) || available[0];
+    const wanted = currentPageId() || ctx.pageId;
+    const page = available.find((p) => p.id === wanted) || available[0];
     if (!page) return;
+    ctx.pageId = page.id;
     if (currentPageId() !== page.id) history.replaceState(null, "", "#/" + page.id);
     renderNav();
     hideBanner();
