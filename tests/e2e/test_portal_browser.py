@@ -215,10 +215,15 @@ def test_usage_chart_and_csv_after_calls(page: Page, runner: Runner, team_key: s
 
     page.get_by_role("link", name="Models").click()
     expect(page.get_by_role("rowheader", name="mock/echo")).to_be_visible()
+    page.get_by_label("Model", exact=True).select_option("mock/echo")
+    page.get_by_label("Message").fill("from the try-it form")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#try-answer .reply")).to_have_text("Echo: from the try-it form")
     _shot(page, "models", tmp_path)
+    calls += 1  # the try-it call is metered like any other
 
     page.get_by_role("link", name="Overview").click()
-    expect(page.locator("[data-testid=month-totals]")).to_contain_text(str(calls))
+    expect(page.locator("[data-testid=month-totals] [data-total=calls]")).to_have_text(str(calls))
     _shot(page, "overview", tmp_path)
 
 

@@ -24,10 +24,11 @@ window.aigw.registerPage({
         { caption: "Models this key may use", rowHeaders: true, empty: "This key may not use any model." }
       )
     );
+    if (models.length) container.append(tryIt(models));
     const origin = window.location.origin + document.querySelector('meta[name="aigw-api-base"]').content;
     const example = models.length ? models[0].id : "mock/echo";
     container.append(
-      el("h2", {}, "Try it"),
+      el("h2", {}, "From code"),
       el(
         "pre",
         { class: "code", tabindex: "0", "aria-label": "Example request" },
@@ -36,3 +37,42 @@ window.aigw.registerPage({
     );
   },
 });
+
+// A one-message chat through /v1/chat/completions with the signed-in key; metered like any call.
+function tryIt(models) {
+  const { el, api } = window.aigw;
+  const answer = el("div", { id: "try-answer", "aria-live": "polite" });
+  const form = el(
+    "form",
+    { id: "try-it", class: "card" },
+    el("h2", {}, "Try it"),
+    el("label", { for: "try-model" }, "Model"),
+    el("select", { id: "try-model", name: "model" }, models.map((m) => el("option", { value: m.id }, m.id))),
+    el("label", { for: "try-message" }, "Message"),
+    el("textarea", { id: "try-message", name: "message", rows: 3, required: true, maxlength: 4000 }),
+    el("button", { type: "submit" }, "Send"),
+    answer
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    answer.replaceChildren(el("p", { class: "help" }, "Waiting for the model…"));
+    try {
+      const completion = await api("/v1/chat/completions", {
+        method: "POST",
+        body: { model: form.elements.model.value, messages: [{ role: "user", content: form.elements.message.value }] },
+      });
+      const usage = completion.usage || {};
+      answer.replaceChildren(
+        el("blockquote", { class: "reply" }, completion.choices[0].message.content || ""),
+        el("p", { class: "help" }, `${usage.prompt_tokens || 0} input and ${usage.completion_tokens || 0} output tokens`)
+      );
+    } catch (error) {
+      answer.replaceChildren(window.aigw.errorBox(error));
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return form;
+}

@@ -29,10 +29,10 @@ window.aigw.registerPage({
       el(
         "ul",
         { class: "tiles", "data-testid": "month-totals" },
-        el("li", {}, el("span", { class: "tile-label" }, "Spend"), el("span", { class: "tile-value" }, usd(t.cost_usd))),
-        el("li", {}, el("span", { class: "tile-label" }, "Calls"), el("span", { class: "tile-value" }, number(t.calls))),
-        el("li", {}, el("span", { class: "tile-label" }, "Tokens"), el("span", { class: "tile-value" }, number(t.total_tokens))),
-        el("li", {}, el("span", { class: "tile-label" }, "Errors"), el("span", { class: "tile-value" }, number(t.errors)))
+        el("li", {}, el("span", { class: "tile-label" }, "Spend"), el("span", { class: "tile-value", "data-total": "cost" }, usd(t.cost_usd))),
+        el("li", {}, el("span", { class: "tile-label" }, "Calls"), el("span", { class: "tile-value", "data-total": "calls" }, number(t.calls))),
+        el("li", {}, el("span", { class: "tile-label" }, "Tokens"), el("span", { class: "tile-value", "data-total": "tokens" }, number(t.total_tokens))),
+        el("li", {}, el("span", { class: "tile-label" }, "Errors"), el("span", { class: "tile-value", "data-total": "errors" }, number(t.errors)))
       )
     );
     for (const widget of widgets.filter((w) => w.visible(ctx))) {
