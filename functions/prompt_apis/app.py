@@ -141,7 +141,11 @@ def create_api(body: CreateApi) -> Response[str]:
 def show_api(slug: str) -> Response[str]:
     key = web.current_key(app)
     api, rel = access.require_visible(key, slug)
-    return web.json_response({**_api_view(api), "access": rel, "manage": access.manages(key, api)})
+    view = _api_view(api)
+    manages = access.manages(key, api)
+    if not manages:
+        view.pop("shared_with", None)  # which other teams use it is the owner's business
+    return web.json_response({**view, "access": rel, "manage": manages})
 
 
 @app.post("/apis/<slug>")

@@ -281,3 +281,22 @@ def test_usage_report_for_the_owner(actors: Actors) -> None:
     # The report is the owner's: a team that merely calls the API cannot read it.
     assert call("GET", "/apis/summarize/usage", key=actors.other).status == 403
     assert call("GET", "/apis/summarize/usage?days=0", key=actors.owner).status == 400
+
+
+def test_real_shaped_api_gateway_event_reaches_the_api(actors: Actors) -> None:
+    from tests.helpers.apigw import build_event, invoke_event, sample_event
+
+    published(actors.owner)
+    event = sample_event("apigw/prompt-api-call.json")
+    event["headers"]["Authorization"] = event["multiValueHeaders"]["Authorization"][0] = (
+        f"Bearer {actors.owner}"
+    )
+    _, route = build_event("POST", "/apis/summarize")
+    reply = invoke_event(event, route)
+    assert reply.status == 200, reply.body
+    assert (
+        reply.json()["output"]
+        == "Echo: Summarise (short): The quarterly report shows revenue up 12% on the year."
+    )
+    (record,) = _today("acme")
+    assert record.request_id == event["requestContext"]["requestId"]

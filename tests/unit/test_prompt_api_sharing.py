@@ -188,3 +188,11 @@ def test_show_api_reports_the_callers_relation(actors: Actors) -> None:
     theirs = call("GET", "/apis/summarize", key=actors.other).json()
     assert (mine["access"], mine["manage"]) == ("owner", True)
     assert (theirs["access"], theirs["manage"]) == ("none", False)
+
+
+def test_callers_do_not_learn_which_other_teams_share_an_api(actors: Actors) -> None:
+    published(actors.owner)
+    body = {"visibility": "shared", "shared_with": ["beta", "gamma"]}
+    call("PUT", "/apis/summarize/sharing", body=body, key=actors.owner)
+    assert "shared_with" not in call("GET", "/apis/summarize", key=actors.other).json()
+    assert call("GET", "/apis/summarize", key=actors.owner).json()["shared_with"] == ["beta", "gamma"]

@@ -12,12 +12,18 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from aigw.cli import AdminClient, CliError, _expiry, _print, _table
 
 
 def _client(args: argparse.Namespace) -> AdminClient:
-    return AdminClient(args.url, args.key or args.admin_key)
+    key = args.key or args.admin_key
+    if not key:
+        raise CliError(
+            "no API key: pass --key or set AIGW_API_KEY (a key of the owner team) or AIGW_ADMIN_KEY"
+        )
+    return AdminClient(args.url, key)
 
 
 def _json_arg(value: str, what: str) -> Any:
@@ -114,8 +120,7 @@ def cmd_share(args: argparse.Namespace) -> None:
 
 
 def cmd_catalog(args: argparse.Namespace) -> None:
-    params = {k: v for k, v in (("q", args.q), ("tag", args.tag)) if v}
-    query = "&".join(f"{k}={v}" for k, v in params.items())
+    query = urlencode({k: v for k, v in (("q", args.q), ("tag", args.tag)) if v})
     rows = _client(args).call("GET", "/catalog" + (f"?{query}" if query else ""))["data"]
     _print(rows, args.json, _table(rows, ["slug", "title", "owner_team", "state", "version", "access"]))
 
