@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aigw_local import template as tpl
 from aigw_local.apigw import LambdaContext
@@ -54,8 +55,8 @@ def build_event(
     key: str | None = None,
     headers: dict[str, str] | None = None,
     raw_body: bytes | str | None = None,
-    query: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], tpl.Route]:
+    path, _, query = path.partition("?")
     for route in _routes():
         params = route.match(method, path)
         if params is not None:
@@ -73,9 +74,11 @@ def build_event(
         headers=all_headers,
         multiValueHeaders={k: [v] for k, v in all_headers.items()},
         pathParameters=params or None,
-        queryStringParameters=dict(query) if query else None,
-        multiValueQueryStringParameters={k: [v] for k, v in query.items()} if query else None,
     )
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        event["queryStringParameters"] = dict(pairs)
+        event["multiValueQueryStringParameters"] = {k: [v for n, v in pairs if n == k] for k, _ in pairs}
     event["requestContext"].update(resourcePath=route.path, httpMethod=method, path=f"/dev{path}")
     event["requestContext"]["requestId"] = f"req-{id(event):x}"
     if isinstance(raw_body, bytes):

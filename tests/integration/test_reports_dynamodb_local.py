@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aigw import clock, keys, metering, reports, teams
 from aigw.metering import UsageRecord
 from tests.helpers.apigw import call
+from tests.helpers.reports import usage_path
 
 CHAT = {"model": "mock/echo", "messages": [{"role": "user", "content": "ping"}]}
 
@@ -55,7 +56,7 @@ def test_report_route_reads_the_aggregates_written_by_real_calls() -> None:
     secret = keys.create_key("acme").secret
     for _ in range(3):
         assert call("POST", "/v1/chat/completions", key=secret, body=CHAT).status == 200
-    reply = call("GET", "/reports/usage", key=secret, query={"group_by": "model"})
+    reply = call("GET", usage_path({"group_by": "model"}), key=secret)
     assert reply.status == 200
     (row,) = reply.json()["rows"]
     day = clock.iso(clock.now())[:10]

@@ -11,6 +11,7 @@ import pytest
 from aigw import clock, keys, metering, teams
 from aigw.metering import UsageRecord
 from tests.helpers.apigw import call
+from tests.helpers.reports import usage_path
 
 CHAT = "/v1/chat/completions"
 HELLO = {"model": "mock/echo", "messages": [{"role": "user", "content": "Hello there"}]}
@@ -58,7 +59,7 @@ def fixed_today(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _report(key: str, **query: str) -> dict[str, object]:
-    reply = call("GET", "/reports/usage", key=key, query=query)
+    reply = call("GET", usage_path(query), key=key)
     assert reply.status == 200, reply.body
     data: dict[str, object] = reply.json()
     return data
@@ -129,14 +130,16 @@ def test_group_by_day_fills_the_range_and_month_sums_days(acme: str, fixed_today
 def test_group_by_model_key_and_route(acme: str, fixed_today: None) -> None:
     _record("acme", "2026-03-01", n=1, model="mock/echo", key_id="key_a")
     _record("acme", "2026-03-02", n=2, model="openai/gpt-4o", key_id="key_b")
-    _record("acme", "2026-03-03", n=3, model="openai/gpt-4o", key_id="key_a", route="/prompt-apis/summarize")
+    _record("acme", "2026-03-03", n=3, model="openai/gpt-4o", key_id="key_a", route="/apis/summarize")
     window = {"from": "2026-03-01", "to": "2026-03-10"}
     by_model = {r["group"]: r["cost_micro_usd"] for r in _report(acme, group_by="model", **window)["rows"]}  # type: ignore[union-attr]
     assert by_model == {"openai/gpt-4o": 2_007 + 3_007, "mock/echo": 1_007}
     by_key = {r["group"]: r["calls"] for r in _report(acme, group_by="key", **window)["rows"]}  # type: ignore[union-attr]
     assert by_key == {"key_a": 2, "key_b": 1}
     by_route = {r["group"]: r["calls"] for r in _report(acme, group_by="route", **window)["rows"]}  # type: ignore[union-attr]
-    assert by_route == {"/v1/chat/completions": 2, "/prompt-apis/summarize": 1}
+    assert by_route == {"/v1/chat/completions": 2, "/apis/summarize": 1}
+    by_api = {r["group"]: r["calls"] for r in _report(acme, group_by="api", **window)["rows"]}  # type: ignore[union-attr]
+    assert by_api == {"summarize": 1}
     # The range bounds the categories too: only 2026-03-02 counts here.
     narrow = _report(acme, group_by="model", **{"from": "2026-03-02", "to": "2026-03-02"})["rows"]
     assert [(r["group"], r["calls"]) for r in narrow] == [("openai/gpt-4o", 1)]  # type: ignore[union-attr]
@@ -147,9 +150,8 @@ def test_csv_export_has_a_header_and_one_row_per_group(acme: str, fixed_today: N
     _record("acme", "2026-03-01", n=2, model="=cmd|evil")
     reply = call(
         "GET",
-        "/reports/usage",
+        usage_path({"group_by": "model", "from": "2026-03-01", "to": "2026-03-01", "format": "csv"}),
         key=acme,
-        query={"group_by": "model", "from": "2026-03-01", "to": "2026-03-01", "format": "csv"},
     )
     assert reply.status == 200
     assert reply.header(
@@ -166,12 +168,12 @@ def test_team_keys_see_only_their_team_and_admins_any(acme: str, admin: str, fix
     teams.create_team("other")
     _record("other", "2026-03-01", n=5)
     _record("acme", "2026-03-01", n=1)
-    refused = call("GET", "/reports/usage", key=acme, query={"team": "other"})
+    refused = call("GET", usage_path({"team": "other"}), key=acme)
     assert refused.status == 403
     assert refused.json()["code"] == "other_team"
-    assert call("GET", "/reports/usage", key=acme, query={"group_by": "team"}).status == 403
+    assert call("GET", usage_path({"group_by": "team"}), key=acme).status == 403
     assert _report(admin, team="other")["totals"]["prompt_tokens"] == 500  # type: ignore[index]
-    assert call("GET", "/reports/usage", key=admin, query={"team": "nope"}).status == 404
+    assert call("GET", usage_path({"team": "nope"}), key=admin).status == 404
     per_team = {r["group"]: r["calls"] for r in _report(admin, group_by="team")["rows"]}  # type: ignore[union-attr]
     assert per_team == {"acme": 1, "other": 1, "admin": 0}
     assert call("GET", "/reports/usage").status == 401
@@ -189,7 +191,7 @@ def test_team_keys_see_only_their_team_and_admins_any(acme: str, admin: str, fix
     ],
 )
 def test_bad_parameters_are_400_naming_the_field(acme: str, query: dict[str, str], param: str) -> None:
-    reply = call("GET", "/reports/usage", key=acme, query=query)
+    reply = call("GET", usage_path(query), key=acme)
     assert reply.status == 400, reply.body
     assert reply.json()["param"] == param
 

@@ -25,7 +25,7 @@ window.aigw.registerPage({
       },
       [7, 30, 90, 365].map((d) => el("option", { value: d, selected: d === state.days }, `Last ${d} days`))
     );
-    const downloads = ["day", "model", "key", "route"].map((groupBy) =>
+    const downloads = ["day", "model", "key", "api"].map((groupBy) =>
       el(
         "button",
         { type: "button", class: "secondary", "data-csv": groupBy, onclick: () => download(groupBy) },
@@ -47,8 +47,8 @@ window.aigw.registerPage({
       setTimeout(() => URL.revokeObjectURL(url), 1000);
     }
 
-    const [byDay, byModel, byKey, byRoute] = await Promise.all(
-      ["day", "model", "key", "route"].map((g) => api(query(g)))
+    const [byDay, byModel, byKey, byRoute, byApi] = await Promise.all(
+      ["day", "model", "key", "route", "api"].map((g) => api(query(g)))
     );
     const t = byDay.totals;
     container.append(
@@ -124,7 +124,9 @@ window.aigw.registerPage({
     container.append(
       el("h2", {}, "Per key"),
       window.aigw.table(withLabel("Key"), byKey.rows.map((r) => ({ ...r, group: names[r.group] || r.group })), { rowHeaders: true, empty: "No calls in this period." }),
-      el("h2", {}, "Per route and prompt API"),
+      el("h2", {}, "Per prompt API"),
+      window.aigw.table(withLabel("Prompt API"), byApi.rows, { rowHeaders: true, empty: "No prompt API calls in this period." }),
+      el("h2", {}, "Per route"),
       window.aigw.table(withLabel("Route"), byRoute.rows, { rowHeaders: true, empty: "No calls in this period." })
     );
   },

@@ -16,7 +16,7 @@ import httpx
 
 from aigw.cli import CliError, _table
 
-GROUP_BYS = ("day", "month", "model", "key", "route", "team")
+GROUP_BYS = ("day", "month", "model", "key", "route", "api", "team")
 
 
 def _get(args: argparse.Namespace, params: dict[str, str]) -> httpx.Response:

@@ -45,6 +45,7 @@ class UsageRecord(BaseModel):
     latency_ms: int = 0
     usage_source: Literal["provider", "estimate", "none"] = "provider"
     created_at_ms: int
+    api_slug: str | None = None
 
     @classmethod
     def from_item(cls, item: Item) -> UsageRecord:
@@ -60,15 +61,36 @@ def usage_pk(team_id: str, day: str) -> str:
     return f"USAGE#{team_id}#{day}"
 
 
+API_ROUTE_PREFIX = "/apis/"
+
+
+def api_slug_of(route: str) -> str | None:
+    """The prompt API a route belongs to (``/apis/<slug>[/...]``), or None."""
+    if not route.startswith(API_ROUTE_PREFIX):
+        return None
+    return route[len(API_ROUTE_PREFIX) :].split("/", 1)[0] or None
+
+
+def api_usage_pk(slug: str) -> str:
+    return f"APIUSAGE#{slug}"
+
+
 def usage_item(record: UsageRecord) -> dict[str, Any]:
     expires = record.created_at_ms // 1000 + settings().usage_retention_days * _DAY_SECONDS
-    return {
+    sk = f"{record.created_at_ms:014d}#{record.request_id}"
+    item = {
         "pk": usage_pk(record.team_id, _day(record.created_at_ms)),
-        "sk": f"{record.created_at_ms:014d}#{record.request_id}",
+        "sk": sk,
         "type": "usage",
         "ttl": expires,
         **record.model_dump(exclude_none=True),
     }
+    slug = record.api_slug or api_slug_of(record.route)
+    if slug:
+        # Prompt API calls are billed to the caller's team but reported to the API's owner:
+        # gsi1 gathers them per API across every calling team.
+        item.update(api_slug=slug, gsi1pk=api_usage_pk(slug), gsi1sk=sk)
+    return item
 
 
 def record(usage: UsageRecord) -> None:

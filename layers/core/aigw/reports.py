@@ -13,9 +13,10 @@ aggregate              ``AGG#<team_id>``           ``<D|M>#<dim>#<bucket>[#<valu
 =====================  ==========================  ==========================================
 
 ``D`` buckets are UTC days (``2026-11-25``), ``M`` buckets UTC months (``2026-11``); ``dim`` is
-``all`` (the team's total, no value), ``model``, ``key`` or ``route`` (prompt APIs are metered
-under their own route, so they report there). Putting the dimension before the bucket makes
-"this dimension over a date range" one ``Query`` with ``BETWEEN``.
+``all`` (the team's total, no value), ``model``, ``key``, ``route`` or ``api`` (the prompt API
+called, for calls through ``/apis/<slug>`` only; the calling team pays and sees them). Putting
+the dimension before the bucket makes "this dimension over a date range" one ``Query`` with
+``BETWEEN``.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ from aigw.table import Item, gateway_table
 if TYPE_CHECKING:
     from aigw.metering import UsageRecord
 
-GroupBy = Literal["day", "month", "model", "key", "route", "team"]
-GROUP_BYS: tuple[str, ...] = ("day", "month", "model", "key", "route", "team")
-Dimension = Literal["all", "model", "key", "route"]
+GroupBy = Literal["day", "month", "model", "key", "route", "api", "team"]
+GROUP_BYS: tuple[str, ...] = ("day", "month", "model", "key", "route", "api", "team")
+Dimension = Literal["all", "model", "key", "route", "api"]
 
 COUNTERS: tuple[str, ...] = (
     "calls",
@@ -90,6 +91,11 @@ def aggregate_updates(record: UsageRecord) -> list[dict[str, Any]]:
         ("key", record.key_id),
         ("route", record.route),
     ]
+    from aigw.metering import api_slug_of  # metering imports this module
+
+    slug = record.api_slug or api_slug_of(record.route)
+    if slug:
+        dims.append(("api", slug))
     operations: list[dict[str, Any]] = []
     periods: tuple[tuple[Literal["D", "M"], str], ...] = (("D", day), ("M", month))
     for period, bucket in periods:

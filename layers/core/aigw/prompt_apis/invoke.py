@@ -1,0 +1,214 @@
+"""Calling a prompt API: validate the variables, render the prompt, call the model through
+:func:`aigw.invocation.chat_completion` (so admission, quotas, 402 and metering are exactly
+those of ``/v1``, billed to the caller's team), then shape or check the output.
+
+Each model call (a fallback, a retry after a broken JSON answer) is its own metered call
+with its own request id, so every token the caller's team pays for is on a usage record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aigw import invocation
+from aigw.chat import ChatCompletion, ChatMessage, ChatRequest, Usage
+from aigw.errors import InvalidRequest, RateLimited, UpstreamError
+from aigw.keys import ApiKey
+from aigw.prompt_apis import access, design, lifecycle, schemas
+from aigw.prompt_apis.model import Design, Version
+from aigw.prompt_apis.rendering import render_messages
+
+
+@dataclass(frozen=True)
+class Answer:
+    output: Any
+    usage: Usage
+    version: int
+    model: str
+    calls: int
+    headers: dict[str, str] = field(default_factory=dict)
+    messages: tuple[ChatMessage, ...] = ()
+
+    def body(self) -> dict[str, Any]:
+        usage = self.usage.model_dump(exclude_none=True)
+        return {"output": self.output, "usage": {**usage, "calls": self.calls}, "version": self.version}
+
+
+def api_route(slug: str) -> str:
+    return f"/apis/{slug}"
+
+
+def split_body(body: Any) -> tuple[dict[str, Any], bool]:
+    """The variables and the ``stream`` flag from a call's JSON body."""
+    if not isinstance(body, dict):
+        raise InvalidRequest(
+            "The body must be a JSON object of the API's input variables", code="invalid_body"
+        )
+    variables = dict(body)
+    stream = variables.pop("stream", False)
+    if not isinstance(stream, bool):
+        raise InvalidRequest("stream must be true or false", param="stream")
+    return variables, stream
+
+
+def call(key: ApiKey, slug: str, body: Any, *, request_id: str) -> Answer:
+    """``POST /apis/{slug}``: the live version (a draft's latest, for its owner)."""
+    api = access.require_caller(key, slug)
+    lifecycle.require_callable(api)
+    variables, stream = split_body(body)
+    version = design.get_version(slug, api.effective_version)
+    answer = run(key, version, variables, stream=stream, request_id=request_id, route=api_route(slug))
+    headers = lifecycle.deprecation_headers(api)
+    return dataclasses.replace(answer, headers=headers)
+
+
+def dry_run(
+    key: ApiKey, slug: str, variables: Mapping[str, Any], *, version: int | None, request_id: str
+) -> Answer:
+    """The owner tries a version (default: the latest saved) before it goes live. It is a real
+    model call, metered and billed to the owner's team like any other."""
+    api = access.require_manager(key, slug)
+    lifecycle.require_callable(api)
+    chosen = design.get_version(slug, version if version is not None else api.latest_version)
+    return run(key, chosen, dict(variables), request_id=request_id, route=api_route(slug) + "/dry-run")
+
+
+def build_request(spec: Design, messages: list[ChatMessage], model: str, *, stream: bool) -> ChatRequest:
+    params = spec.sampling.model_dump(exclude_none=True)
+    if spec.output.mode == "json" and spec.output.json_schema is not None:
+        params["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": spec.output.json_schema, "strict": False},
+        }
+    return ChatRequest(model=model, messages=messages, stream=stream or None, **params)
+
+
+def run(
+    key: ApiKey,
+    version: Version,
+    variables: dict[str, Any],
+    *,
+    request_id: str,
+    route: str,
+    stream: bool = False,
+) -> Answer:
+    spec = version.design
+    schemas.validate_input(spec.input_schema, variables)
+    if stream:
+        # Streaming plugs in here once the streaming seam lands: same request, same meter.
+        raise InvalidRequest(
+            "Streaming is not available for prompt APIs yet; call without stream",
+            code="stream_unsupported",
+            param="stream",
+        )
+    messages = render_messages(spec.prompt, variables)
+    request = build_request(spec, messages, spec.model, stream=False)
+    attempts = _Attempts(key, spec, request_id=request_id, route=route)
+    completion = attempts.complete(request)
+    output: Any = _text(completion)
+    if spec.output.mode == "json":
+        output = _json_output(attempts, request, completion)
+    return Answer(
+        output=output,
+        usage=attempts.usage,
+        version=version.version,
+        model=attempts.model,
+        calls=attempts.calls,
+        messages=tuple(messages),
+    )
+
+
+def _text(completion: ChatCompletion) -> str:
+    if not completion.choices:
+        return ""
+    return completion.choices[0].message.content or ""
+
+
+class _Attempts:
+    """Model calls for one prompt API call: fallback on upstream faults, usage summed."""
+
+    def __init__(self, key: ApiKey, spec: Design, *, request_id: str, route: str) -> None:
+        self.key = key
+        self.spec = spec
+        self.request_id = request_id
+        self.route = route
+        self.calls = 0
+        self.model = spec.model
+        self.usage = Usage()
+
+    def _one(self, request: ChatRequest) -> ChatCompletion:
+        suffix = "" if self.calls == 0 else f"-{self.calls}"
+        self.calls += 1
+        completion = invocation.chat_completion(
+            self.key, request, request_id=self.request_id + suffix, route=self.route
+        )
+        got = completion.usage
+        self.usage = Usage(
+            prompt_tokens=self.usage.prompt_tokens + got.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens + got.completion_tokens,
+            total_tokens=self.usage.total_tokens + got.total_tokens,
+        )
+        self.model = request.model
+        return completion
+
+    def complete(self, request: ChatRequest) -> ChatCompletion:
+        if request.model == self.spec.model or self.spec.fallback_model is None:
+            try:
+                return self._one(request)
+            except (UpstreamError, RateLimited):
+                # Only the vendor's faults move a call to the fallback: a 402, 403 or 400
+                # concerns the caller and would fail the same way on any model.
+                if self.spec.fallback_model is None:
+                    raise
+            return self._one(request.model_copy(update={"model": self.spec.fallback_model}))
+        return self._one(request)
+
+
+def _json_output(attempts: _Attempts, request: ChatRequest, completion: ChatCompletion) -> Any:
+    schema = attempts.spec.output.json_schema or {}
+    retries = attempts.spec.output.retries
+    conversation = list(request.messages)
+    while True:
+        text = _text(completion)
+        problem: str
+        try:
+            value = json.loads(_strip_fence(text))
+        except json.JSONDecodeError as exc:
+            problem = f"it is not JSON ({exc.msg})"
+        else:
+            found = schemas.first_error(schema, value)
+            if found is None:
+                return value
+            where = f" at '{found[0]}'" if found[0] else ""
+            problem = f"it does not match the output schema{where}: {found[1]}"
+        if retries <= 0:
+            raise UpstreamError(
+                f"The model's answer broke the API's output contract: {problem}",
+                code="output_invalid",
+                extra={"usage": {**attempts.usage.model_dump(exclude_none=True), "calls": attempts.calls}},
+            )
+        retries -= 1
+        conversation += [
+            ChatMessage(role="assistant", content=text),
+            ChatMessage(
+                role="user",
+                content=f"That answer is invalid: {problem}. Reply with only the JSON value, "
+                f"matching this JSON Schema: {json.dumps(schema)}",
+            ),
+        ]
+        completion = attempts.complete(
+            request.model_copy(update={"messages": conversation, "model": attempts.model})
+        )
+
+
+def _strip_fence(text: str) -> str:
+    """Models often wrap JSON in a Markdown code fence despite being told not to."""
+    stripped = text.strip()
+    if stripped.startswith("```") and stripped.endswith("```"):
+        stripped = stripped[3:-3]
+        stripped = stripped.removeprefix("json").strip()
+    return stripped

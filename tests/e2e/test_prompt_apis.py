@@ -1,0 +1,142 @@
+"""A prompt API's whole life through the local runner: designed and published with the
+``aigw apis`` CLI by its owner team, found in the catalog and called over HTTP by another
+team after approval, then deprecated and retired."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import Runner
+from tests.helpers.prompt_apis import design
+
+
+def _aigw(runner: Runner, *args: str, key: str | None = None, ok: bool = True) -> Any:
+    prefix = ["apis", "--key", key] if key else ["apis"]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aigw.cli",
+            "--url",
+            runner.base_url,
+            "--admin-key",
+            runner.admin_key,
+            *prefix,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ.copy(),
+    )
+    if not ok:
+        assert result.returncode == 1, result.stdout
+        return result.stderr
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout) if "--json" in args else result.stdout
+
+
+def _admin(runner: Runner, *args: str) -> Any:
+    result = subprocess.run(
+        [sys.executable, "-m", "aigw.cli", "--url", runner.base_url, "--admin-key", runner.admin_key, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ.copy(),
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _post(runner: Runner, path: str, body: Any, key: str) -> httpx.Response:
+    return httpx.post(
+        runner.base_url + path, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+
+
+def test_design_publish_share_call_deprecate_retire(runner: Runner, tmp_path: Path) -> None:
+    owner = runner.team_key  # the demo team owns the API
+    spec_file = tmp_path / "summarize.json"
+    spec_file.write_text(json.dumps(design(slug="e2e-summarize")), encoding="utf-8")
+
+    # Design, then try the draft before anyone else can see it.
+    created = _aigw(runner, "create", "--spec", f"@{spec_file}", "--json", key=owner)
+    assert (created["state"], created["owner_team"]) == ("draft", "demo")
+    tried = _aigw(runner, "dry-run", "e2e-summarize", "--vars", '{"text": "draft text"}', "--json", key=owner)
+    assert tried["output"] == "Echo: Summarise (): draft text"
+
+    _aigw(runner, "publish", "e2e-summarize", "--reason", "launch", "--json", key=owner)
+    _aigw(runner, "share", "e2e-summarize", "--visibility", "org", "--json", key=owner)
+
+    # Another team finds it, is refused until the owner approves, then calls it.
+    _admin(runner, "teams", "create", "e2e-consumer", "--json")
+    consumer = str(_admin(runner, "keys", "create", "--team", "e2e-consumer", "--json")["secret"])
+    found = _aigw(runner, "catalog", "--q", "summ", "--json", key=consumer)
+    assert [(e["slug"], e["access"]) for e in found] == [("e2e-summarize", "none")]
+    refused = _post(runner, "/apis/e2e-summarize", {"text": "hi"}, consumer)
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["code"] == "access_required"
+    assert _aigw(runner, "request-access", "e2e-summarize", "--json", key=consumer)["status"] == "pending"
+    assert "awaits approval" in _aigw(
+        runner, "call", "e2e-summarize", "--vars", '{"text": "x"}', key=consumer, ok=False
+    )
+    _aigw(runner, "approve", "e2e-summarize", "e2e-consumer", "--json", key=owner)
+
+    answer = _post(runner, "/apis/e2e-summarize", {"text": "hello", "style": "long"}, consumer)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["output"] == "Echo: Summarise (long): hello"
+    assert answer.json()["version"] == 1
+    invalid = _post(runner, "/apis/e2e-summarize", {"style": "long"}, consumer)
+    assert (invalid.status_code, invalid.json()["param"]) == (400, "text")
+    document = httpx.get(
+        runner.base_url + "/apis/e2e-summarize/openapi.json",
+        headers={"Authorization": f"Bearer {consumer}"},
+    ).json()
+    assert "/apis/e2e-summarize" in document["paths"]
+
+    # A successor goes live; the original is deprecated, then retired.
+    _aigw(runner, "create", "--spec", json.dumps(design(slug="e2e-summarize-v2")), "--json", key=owner)
+    _aigw(runner, "publish", "e2e-summarize-v2", "--json", key=owner)
+    _aigw(
+        runner,
+        "deprecate",
+        "e2e-summarize",
+        "--successor",
+        "e2e-summarize-v2",
+        "--sunset",
+        "30d",
+        "--json",
+        key=owner,
+    )
+    warned = _post(runner, "/apis/e2e-summarize", {"text": "still here"}, consumer)
+    assert warned.status_code == 200
+    assert warned.headers["Deprecation"].startswith("@")
+    assert parsedate_to_datetime(warned.headers["Sunset"]).tzinfo is not None
+    assert 'rel="successor-version"' in warned.headers["Link"]
+    listed = _aigw(runner, "catalog", "--json", key=consumer)
+    assert [e["deprecated"] for e in listed if e["slug"] == "e2e-summarize"] == [True]
+
+    illegal = _aigw(runner, "publish", "e2e-summarize-v2", key=owner, ok=False)
+    assert "409" in illegal
+
+    _aigw(runner, "retire", "e2e-summarize", "--json", key=owner)
+    gone = _post(runner, "/apis/e2e-summarize", {"text": "anyone?"}, consumer)
+    assert gone.status_code == 410
+    assert gone.headers["content-type"] == "application/problem+json"
+    assert gone.json()["successor"] == "e2e-summarize-v2"
+
+    history = _aigw(runner, "history", "e2e-summarize", "--json", key=owner)
+    assert [h["action"] for h in history] == ["publish", "deprecate", "retire"]
+    assert {h["by_team"] for h in history} == {"demo"}
+    usage = _aigw(runner, "usage", "e2e-summarize", "--json", key=owner)
+    assert usage["by_team"]["e2e-consumer"]["calls"] == 2
+    assert usage["by_team"]["e2e-consumer"]["cost_micro_usd"] > 0
