@@ -260,3 +260,52 @@ def test_a_402_answer_shows_why_and_the_button_that_fixes_it(
     expect(banner).to_contain_text("The team's last invoice is unpaid (invoice_unpaid)")
     fix = banner.get_by_role("link", name="Fix payment")
     expect(fix).to_have_attribute("href", problem["fix_url"])
+
+
+def test_catalog_owner_runs_the_lifecycle_and_another_team_asks_for_access(
+    page: Page, runner: Runner, team_key: str, tmp_path: Path
+) -> None:
+    design = {
+        "slug": "shout-e2e",
+        "title": "Shout",
+        "description": "Repeats a text, loudly",
+        "model": "mock/echo",
+        "prompt": {"user": "{{text}}!"},
+        "input_schema": {
+            "type": "object",
+            "properties": {"text": {"type": "string", "description": "what to shout"}},
+            "required": ["text"],
+        },
+        "visibility": "org",
+    }
+    owner = httpx.Client(base_url=runner.base_url, headers={"Authorization": f"Bearer {team_key}"})
+    assert owner.post("/apis", json=design).status_code == 201, "the owner designs a draft"
+
+    _sign_in(page, runner, team_key)
+    page.get_by_role("link", name="API catalog").click()
+    card = page.locator("article[data-slug=shout-e2e]")
+    expect(card.locator(".badge")).to_have_text("draft")
+    card.get_by_text("Docs").click()
+    expect(card.get_by_role("rowheader", name="text")).to_be_visible()
+    card.get_by_label("Try shout-e2e: variables (JSON)").fill('{"text": "hello"}')
+    card.get_by_role("button", name="Dry run").click()
+    expect(card.locator("pre.code")).to_contain_text("Echo: hello!")
+    page.once("dialog", lambda dialog: dialog.accept())
+    card.get_by_role("button", name="Publish").click()
+    expect(card.locator(".badge")).to_have_text("published")
+    card.get_by_label("Try shout-e2e: variables (JSON)").fill('{"text": "live"}')
+    card.get_by_role("button", name="Call").click()
+    expect(card.locator("pre.code")).to_contain_text("Echo: live!")
+    _shot(page, "catalog", tmp_path)
+
+    admin = httpx.Client(base_url=runner.base_url, headers={"Authorization": f"Bearer {runner.admin_key}"})
+    assert admin.post("/admin/teams", json={"team_id": "catalog-guest"}).status_code == 201
+    guest = admin.post("/admin/teams/catalog-guest/keys", json={"name": "guest"}).json()["secret"]
+    page.get_by_role("button", name="Sign out").click()
+    _sign_in(page, runner, guest)
+    page.get_by_role("link", name="API catalog").click()
+    card = page.locator("article[data-slug=shout-e2e]")
+    expect(card).to_contain_text("your access: none")
+    card.get_by_role("button", name="Request access").click()
+    expect(card).to_contain_text("your access: pending")
+    assert owner.get("/apis/shout-e2e/access-requests").json()["data"][0]["team_id"] == "catalog-guest"

@@ -1,78 +1,80 @@
 // Models: what this key may call, with prices, and a call to copy.
 "use strict";
 
-window.aigw.registerPage({
-  id: "models",
-  title: "Models",
-  order: 40,
-  async render(container) {
-    const { el, api, table, number } = window.aigw;
-    const models = (await api("/me/models")).data;
-    const price = (value) => "$" + value;
-    container.append(
-      el("p", {}, "Prices are USD per million tokens. Call any of these through the OpenAI-compatible ", el("code", {}, "/v1/chat/completions"), "."),
-      table(
-        [
-          { label: "Model", render: (m) => el("code", {}, m.id) },
-          { label: "Provider", key: "provider" },
-          { label: "Context", numeric: true, render: (m) => number(m.context_window) },
-          { label: "Input", numeric: true, render: (m) => price(m.input_per_mtok) },
-          { label: "Cached input", numeric: true, render: (m) => price(m.cached_input_per_mtok) },
-          { label: "Output", numeric: true, render: (m) => price(m.output_per_mtok) },
-        ],
-        models,
-        { caption: "Models this key may use", rowHeaders: true, empty: "This key may not use any model." }
-      )
-    );
-    if (models.length) container.append(tryIt(models));
-    const origin = window.location.origin + document.querySelector('meta[name="aigw-api-base"]').content;
-    const example = models.length ? models[0].id : "mock/echo";
-    container.append(
-      el("h2", {}, "From code"),
-      el(
-        "pre",
-        { class: "code", tabindex: "0", "aria-label": "Example request" },
-        `curl ${origin}/v1/chat/completions \\\n  -H "Authorization: Bearer $AIGW_KEY" -H "Content-Type: application/json" \\\n  -d '{"model": "${example}", "messages": [{"role": "user", "content": "Hello"}]}'`
-      )
-    );
-  },
-});
-
-// A one-message chat through /v1/chat/completions with the signed-in key; metered like any call.
-function tryIt(models) {
-  const { el, api } = window.aigw;
-  const answer = el("div", { id: "try-answer", "aria-live": "polite" });
-  const form = el(
-    "form",
-    { id: "try-it", class: "card" },
-    el("h2", {}, "Try it"),
-    el("label", { for: "try-model" }, "Model"),
-    el("select", { id: "try-model", name: "model" }, models.map((m) => el("option", { value: m.id }, m.id))),
-    el("label", { for: "try-message" }, "Message"),
-    el("textarea", { id: "try-message", name: "message", rows: 3, required: true, maxlength: 4000 }),
-    el("button", { type: "submit" }, "Send"),
-    answer
-  );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const button = form.querySelector("button[type=submit]");
-    button.disabled = true;
-    answer.replaceChildren(el("p", { class: "help" }, "Waiting for the model…"));
-    try {
-      const completion = await api("/v1/chat/completions", {
-        method: "POST",
-        body: { model: form.elements.model.value, messages: [{ role: "user", content: form.elements.message.value }] },
-      });
-      const usage = completion.usage || {};
-      answer.replaceChildren(
-        el("blockquote", { class: "reply" }, completion.choices[0].message.content || ""),
-        el("p", { class: "help" }, `${usage.prompt_tokens || 0} input and ${usage.completion_tokens || 0} output tokens`)
+(function () {
+  window.aigw.registerPage({
+    id: "models",
+    title: "Models",
+    order: 40,
+    async render(container) {
+      const { el, api, table, number } = window.aigw;
+      const models = (await api("/me/models")).data;
+      const price = (value) => "$" + value;
+      container.append(
+        el("p", {}, "Prices are USD per million tokens. Call any of these through the OpenAI-compatible ", el("code", {}, "/v1/chat/completions"), "."),
+        table(
+          [
+            { label: "Model", render: (m) => el("code", {}, m.id) },
+            { label: "Provider", key: "provider" },
+            { label: "Context", numeric: true, render: (m) => number(m.context_window) },
+            { label: "Input", numeric: true, render: (m) => price(m.input_per_mtok) },
+            { label: "Cached input", numeric: true, render: (m) => price(m.cached_input_per_mtok) },
+            { label: "Output", numeric: true, render: (m) => price(m.output_per_mtok) },
+          ],
+          models,
+          { caption: "Models this key may use", rowHeaders: true, empty: "This key may not use any model." }
+        )
       );
-    } catch (error) {
-      answer.replaceChildren(window.aigw.errorBox(error));
-    } finally {
-      button.disabled = false;
-    }
+      if (models.length) container.append(tryIt(models));
+      const origin = window.location.origin + document.querySelector('meta[name="aigw-api-base"]').content;
+      const example = models.length ? models[0].id : "mock/echo";
+      container.append(
+        el("h2", {}, "From code"),
+        el(
+          "pre",
+          { class: "code", tabindex: "0", "aria-label": "Example request" },
+          `curl ${origin}/v1/chat/completions \\\n  -H "Authorization: Bearer $AIGW_KEY" -H "Content-Type: application/json" \\\n  -d '{"model": "${example}", "messages": [{"role": "user", "content": "Hello"}]}'`
+        )
+      );
+    },
   });
-  return form;
-}
+
+  // A one-message chat through /v1/chat/completions with the signed-in key; metered like any call.
+  function tryIt(models) {
+    const { el, api } = window.aigw;
+    const answer = el("div", { id: "try-answer", "aria-live": "polite" });
+    const form = el(
+      "form",
+      { id: "try-it", class: "card" },
+      el("h2", {}, "Try it"),
+      el("label", { for: "try-model" }, "Model"),
+      el("select", { id: "try-model", name: "model" }, models.map((m) => el("option", { value: m.id }, m.id))),
+      el("label", { for: "try-message" }, "Message"),
+      el("textarea", { id: "try-message", name: "message", rows: 3, required: true, maxlength: 4000 }),
+      el("button", { type: "submit" }, "Send"),
+      answer
+    );
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const button = form.querySelector("button[type=submit]");
+      button.disabled = true;
+      answer.replaceChildren(el("p", { class: "help" }, "Waiting for the model…"));
+      try {
+        const completion = await api("/v1/chat/completions", {
+          method: "POST",
+          body: { model: form.elements.model.value, messages: [{ role: "user", content: form.elements.message.value }] },
+        });
+        const usage = completion.usage || {};
+        answer.replaceChildren(
+          el("blockquote", { class: "reply" }, completion.choices[0].message.content || ""),
+          el("p", { class: "help" }, `${usage.prompt_tokens || 0} input and ${usage.completion_tokens || 0} output tokens`)
+        );
+      } catch (error) {
+        answer.replaceChildren(window.aigw.errorBox(error));
+      } finally {
+        button.disabled = false;
+      }
+    });
+    return form;
+  }
+})();
