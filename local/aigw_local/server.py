@@ -21,10 +21,10 @@ API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
-def load_handler(spec: FunctionSpec, instance: int = 0) -> Handler:
+def load_handler(spec: FunctionSpec) -> Handler:
     module_file, _, attr = spec.handler.rpartition(".")
     path = spec.code_uri / f"{module_file.replace('.', '/')}.py"
-    module_name = f"aigw_fn_{spec.logical_id}" + (f"_{instance}" if instance else "")
+    module_name = f"aigw_fn_{spec.logical_id}"
     loader_spec = importlib.util.spec_from_file_location(module_name, path)
     if loader_spec is None or loader_spec.loader is None:
         raise RuntimeError(f"cannot load handler {spec.handler} from {path}")
@@ -40,32 +40,20 @@ class Gateway:
 
     def __init__(self, routes: list[Route], log: Callable[[str], None] | None = None) -> None:
         self.routes = routes
-        # Idle handler instances per function. Like Lambda, one instance serves one request at
-        # a time (handlers keep per-request state, e.g. the Powertools resolver's current
-        # event); concurrent requests get more instances, as Lambda starts more containers.
-        self._idle: dict[str, list[Handler]] = {}
-        self._loaded: dict[str, int] = {}
+        self._handlers: dict[str, Handler] = {}
         self._lock = threading.Lock()
+        # Powertools keeps the event being resolved in a class attribute (BaseRouter.current_event),
+        # shared by every resolver in the process: two invocations at once would read each
+        # other's request. So the process runs one invocation at a time, like one Lambda
+        # container; the threads still accept connections and send answers and streams in parallel.
+        self._invoke = threading.Lock()
         self._log = log
 
-    def _acquire(self, spec: FunctionSpec) -> Handler:
-        with self._lock:
-            idle = self._idle.setdefault(spec.logical_id, [])
-            if idle:
-                return idle.pop()
-            instance = self._loaded.get(spec.logical_id, 0)
-            self._loaded[spec.logical_id] = instance + 1
-        return load_handler(spec, instance)
-
-    def _release(self, spec: FunctionSpec, handler: Handler) -> None:
-        with self._lock:
-            self._idle.setdefault(spec.logical_id, []).append(handler)
-
     def handler_for(self, spec: FunctionSpec) -> Handler:
-        """An instance of the function's handler (for inspection; ``dispatch`` pools them)."""
-        handler = self._acquire(spec)
-        self._release(spec, handler)
-        return handler
+        with self._lock:
+            if spec.logical_id not in self._handlers:
+                self._handlers[spec.logical_id] = load_handler(spec)
+            return self._handlers[spec.logical_id]
 
     def preload(self) -> None:
         for route in self.routes:
@@ -88,15 +76,14 @@ class Gateway:
                 continue
             event = apigw.build_event(request, route, params)
             context = apigw.LambdaContext(route.function.logical_id, route.function.timeout)
-            handler = self._acquire(route.function)
+            handler = self.handler_for(route.function)
             try:
-                result = handler(event, context)
+                with self._invoke:
+                    result = handler(event, context)
             except Exception as exc:
                 if self._log:
                     self._log(f"handler {route.function.logical_id} raised {type(exc).__name__}: {exc}")
                 return apigw.malformed()
-            finally:
-                self._release(route.function, handler)
             return apigw.parse_result(result)
         status = 405 if path_matched else 404
         detail = "Method not allowed" if path_matched else "No such route"

@@ -102,30 +102,33 @@ def test_local_environment_points_at_local_services(monkeypatch: object) -> None
     assert "OPENAI_API_KEY_PARAMETER" not in env  # locally, keys come from the environment
 
 
-def test_concurrent_requests_get_their_own_handler_instance(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Handlers keep per-request state (the Powertools resolver's current event): like Lambda,
-    # one instance serves one request at a time, and concurrent requests get more instances.
-    # Both requests wait for each other inside the handler, so they are surely in flight at once.
-    monkeypatch.setattr(threading, "aigw_probe_barrier", threading.Barrier(2, timeout=10), raising=False)
+def test_invocations_never_overlap_in_the_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Powertools keeps the current event in a class attribute shared by every resolver, so two
+    # invocations in flight would read each other's request (a report answered with another
+    # request's grouping). The first request waits up to 2 s for the second to enter: it must not.
+    monkeypatch.setattr(threading, "aigw_probe_entered", threading.Event(), raising=False)
     (tmp_path / "app.py").write_text(
         "import threading\n"
-        "INSTANCE = object()\n"
         "def handler(event, context):\n"
-        "    threading.aigw_probe_barrier.wait() if 'wait' in event['path'] else None\n"
-        "    return {'statusCode': 200, 'body': str(id(INSTANCE))}\n"
+        "    entered = threading.aigw_probe_entered\n"
+        "    if event['path'] == '/first':\n"
+        "        overlapped = entered.wait(2)\n"
+        "        return {'statusCode': 200, 'body': 'overlapped' if overlapped else 'alone'}\n"
+        "    entered.set()\n"
+        "    return {'statusCode': 200, 'body': 'second'}\n"
     )
     spec = tpl.FunctionSpec("ConcurrencyProbe", tmp_path, "app.handler")
     pattern, names = tpl._route_pattern("/{proxy+}")
     gateway = Gateway([tpl.Route("GET", "/{proxy+}", spec, pattern, names)])
-    request = apigw.HttpRequest("GET", "/wait", "", [], b"", "127.0.0.1", "h")
+    first = apigw.HttpRequest("GET", "/first", "", [], b"", "127.0.0.1", "h")
+    second = apigw.HttpRequest("GET", "/second", "", [], b"", "127.0.0.1", "h")
     with ThreadPoolExecutor(2) as pool:
-        first, second = pool.map(gateway.dispatch, [request, request])
-    assert (first.status, second.status) == (200, 200)
-    assert first.body != second.body, "two requests in flight ran in one handler instance"
-    # Afterwards the instances are reused, not reloaded per request.
-    again = {
-        gateway.dispatch(apigw.HttpRequest("GET", "/x", "", [], b"", "127.0.0.1", "h")).body for _ in range(4)
-    }
-    assert again <= {first.body, second.body}
+        answer = pool.submit(gateway.dispatch, first)
+        while not gateway_busy(gateway):
+            threading.Event().wait(0.01)
+        other = pool.submit(gateway.dispatch, second)
+        assert (answer.result().body, other.result().body) == (b"alone", b"second")
+
+
+def gateway_busy(gateway: Gateway) -> bool:
+    return gateway._invoke.locked()
