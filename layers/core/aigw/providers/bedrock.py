@@ -293,7 +293,7 @@ def create() -> BedrockProvider:
         config=Config(
             connect_timeout=5,
             read_timeout=float(timeout),
-            retries={"max_attempts": 1, "mode": "standard"},
+            retries={"total_max_attempts": 1, "mode": "standard"},
             tcp_keepalive=True,
         ),
     )
