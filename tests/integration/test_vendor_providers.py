@@ -10,8 +10,8 @@ import pytest
 from aigw import clock, keys, metering, teams
 from tests.helpers.apigw import call
 from tests.helpers.fake_vendors import (
-    VendorServer,
     VendorScript,
+    VendorServer,
     anthropic_error,
     bedrock_error,
     gemini_error,
@@ -146,7 +146,8 @@ def test_streamed_tool_calls_arrive_as_openai_deltas(vendors: VendorServer, key:
     assert reply.status == 200, reply.body
     chunks = _sse_chunks(reply.body)
     deltas = [tc for c in chunks for ch in c["choices"] for tc in ch["delta"].get("tool_calls") or []]  # type: ignore[attr-defined]
-    assert deltas[0]["id"] and deltas[0]["function"]["name"] == "get_weather"
+    assert deltas[0]["id"]
+    assert deltas[0]["function"]["name"] == "get_weather"
     arguments = "".join(d["function"].get("arguments") or "" for d in deltas)
     assert json.loads(arguments) == {"city": "Oslo"}
     assert [ch["finish_reason"] for c in chunks for ch in c["choices"] if ch["finish_reason"]] == [
@@ -183,7 +184,8 @@ def test_anthropic_request_translation(vendors: VendorServer, key: str) -> None:
     payload = sent.json()
     assert payload["model"] == "claude-haiku-4-5-20251001"
     assert payload["max_tokens"] == 4096  # required by Anthropic, defaulted
-    assert payload["system"].startswith("Be brief.") and "JSON" in payload["system"]
+    assert payload["system"].startswith("Be brief.")
+    assert "JSON" in payload["system"]
     assert payload["temperature"] == 1.0
     assert payload["stop_sequences"] == ["END"]
     assert payload["messages"][0]["content"][1] == {
@@ -243,7 +245,8 @@ def test_mistral_request_translation(vendors: VendorServer, key: str) -> None:
     payload = vendors.requests[0].json()
     assert payload["random_seed"] == 3
     assert payload["tool_choice"] == "any"
-    assert "logit_bias" not in payload and "seed" not in payload
+    assert "logit_bias" not in payload
+    assert "seed" not in payload
 
 
 def test_bedrock_request_translation(vendors: VendorServer, key: str) -> None:
