@@ -351,3 +351,40 @@ def test_missing_vendor_key_is_a_502_naming_the_provider(
     assert reply.status == 502
     assert reply.json()["error"]["code"] == "provider_not_configured"
     assert vendors.requests == []
+
+
+PIXEL = "iVBORw0KGgo="
+
+
+def test_gemini_and_bedrock_take_images_inline(vendors: VendorServer, key: str) -> None:
+    content = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}},
+    ]
+    for model in ("gemini/gemini-2.5-flash", "bedrock/nova-lite"):
+        assert (
+            call(
+                "POST",
+                CHAT,
+                body={"model": model, "messages": [{"role": "user", "content": content}]},
+                key=key,
+            ).status
+            == 200
+        )
+    gemini, bedrock = (r.json() for r in vendors.requests)
+    assert gemini["contents"][0]["parts"][1] == {"inlineData": {"mimeType": "image/png", "data": PIXEL}}
+    # botocore sends blobs base64-encoded on the JSON wire
+    assert bedrock["messages"][0]["content"][1] == {"image": {"format": "png", "source": {"bytes": PIXEL}}}
+
+
+def test_bedrock_refuses_web_image_urls_with_a_400(vendors: VendorServer, key: str) -> None:
+    content = [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]
+    reply = call(
+        "POST",
+        CHAT,
+        body={"model": "bedrock/nova-lite", "messages": [{"role": "user", "content": content}]},
+        key=key,
+    )
+    assert reply.status == 400
+    assert reply.json()["error"]["param"] == "messages"
+    assert vendors.requests == []
