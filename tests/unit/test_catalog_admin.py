@@ -102,6 +102,8 @@ def test_alias_override_points_at_a_chain(admin: str, member: str) -> None:
         ({"input_per_mtok": "-1"}, "input_per_mtok"),
         ({"context_window": 0}, "context_window"),
         ({"upstream": ""}, "upstream"),
+        ({"provider": "acme"}, "provider"),
+        ({"fallbacks": ["nope/x"]}, "fallbacks"),
     ],
 )
 def test_bad_model_entries_get_400_naming_the_field(

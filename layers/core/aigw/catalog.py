@@ -155,6 +155,15 @@ def _now() -> int:
 
 
 def put_model(info: ModelInfo) -> ModelInfo:
+    from aigw import providers
+    from aigw.errors import InvalidRequest
+
+    if info.provider not in providers.names():
+        known = ", ".join(providers.names())
+        raise InvalidRequest(f"Unknown provider '{info.provider}'; known: {known}", param="provider")
+    for fallback in info.fallbacks:
+        if fallback not in catalog().models:
+            raise InvalidRequest(f"Unknown fallback model '{fallback}'", param="fallbacks")
     item = {
         "pk": CATALOG_PK,
         "sk": f"MODEL#{info.id}",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from aigw import clock
 from aigw.catalog import ModelInfo, catalog
@@ -33,7 +32,6 @@ from aigw.providers.upstream import can_fall_back, is_retryable
 from aigw.tokens import estimate_messages, estimate_text
 
 CHAT_ROUTE = "/v1/chat/completions"
-T = TypeVar("T")
 
 
 def list_models(key: ApiKey) -> ModelList:
@@ -85,9 +83,6 @@ def with_retries[T](call: Callable[[], T]) -> T:
                 raise
         clock.sleep(delay)
         attempt += 1
-
-
-R = TypeVar("R")
 
 
 def _attempts[T, R](
