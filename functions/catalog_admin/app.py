@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from aigw import catalog, web
-from aigw.catalog import ModelInfo
+from aigw.catalog import ModelEntry, ModelInfo
 
 logger = Logger(service="aigw-catalog-admin")
 app = web.resolver()
@@ -43,7 +43,7 @@ def list_catalog() -> Response[str]:
 
 
 @app.put("/admin/models")
-def put_model(body: ModelInfo) -> Response[str]:
+def put_model(body: ModelEntry) -> Response[str]:
     return web.json_response(catalog.put_model(body).model_dump(mode="json"))
 
 

@@ -102,7 +102,10 @@ def test_model_fallbacks_from_a_catalog_override(
     vendors: VendorServer, key: str, pauses: list[float]
 ) -> None:
     primary = catalog.catalog().models["gemini/gemini-2.5-flash"]
-    catalog.put_model(primary.model_copy(update={"fallbacks": ("mistral/mistral-small-latest",)}))
+    entry = catalog.ModelEntry.model_validate(
+        {**primary.model_dump(), "fallbacks": ["mistral/mistral-small-latest"]}
+    )
+    catalog.put_model(entry)
     vendors.reset(VendorScript(failures=[gemini_error(429, "exhausted", "RESOURCE_EXHAUSTED")] * 3))
     reply = call("POST", CHAT, body=_body("gemini/gemini-2.5-flash"), key=key)
     assert reply.status == 200, reply.body

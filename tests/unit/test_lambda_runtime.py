@@ -4,7 +4,11 @@ so API Gateway with ResponseTransferMode STREAM) receives from the function."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +17,7 @@ from typing import Any
 import pytest
 
 from aigw import keys, lambda_runtime, teams
+from aigw_local import template as tpl
 from tests.helpers.apigw import _handler, build_event
 
 
@@ -145,10 +150,6 @@ def test_a_crashing_handler_reports_an_invocation_error(runtime_api: RuntimeApi)
 
 
 def test_streaming_functions_are_wired_for_streaming_in_the_template() -> None:
-    import os
-
-    from aigw_local import template as tpl
-
     template = tpl.load()
     for route in tpl.routes(template):
         if route.function.logical_id not in ("InvokeFunction", "MessagesFunction"):
@@ -160,3 +161,31 @@ def test_streaming_functions_are_wired_for_streaming_in_the_template() -> None:
         in_repo = tpl.ROOT / "layers/core" / wrapper.removeprefix("/opt/python/")
         assert in_repo.is_file()
         assert os.access(in_repo, os.X_OK)
+
+
+def test_the_runtime_starts_as_lambda_starts_it(runtime_api: RuntimeApi) -> None:
+    """``python -m aigw.lambda_runtime`` with Lambda's environment: loads ``_HANDLER`` from the
+    task root and answers the first invocation (here one refused before any table access)."""
+    event, _ = build_event("GET", "/v1/models")
+    runtime_api.event = event
+    env = {
+        **os.environ,
+        "AWS_LAMBDA_RUNTIME_API": runtime_api.address,
+        "_HANDLER": "app.handler",
+        "LAMBDA_TASK_ROOT": str(tpl.ROOT / "functions/invoke"),
+        "AWS_LAMBDA_FUNCTION_NAME": "InvokeFunction",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "aigw.lambda_runtime"], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not runtime_api.posts and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+    finally:
+        process.kill()
+        _, stderr = process.communicate(timeout=10)
+    assert runtime_api.posts, stderr.decode()
+    path, _, chunks = runtime_api.posts[0]
+    assert path.endswith("/invocation/inv-1/response")
+    prelude, payload = _split(chunks)
+    assert prelude["statusCode"] == 401
+    assert json.loads(payload)["error"]["code"] == "missing_api_key"

@@ -28,6 +28,22 @@ CATALOG_PK = "CATALOG"
 class ModelInfo(BaseModel):
     model_config = ConfigDict(frozen=True)
 
+    id: str
+    provider: str
+    upstream: str
+    context_window: int
+    input_per_mtok: Decimal
+    cached_input_per_mtok: Decimal
+    output_per_mtok: Decimal
+    created: int = 0
+    fallbacks: tuple[str, ...] = ()
+
+
+class ModelEntry(ModelInfo):
+    """A catalog entry as an admin submits it: the same fields, checked at the edge."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*/\S+$", max_length=256)
     provider: str = Field(min_length=1, max_length=64)
     upstream: str = Field(min_length=1, max_length=256)
@@ -35,8 +51,7 @@ class ModelInfo(BaseModel):
     input_per_mtok: Decimal = Field(ge=0)
     cached_input_per_mtok: Decimal = Field(ge=0)
     output_per_mtok: Decimal = Field(ge=0)
-    created: int = 0
-    fallbacks: tuple[str, ...] = ()
+    fallbacks: tuple[str, ...] = Field(default=(), max_length=10)
 
 
 class Catalog(BaseModel):
@@ -154,7 +169,7 @@ def _now() -> int:
     return clock.now()
 
 
-def put_model(info: ModelInfo) -> ModelInfo:
+def put_model(info: ModelEntry) -> ModelInfo:
     from aigw import providers
     from aigw.errors import InvalidRequest
 
@@ -173,7 +188,7 @@ def put_model(info: ModelInfo) -> ModelInfo:
     }
     _table().put(item)
     clear_cache()
-    return info
+    return ModelInfo.model_validate(info.model_dump())
 
 
 def disable_model(model_id: str) -> None:
