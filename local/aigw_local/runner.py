@@ -16,6 +16,23 @@ DEMO_KEYS_FILE = LOCAL_DIR / "demo-keys.json"
 ENV_FILE = tpl.ROOT / ".env.local"
 TABLE_NAME = "aigw-local"
 DEMO_TEAM = "demo"
+# Developer settings taken from the shell: provider keys and URLs, retry and timeout knobs.
+PASSED_THROUGH = (
+    "OPENAI_",
+    "AZURE_OPENAI_",
+    "ANTHROPIC_",
+    "GEMINI_",
+    "MISTRAL_",
+    "BEDROCK_",
+    "GROQ_",
+    "TOGETHER_",
+    "DEEPSEEK_",
+    "OLLAMA_",
+    "VLLM_",
+    "UPSTREAM_",
+    "TIKTOKEN_",
+    "STRIPE_",
+)
 
 
 def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
@@ -61,11 +78,7 @@ def local_environment(template: dict[str, Any], *, table_name: str, endpoint: st
                 env[name] = value
     overrides = {
         **read_env_file(),
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if k in env or k.startswith(("OPENAI_", "ANTHROPIC_", "GEMINI_", "MISTRAL_", "STRIPE_"))
-        },
+        **{k: v for k, v in os.environ.items() if k in env or k.startswith(PASSED_THROUGH)},
     }
     env.update(overrides)
     env.update(

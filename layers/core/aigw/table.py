@@ -116,6 +116,13 @@ class Table:
         with _guard():
             self.client.put_item(**kwargs)
 
+    def delete(self, pk: str, sk: str, *, condition: str | None = None) -> None:
+        kwargs: dict[str, Any] = {"TableName": self.name, "Key": serialize({"pk": pk, "sk": sk})}
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        with _guard():
+            self.client.delete_item(**kwargs)
+
     def update(
         self,
         pk: str,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from aigw import keys
+from aigw import keys, streaming
 from aigw.config import settings
 from aigw.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 from aigw.keys import ApiKey
@@ -31,6 +31,18 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:aigw:problem:"
 
 LambdaResult = dict[str, Any]
+
+
+ANTHROPIC_ROUTES = frozenset({"/v1/messages"})
+_ANTHROPIC_ERROR_TYPES = frozenset(
+    {
+        "invalid_request_error",
+        "authentication_error",
+        "permission_error",
+        "not_found_error",
+        "rate_limit_error",
+    }
+)
 
 
 def is_openai_route(path: str) -> bool:
@@ -50,6 +62,10 @@ def error_body(err: GatewayError, path: str) -> tuple[str, dict[str, Any]]:
         problem["param"] = err.param
     if not is_openai_route(path):
         return PROBLEM_JSON, problem
+    if path in ANTHROPIC_ROUTES:
+        # Anthropic's error shape, so Claude SDKs raise the matching exception.
+        kind = err.error_type if err.error_type in _ANTHROPIC_ERROR_TYPES else "api_error"
+        return JSON, {"type": "error", "error": {"type": kind, "message": err.message, "code": err.code}}
     body: dict[str, Any] = {
         "error": {"message": err.message, "type": err.error_type, "param": err.param, "code": err.code}
     }
@@ -124,6 +140,10 @@ def _header(event: Mapping[str, Any], name: str) -> str | None:
         if key.lower() == name:
             return str(value)
     return None
+
+
+def header(event: Mapping[str, Any], name: str) -> str | None:
+    return _header(event, name.lower())
 
 
 def _authenticate_event(event: Mapping[str, Any]) -> ApiKey:
@@ -206,17 +226,42 @@ def handle(
     Order matters: size and encoding first, then authentication (an anonymous caller learns
     nothing about validation rules), then Powertools routing and pydantic validation.
     """
+    result = handle_streaming(app, event, context, public_resources=public_resources, admin_only=admin_only)
+    if isinstance(result, streaming.StreamingResponse):
+        result.close()
+        raise TypeError("this handler does not stream; use handle_streaming")
+    return result
+
+
+def handle_streaming(
+    app: APIGatewayRestResolver,
+    event: dict[str, Any],
+    context: Any,
+    *,
+    public_resources: frozenset[str] = frozenset(),
+    admin_only: bool = False,
+    authenticate: Callable[[Mapping[str, Any]], ApiKey] | None = None,
+) -> LambdaResult | streaming.StreamingResponse:
+    """:func:`handle` for functions whose routes may stream (see :mod:`aigw.streaming`): the
+    answer is a proxy-result dict, or the stream a route handed over. ``authenticate``
+    replaces the Bearer check (the Anthropic-format route also takes ``x-api-key``)."""
     try:
         refused = _precheck(event)
         if refused is not None:
             return _refusal(refused, event)
         if event.get("resource") not in public_resources:
-            key = _authenticate_event(event)
+            key = (authenticate or _authenticate_event)(event)
             if admin_only:
                 keys.require_admin(key)
             app.append_context(api_key=key)
     except GatewayError as exc:
         app.clear_context()
         return _refusal(exc, event)
+    streaming.discard_pending()
     result: LambdaResult = app.resolve(event, context)
+    stream = streaming.take_pending()
+    if stream is not None and result.get("statusCode") == stream.status:
+        return stream
+    if stream is not None:
+        stream.close()  # the route handed over a stream, then failed: nothing was sent yet
     return result
