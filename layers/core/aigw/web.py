@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from aigw import keys
+from aigw import keys, request_context
 from aigw.config import settings
 from aigw.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 from aigw.keys import ApiKey
@@ -193,6 +193,25 @@ def _refusal(err: GatewayError, event: Mapping[str, Any]) -> LambdaResult:
     return {"statusCode": err.status, "headers": headers, "body": json.dumps(body), "isBase64Encoded": False}
 
 
+def public_base_url(event: Mapping[str, Any]) -> str | None:
+    """The gateway's own base URL as the caller reached it (for links in answers)."""
+    ctx = event.get("requestContext") or {}
+    domain = str(ctx.get("domainName") or _header(event, "host") or "")
+    if not domain:
+        return None
+    if domain.endswith(".amazonaws.com"):
+        return f"https://{domain}/{ctx.get('stage', '')}".rstrip("/")
+    local = domain.split(":")[0] in ("127.0.0.1", "localhost", "::1")
+    return f"{'http' if local else 'https'}://{domain}"
+
+
+def _with_context_headers(result: LambdaResult) -> LambdaResult:
+    extra = request_context.response_headers()
+    if extra:
+        result["headers"] = {**extra, **(result.get("headers") or {})}
+    return result
+
+
 def handle(
     app: APIGatewayRestResolver,
     event: dict[str, Any],
@@ -206,6 +225,7 @@ def handle(
     Order matters: size and encoding first, then authentication (an anonymous caller learns
     nothing about validation rules), then Powertools routing and pydantic validation.
     """
+    request_context.begin(public_base_url(event))
     try:
         refused = _precheck(event)
         if refused is not None:
@@ -219,4 +239,4 @@ def handle(
         app.clear_context()
         return _refusal(exc, event)
     result: LambdaResult = app.resolve(event, context)
-    return result
+    return _with_context_headers(result)
