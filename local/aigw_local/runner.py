@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ DEMO_KEYS_FILE = LOCAL_DIR / "demo-keys.json"
 ENV_FILE = tpl.ROOT / ".env.local"
 TABLE_NAME = "aigw-local"
 DEMO_TEAM = "demo"
+# Locally every team without a subscription is on this plan, so a newcomer's calls just work;
+# a deployment decides with the DefaultPlan parameter (empty by default: 402 no_subscription).
+LOCAL_DEFAULT_PLAN = "local-free"
 
 
 def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
@@ -68,6 +72,11 @@ def local_environment(template: dict[str, Any], *, table_name: str, endpoint: st
         },
     }
     env.update(overrides)
+    if not env.get("DEFAULT_PLAN"):
+        env["DEFAULT_PLAN"] = LOCAL_DEFAULT_PLAN
+    if not env.get("BILLING_LINK_SECRET"):
+        # Billing links in 402 answers are signed; locally a per-run key is enough.
+        env["BILLING_LINK_SECRET"] = secrets.token_urlsafe(32)
     env.update(
         {
             "TABLE_NAME": table_name,
@@ -96,10 +105,15 @@ def seed_demo(path: Path | None = DEMO_KEYS_FILE, *, force: bool = False) -> Dem
     if path is not None and path.exists() and not force:
         data = json.loads(path.read_text(encoding="utf-8"))
         return DemoKeys(**data)
-    from aigw import keys, teams
+    from aigw import keys, plans, teams
     from aigw.bootstrap import bootstrap_admin
-    from aigw.errors import Conflict
+    from aigw.errors import Conflict, NotFound
 
+    try:
+        plans.get_plan(LOCAL_DEFAULT_PLAN)
+    except NotFound:
+        spec = plans.PlanSpec(name="Local free plan", monthly_tokens=5_000_000, requests_per_minute=600)
+        plans.put_plan(LOCAL_DEFAULT_PLAN, spec)
     admin = bootstrap_admin(name="local demo admin")
     with contextlib.suppress(Conflict):
         teams.create_team(DEMO_TEAM, "Demo team")
