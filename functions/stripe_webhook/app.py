@@ -23,7 +23,7 @@ ROUTE = "/webhooks/stripe"
 @app.post(ROUTE)
 def receive() -> Response[str]:
     payload = app.current_event.body or ""
-    signature = app.current_event.get_header_value("Stripe-Signature")
+    signature = app.current_event.headers.get("Stripe-Signature")
     try:
         # The library's check, with its default tolerance (300 s) against replays.
         stripe.Webhook.construct_event(payload, signature, webhook_secret())

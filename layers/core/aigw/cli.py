@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_keys)
 
     # Each area registers its own commands from its own module (aigw/cli_<area>.py).
+    from aigw import cli_billing
+
+    cli_billing.register(sub)
     return parser
 
 
