@@ -39,6 +39,9 @@ ALLOWING = frozenset({"trialing", "active"})
 PAYMENT_REFUSALS = frozenset({"unpaid", "incomplete"})
 INACTIVE = frozenset({"canceled", "incomplete_expired"})
 
+# Terms for credit-funded calls when the credit pack bought names no plan: no limits but money.
+PREPAID = Plan(plan_id="prepaid-credits", name="Prepaid credits", kind="credits")
+
 RefusalCode = Literal[
     "payment_failed",
     "subscription_inactive",
@@ -203,7 +206,7 @@ def decide(state: BillingState, now: int) -> Decision:
             return Decision(True, funding="plan", plan=plan, warning=warning)
     if state.credits > 0:
         plan = cached_plan(state.credit_plan_id) if state.credit_plan_id else None
-        return Decision(True, funding="credits", plan=plan)
+        return Decision(True, funding="credits", plan=plan or PREPAID)
     if state.credits_bought and refusal.code in ("no_subscription", "subscription_inactive"):
         return Decision(
             False,
