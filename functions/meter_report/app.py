@@ -15,7 +15,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from aigw import meter_reporting
 
 logger = Logger(service="aigw-meter-report")
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+# A batch where every record failed is still answered item by item, not as one exception.
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 
 
 def report_one(record: DynamoDBRecord) -> None:

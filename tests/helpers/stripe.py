@@ -143,3 +143,16 @@ class FakeStripe:
 
 def _error(status: int, message: str, code: str | None, *, kind: str = "invalid_request_error") -> Scripted:
     return Scripted(status=status, body={"error": {"message": message, "type": kind, "code": code}})
+
+
+def open_link(url: str) -> Reply:
+    """GET a gateway link from a 402 (``fix_url``) through the real handler, as a browser would."""
+    from tests.helpers.apigw import build_event, invoke_event
+
+    parts = urlsplit(url)
+    path = parts.path[parts.path.index("/billing/") :]  # drop the stage or base path
+    event, route = build_event("GET", path)
+    query = dict(parse_qsl(parts.query))
+    event["queryStringParameters"] = query or None
+    event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} or None
+    return invoke_event(event, route)
