@@ -61,7 +61,7 @@ def delete_plan(plan_id: str) -> Response[str]:
 @app.get("/admin/teams/<team_id>/billing")
 def team_billing(team_id: str) -> Response[str]:
     teams.get_team(team_id)
-    return web.json_response(entitlements.summary(team_id))
+    return web.json_response(entitlements.summary(team_id).model_dump())
 
 
 @app.put("/admin/teams/<team_id>/plan")
@@ -69,13 +69,13 @@ def assign_plan(team_id: str, body: AssignPlan) -> Response[str]:
     teams.get_team(team_id)
     if body.plan_id is not None:
         plans.get_plan(body.plan_id)
-    return web.json_response(entitlements.assign_plan(team_id, body.plan_id))
+    return web.json_response(entitlements.assign_plan(team_id, body.plan_id).model_dump())
 
 
 @app.post("/admin/teams/<team_id>/credits")
 def grant_credits(team_id: str, body: GrantCredits) -> Response[str]:
     teams.get_team(team_id)
-    return web.json_response(entitlements.grant_credits(team_id, body.micro_usd))
+    return web.json_response(entitlements.grant_credits(team_id, body.micro_usd).model_dump())
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

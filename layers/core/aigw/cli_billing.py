@@ -71,11 +71,11 @@ def cmd_billing(args: argparse.Namespace) -> None:
         view = client.call("PUT", f"{base}/plan", {"plan_id": None if args.plan == "none" else args.plan})
     else:
         view = client.call("POST", f"{base}/credits", {"micro_usd": micro_usd(args.usd)})
-    state = "allowed" if view["allowed"] else f"refused ({view['refusal_code']})"
+    state = "allowed" if view.get("allowed") else f"refused ({view.get('refusal_code')})"
     text = (
-        f"team {view['team_id']}: {state}, plan {view['plan_id']}, "
-        f"subscription {view['subscription_status'] or '-'}, tokens used {view['tokens_used']}, "
-        f"credits {_usd(view['credits_micro_usd'])}"
+        f"team {view.get('team_id')}: {state}, plan {view.get('plan_id') or '-'}, "
+        f"subscription {view.get('subscription_status') or '-'}, tokens used {view.get('tokens_used', 0)}, "
+        f"credits {_usd(view.get('credits_micro_usd', 0))}"
     )
     _print(view, args.json, text)
 
