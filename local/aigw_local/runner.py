@@ -72,6 +72,8 @@ def local_environment(template: dict[str, Any], *, table_name: str, endpoint: st
         },
     }
     env.update(overrides)
+    if "EVENT_BUS_NAME" not in os.environ:
+        env.pop("EVENT_BUS_NAME", None)  # no EventBridge locally: notifications are logged
     if not env.get("DEFAULT_PLAN"):
         env["DEFAULT_PLAN"] = LOCAL_DEFAULT_PLAN
     if not env.get("BILLING_LINK_SECRET"):

@@ -170,7 +170,9 @@ def test_incomplete_expired_refuses_as_inactive(acme_key: str) -> None:
 
 def test_payment_action_required_and_trial_ending_notify(acme_key: str, notes: Notes) -> None:
     deliver(stripe_event("customer.subscription.trial_will_end"))
-    assert _chat(acme_key)[0] == 200  # trialing allows
+    status, _, headers = _chat(acme_key)
+    assert status == 200  # trialing allows
+    assert headers["X-Billing-Warning"].startswith("trial_ending; the trial ends at ")
     deliver(stripe_event("invoice.payment_action_required"))
     received = dict(notes())
     assert received["Trial Ending"]["team_id"] == "acme"

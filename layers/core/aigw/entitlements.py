@@ -202,7 +202,7 @@ def decide(state: BillingState, now: int) -> Decision:
             if grace is not None:
                 warning = f"payment_failed; access ends at {clock.iso(grace)} unless payment succeeds"
             elif state.sub_status == "trialing" and state.trial_end:
-                warning = None
+                warning = f"trial_ending; the trial ends at {clock.iso(state.trial_end)}"
             return Decision(True, funding="plan", plan=plan, warning=warning)
     if state.credits > 0:
         plan = cached_plan(state.credit_plan_id) if state.credit_plan_id else None

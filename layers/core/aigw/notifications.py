@@ -25,8 +25,11 @@ logger = Logger(service="aigw")
 @functools.cache
 def _events_client() -> Any:
     import boto3
+    from botocore.config import Config
 
-    return boto3.client("events", region_name=settings().region)
+    # Short timeouts: a notification must never hold up the call that triggered it.
+    config = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"})
+    return boto3.client("events", region_name=settings().region, config=config)
 
 
 def emit(detail_type: str, team_id: str, **detail: Any) -> None:
