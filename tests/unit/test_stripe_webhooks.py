@@ -216,3 +216,21 @@ def test_garbage_with_a_valid_signature_is_400(acme_key: str) -> None:
         "POST", "/webhooks/stripe", raw_body=payload, headers={"Stripe-Signature": signature(payload)}
     )
     assert reply.status == 400
+
+
+def test_an_old_payment_failure_after_a_newer_payment_starts_no_grace(acme_key: str) -> None:
+    now = clock.now()
+    deliver(stripe_event("customer.subscription.created", at=now))
+    deliver(stripe_event("invoice.paid", at=now))  # created at +180
+    assert deliver(stripe_event("invoice.payment_failed", at=now)).json()["outcome"] == "unchanged"  # +60
+    assert entitlements.load("acme").first_failed_at is None
+
+
+def test_delayed_payment_checkout_adds_credits_when_it_succeeds(acme_key: str) -> None:
+    pending = stripe_event("checkout.session.completed.credits", payment_status="unpaid")
+    deliver(pending)
+    assert entitlements.summary("acme").credits_micro_usd == 0
+    succeeded = stripe_event("checkout.session.completed.credits")
+    succeeded["type"] = "checkout.session.async_payment_succeeded"
+    deliver(succeeded)
+    assert entitlements.summary("acme").credits_micro_usd == 10_000_000

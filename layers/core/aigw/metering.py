@@ -27,7 +27,7 @@ from aigw.catalog import ModelInfo
 from aigw.chat import ChatRequest, Usage
 from aigw.config import settings
 from aigw.entitlements import BILLING_SK, BillingState, Decision, Funding
-from aigw.errors import GatewayError, PermissionDenied
+from aigw.errors import GatewayError, PermissionDenied, ServiceUnavailable
 from aigw.keys import ApiKey
 from aigw.plans import Plan
 from aigw.pricing import cost_micro_usd
@@ -297,7 +297,11 @@ def reserve(key: ApiKey, model: ModelInfo, request: ChatRequest) -> tuple[Reserv
             warning=decision.warning,
         )
         return reservation, after
-    raise GatewayError("The gateway could not admit this call; retry", code="admission_contended")
+    raise ServiceUnavailable(
+        "The team's billing state kept changing; retry shortly",
+        code="admission_contended",
+        headers={"Retry-After": "1"},
+    )
 
 
 # ---- the meter --------------------------------------------------------------------------------
