@@ -24,7 +24,7 @@ def _records() -> list[metering.UsageRecord]:
 def _counters_agree_with_records() -> None:
     view = entitlements.summary("acme")
     records = _records()
-    assert view.tokens_used == sum(r.total_tokens for r in records)
+    assert view.tokens_used == sum(r.total_tokens for r in records if r.funding == "plan")
     assert view.spend_used_micro_usd == sum(r.cost_micro_usd for r in records if r.funding == "plan")
     assert view.tokens_reserved == 0
 
@@ -182,3 +182,20 @@ def test_billing_status_shows_the_team_its_terms(acme_key: str) -> None:
     assert (body["allowed"], body["plan_id"], body["monthly_tokens"]) == (True, "custom", 1000)
     assert body["tokens_used"] > 0
     assert "/billing/portal?token=" in body["links"]["portal"]
+
+
+def test_credits_pay_for_calls_beyond_an_exhausted_quota(acme_key: str) -> None:
+    _plan(monthly_tokens=300)
+    while call("POST", CHAT, body=HELLO, key=acme_key).status == 200:
+        pass
+    entitlements.grant_credits("acme", 400)
+    reply = call("POST", CHAT, body=HELLO, key=acme_key)
+    assert reply.status == 200
+    assert int(reply.header("X-Billing-Credits-Remaining-Micro-Usd") or 0) < 400
+    assert _records()[-1].funding == "credits"
+    while reply.status == 200:
+        reply = call("POST", CHAT, body=HELLO, key=acme_key)
+    assert reply.json()["error"]["code"] == "quota_exhausted"  # the plan's refusal, once credits are short
+    view = entitlements.summary("acme")
+    assert view.tokens_used <= 300
+    assert view.credits_micro_usd == 400 - sum(r.cost_micro_usd for r in _records() if r.funding == "credits")

@@ -16,7 +16,7 @@ really used beyond their own reservation.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -223,6 +223,7 @@ def reserve(key: ApiKey, model: ModelInfo, request: ChatRequest) -> tuple[Reserv
     state = entitlements.cached_state(team_id)
     fresh = False
     window_fresh: bool | None = None
+    overflow = False  # the plan's quota is spent: prepaid credits pay for what goes beyond
     for _ in range(_MAX_ATTEMPTS * 2):
         now = clock.now()
         if entitlements.needs_rollover(state, now):
@@ -235,6 +236,8 @@ def reserve(key: ApiKey, model: ModelInfo, request: ChatRequest) -> tuple[Reserv
                 state, fresh = entitlements.remember(entitlements.load(team_id)), True
                 continue
             raise _refuse(state, decision)
+        if overflow and decision.funding == "plan":
+            decision = replace(decision, funding="credits")
         plan = decision.plan
         assert plan is not None
         assert decision.funding is not None
@@ -281,6 +284,9 @@ def reserve(key: ApiKey, model: ModelInfo, request: ChatRequest) -> tuple[Reserv
                     state = old
                     continue
             refusal = _quota_refusal(old, decision, tokens, cost)
+            if refusal is not None and decision.funding == "plan" and old.credits >= cost:
+                state, overflow = old, True
+                continue
             if refusal is not None:
                 raise refusal from None
             state, window_fresh = old, None  # a counter moved under us: try again
@@ -395,14 +401,16 @@ class Meter:
         if res is None:
             record(usage)
             return
-        adds = {":dt": tokens - res.tokens, ":t": tokens, ":dc": cost - res.cost, ":c": cost}
-        expression = "ADD tok_held :dt, tok_used :t, spend_held :dc, spend_used :c"
         update: dict[str, Any] = {"Key": serialize({"pk": team_pk(res.team_id), "sk": BILLING_SK})}
-        if res.funding == "credits":
+        if res.funding == "plan":
+            # The plan's period counters: the reservation is replaced by the real usage.
+            adds = {":dt": tokens - res.tokens, ":t": tokens, ":dc": cost - res.cost, ":c": cost}
+            expression = "ADD tok_held :dt, tok_used :t, spend_held :dc, spend_used :c"
+        else:
             # Reserved credits are returned and the real cost taken: net change reserved - cost.
             charged = cost if collect_overrun else min(cost, res.credits)
-            adds.update({":dcr": res.credits - charged, ":rcr": -res.credits, ":spent": charged})
-            expression += ", credits :dcr, credits_reserved :rcr, credits_spent :spent"
+            adds = {":dcr": res.credits - charged, ":rcr": -res.credits, ":spent": charged, ":t": tokens}
+            expression = "ADD credits :dcr, credits_reserved :rcr, credits_spent :spent, credit_tokens :t"
             if charged > res.credits:
                 adds[":over"] = charged - res.credits
                 update["ConditionExpression"] = "credits >= :over"
