@@ -101,21 +101,29 @@ class DemoKeys:
     team_key: str
 
 
-def seed_demo(path: Path | None = DEMO_KEYS_FILE, *, force: bool = False) -> DemoKeys:
-    """Create (once) an admin key and a demo team with a key; remembered in ``path`` (under
-    .local/, git-ignored) because only hashes are stored in the table. ``None``: remember nothing."""
-    if path is not None and path.exists() and not force:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return DemoKeys(**data)
-    from aigw import keys, plans, teams
-    from aigw.bootstrap import bootstrap_admin
-    from aigw.errors import Conflict, NotFound
+def seed_local_plan() -> None:
+    """The plan every local team without a subscription is on (see ``LOCAL_DEFAULT_PLAN``)."""
+    from aigw import plans
+    from aigw.errors import NotFound
 
     try:
         plans.get_plan(LOCAL_DEFAULT_PLAN)
     except NotFound:
         spec = plans.PlanSpec(name="Local free plan", monthly_tokens=5_000_000, requests_per_minute=600)
         plans.put_plan(LOCAL_DEFAULT_PLAN, spec)
+
+
+def seed_demo(path: Path | None = DEMO_KEYS_FILE, *, force: bool = False) -> DemoKeys:
+    """Create (once) an admin key and a demo team with a key; remembered in ``path`` (under
+    .local/, git-ignored) because only hashes are stored in the table. ``None``: remember nothing."""
+    seed_local_plan()  # also for data kept from before billing existed
+    if path is not None and path.exists() and not force:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return DemoKeys(**data)
+    from aigw import keys, teams
+    from aigw.bootstrap import bootstrap_admin
+    from aigw.errors import Conflict
+
     admin = bootstrap_admin(name="local demo admin")
     with contextlib.suppress(Conflict):
         teams.create_team(DEMO_TEAM, "Demo team")
