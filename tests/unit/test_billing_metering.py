@@ -46,11 +46,15 @@ def test_no_subscription_402_is_problem_json_and_openai_error(acme_key: str) -> 
 
 def test_quota_runs_out_with_402_and_the_date_it_returns(acme_key: str) -> None:
     _plan(monthly_tokens=300)
-    replies = [call("POST", CHAT, body=HELLO, key=acme_key) for _ in range(40)]
+    small = {**HELLO, "max_tokens": 5}
+    replies = [call("POST", CHAT, body=small, key=acme_key) for _ in range(40)]
     statuses = [r.status for r in replies]
     assert statuses[0] == 200
     assert statuses[-1] == 402
     assert statuses == sorted(statuses)  # once refused, refused
+    first, last_ok = replies[0], replies[statuses.count(200) - 1]
+    assert first.header("X-Billing-Warning") is None
+    assert (last_ok.header("X-Billing-Warning") or "").startswith("quota_low; ")  # warned before the 402
     body = replies[-1].json()
     assert body["error"]["code"] == "quota_exhausted"
     view = entitlements.summary("acme")

@@ -331,6 +331,10 @@ def _billing_headers(reservation: Reservation, state: BillingState, real_tokens:
             out["X-Billing-Period-End"] = clock.iso(state.period_end)
     if reservation.warning:
         out["X-Billing-Warning"] = reservation.warning
+    elif reservation.funding == "plan" and plan.monthly_tokens:
+        left = int(out["X-Billing-Quota-Tokens-Remaining"])
+        if left * 5 <= plan.monthly_tokens:  # 80 % used: say so before the 402 does
+            out["X-Billing-Warning"] = f"quota_low; {left} of {plan.monthly_tokens} monthly tokens left"
     out.update(ratelimit.headers(plan, state.rl_req, state.rl_tok, clock.now()))
     request_context.add_headers(out)
 
