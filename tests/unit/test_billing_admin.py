@@ -86,3 +86,9 @@ def test_cli_has_plans_and_billing_commands() -> None:
     assert (args.plan_id, args.tokens, args.spend_cap, args.rpm) == ("pro", 100, "5", 10)
     args = cli.build_parser().parse_args(["billing", "grant", "--team", "acme", "--usd", "10"])
     assert (args.team, args.usd) == ("acme", "10")
+
+
+def test_billing_links_need_a_token() -> None:
+    reply = call("GET", "/billing/portal")
+    assert reply.status == 400
+    assert reply.json()["param"] == "token"

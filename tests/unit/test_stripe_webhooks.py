@@ -234,3 +234,31 @@ def test_delayed_payment_checkout_adds_credits_when_it_succeeds(acme_key: str) -
     succeeded["type"] = "checkout.session.async_payment_succeeded"
     deliver(succeeded)
     assert entitlements.summary("acme").credits_micro_usd == 10_000_000
+
+
+def test_plan_can_be_named_in_product_metadata(acme_key: str) -> None:
+    from aigw import plans
+
+    plans.put_plan("team-annual", plans.PlanSpec(monthly_tokens=7))
+    event = stripe_event("customer.subscription.created")
+    price = event["data"]["object"]["items"]["data"][0]["price"]
+    price["lookup_key"] = None
+    price["product"] = {"id": "prod_TestTeam", "object": "product", "metadata": {"aigw_plan": "team-annual"}}
+    deliver(event)
+    assert entitlements.summary("acme").monthly_tokens == 7
+
+
+def test_webhook_secret_comes_from_ssm_in_aws(acme_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    from aigw.billing_config import billing_settings
+    from tests.helpers.stripe import WEBHOOK_SECRET
+
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name="/aigw/test/stripe-webhook-secret", Type="SecureString", Value=WEBHOOK_SECRET
+    )
+    monkeypatch.delenv("STRIPE_WEBHOOK_SECRET")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET_PARAMETER", "/aigw/test/stripe-webhook-secret")
+    billing_settings.cache_clear()
+    assert deliver(stripe_event("customer.subscription.created")).json()["outcome"] == "applied"
+    assert deliver(stripe_event("customer.subscription.created"), secret="whsec_other").status == 400
