@@ -27,6 +27,8 @@ def _redirect(url: str) -> Response[str]:
 @app.get("/billing/portal")
 def portal(token: Token) -> Response[str]:
     state = entitlements.load(billing.verify_token(token))
+    if state.customer_id is None:  # nothing to manage yet: buying a plan is the fix
+        return _redirect(billing.open_checkout(state, None).url)
     return _redirect(billing.open_portal(state).url)
 
 
@@ -46,7 +48,10 @@ def returned(checkout: Annotated[str | None, Query(max_length=20)] = None) -> Re
 def status() -> Response[str]:
     key = web.current_key(app)
     view = entitlements.summary(key.team_id)
-    links = {"portal": billing.portal_link(key.team_id), "checkout": billing.checkout_link(key.team_id, None)}
+    links = {
+        "portal": billing.portal_link(key.team_id) if view.customer_id else None,
+        "checkout": billing.checkout_link(key.team_id, None),
+    }
     return web.json_response({**view.model_dump(), "links": links})
 
 

@@ -206,3 +206,20 @@ def test_meter_report_failures_are_retried_item_by_item(
     reset_core()
     result = _meter_handler()(_stream_event(raw), LambdaContext("MeterReportFunction", 60))
     assert result == {"batchItemFailures": [{"itemIdentifier": "100"}]}
+
+
+def test_portal_link_without_a_customer_goes_to_checkout(
+    acme: str, fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aigw import billing
+
+    monkeypatch.setenv("CHECKOUT_PLAN", "pro-monthly")
+    reset_core()
+    plans.put_plan("pro-monthly", plans.PlanSpec())
+    fake_stripe.prices["pro-monthly"] = "price_1SgwPro"
+    opened = open_link(str(billing.portal_link("acme")))
+    assert (opened.status, opened.header("Location")) == (
+        303,
+        "https://checkout.stripe.com/c/pay/cs_test_fake",
+    )
+    assert fake_stripe.calls("/v1/billing_portal/sessions") == []

@@ -185,7 +185,8 @@ def test_billing_status_shows_the_team_its_terms(acme_key: str) -> None:
     body = call("GET", "/billing/status", key=acme_key).json()
     assert (body["allowed"], body["plan_id"], body["monthly_tokens"]) == (True, "custom", 1000)
     assert body["tokens_used"] > 0
-    assert "/billing/portal?token=" in body["links"]["portal"]
+    assert body["links"]["portal"] is None  # no Stripe customer yet: checkout is the way in
+    assert "/billing/checkout?token=" in body["links"]["checkout"]
 
 
 def test_credits_pay_for_calls_beyond_an_exhausted_quota(acme_key: str) -> None:
