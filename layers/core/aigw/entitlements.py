@@ -94,18 +94,9 @@ class BillingState(BaseModel):
 
     @classmethod
     def from_item(cls, team_id: str, item: Item | None) -> BillingState:
-        if item is None:
-            return cls(team_id=team_id)
-        fields: dict[str, Any] = {"team_id": team_id}
-        for name, info in cls.model_fields.items():
-            if name == "team_id" or name not in item:
-                continue
-            value = item[name]
-            annotation = str(info.annotation)
-            if "int" in annotation and value is not None:
-                value = int(value)
-            fields[name] = value
-        return cls.model_validate(fields)
+        # DynamoDB numbers arrive as Decimal; pydantic turns whole ones into int.
+        fields = {k: v for k, v in (item or {}).items() if k in cls.model_fields and k != "team_id"}
+        return cls.model_validate({**fields, "team_id": team_id})
 
     @property
     def has_subscription(self) -> bool:

@@ -50,19 +50,8 @@ class Plan(PlanSpec):
 
     @classmethod
     def from_item(cls, item: Item) -> Plan:
-        fields = {k: item[k] for k in cls.model_fields if k in item}
-        for name in (
-            "monthly_tokens",
-            "spend_cap_micro_usd",
-            "requests_per_minute",
-            "tokens_per_minute",
-            "default_max_tokens",
-            "credits_micro_usd",
-            "updated_at",
-        ):
-            if fields.get(name) is not None:
-                fields[name] = int(fields[name])
-        return cls.model_validate(fields)
+        # DynamoDB numbers arrive as Decimal; pydantic turns whole ones into int.
+        return cls.model_validate({k: item[k] for k in cls.model_fields if k in item})
 
     def allows_model(self, model_id: str) -> bool:
         import fnmatch
