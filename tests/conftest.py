@@ -7,23 +7,50 @@ from collections.abc import Iterator
 
 import pytest
 
-from aigw import catalog, keys, providers, table
+from aigw import billing, catalog, entitlements, keys, notifications, plans, providers, table
+from aigw.billing_config import billing_settings
 from aigw.config import settings
 from aigw_local.runner import PASSED_THROUGH
+
+BILLING_ENV = (
+    "DEFAULT_PLAN",
+    "CHECKOUT_PLAN",
+    "CREDITS_PLAN",
+    "EVENT_BUS_NAME",
+    "STRIPE_API_KEY",
+    "STRIPE_API_BASE",
+    "STRIPE_WEBHOOK_SECRET",
+    "BILLING_LINK_SECRET",
+    "PUBLIC_BASE_URL",
+    "GRACE_PERIOD_SECONDS",
+)
+EVERYONE_PLAN = "everyone"
 
 
 def reset_core() -> None:
     settings.cache_clear()
+    billing_settings.cache_clear()
     table.reset()
     keys.clear_cache()
     providers.reset()
     catalog.clear_cache()
+    plans.clear_cache()
+    entitlements.forget()
+    billing.reset()
+    notifications.reset()
+
+
+def give_everyone_a_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that are not about billing run as a deployment with an unlimited default plan."""
+    plans.put_plan(EVERYONE_PLAN, plans.PlanSpec(name="Unlimited (tests)"))
+    monkeypatch.setenv("DEFAULT_PLAN", EVERYONE_PLAN)
+    reset_core()
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
-        if name == "DYNAMODB_ENDPOINT" or name.startswith(PASSED_THROUGH):
+        if name in ("DYNAMODB_ENDPOINT", *BILLING_ENV) or name.startswith(PASSED_THROUGH):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from aigw_local.dynamodb_local import DynamoDBLocal, ensure_table
-from tests.conftest import reset_core
+from tests.conftest import give_everyone_a_plan, reset_core
 from tests.helpers.fake_vendors import VendorServer
 
 _tables = itertools.count()
@@ -28,6 +28,7 @@ def table(dynamodb_local: DynamoDBLocal, monkeypatch: pytest.MonkeyPatch) -> str
     monkeypatch.setenv("TABLE_NAME", name)
     monkeypatch.setenv("DYNAMODB_ENDPOINT", dynamodb_local.endpoint)
     reset_core()
+    give_everyone_a_plan(monkeypatch)
     return name
 
 

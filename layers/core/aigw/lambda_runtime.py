@@ -5,7 +5,7 @@ Lambda's managed Python runtime can only return a whole result; response streami
 runtime that speaks the Runtime API's streaming mode. The function keeps ``Runtime:
 python3.13``: ``AWS_LAMBDA_EXEC_WRAPPER`` points at ``bin/streaming-runtime`` in this layer,
 which starts this loop with the managed interpreter instead of the stock one (the same
-mechanism the Lambda Web Adapter uses). See docs/decisions/0003-streaming-on-lambda.md.
+mechanism the Lambda Web Adapter uses). See docs/decisions/0006-streaming-on-lambda.md.
 
 Every answer goes out in the format API Gateway's streaming Lambda integration reads: a JSON
 prelude (``statusCode``, ``headers``), eight NUL bytes, then the body, sent with

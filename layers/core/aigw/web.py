@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from aigw import keys, streaming
+from aigw import keys, request_context, streaming
 from aigw.config import settings
 from aigw.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 from aigw.keys import ApiKey
@@ -213,6 +213,25 @@ def _refusal(err: GatewayError, event: Mapping[str, Any]) -> LambdaResult:
     return {"statusCode": err.status, "headers": headers, "body": json.dumps(body), "isBase64Encoded": False}
 
 
+def public_base_url(event: Mapping[str, Any]) -> str | None:
+    """The gateway's own base URL as the caller reached it (for links in answers)."""
+    ctx = event.get("requestContext") or {}
+    domain = str(ctx.get("domainName") or _header(event, "host") or "")
+    if not domain:
+        return None
+    if domain.endswith(".amazonaws.com"):
+        return f"https://{domain}/{ctx.get('stage', '')}".rstrip("/")
+    local = domain.split(":")[0] in ("127.0.0.1", "localhost", "::1")
+    return f"{'http' if local else 'https'}://{domain}"
+
+
+def _with_context_headers(result: LambdaResult) -> LambdaResult:
+    extra = request_context.response_headers()
+    if extra:
+        result["headers"] = {**extra, **(result.get("headers") or {})}
+    return result
+
+
 def handle(
     app: APIGatewayRestResolver,
     event: dict[str, Any],
@@ -245,6 +264,7 @@ def handle_streaming(
     """:func:`handle` for functions whose routes may stream (see :mod:`aigw.streaming`): the
     answer is a proxy-result dict, or the stream a route handed over. ``authenticate``
     replaces the Bearer check (the Anthropic-format route also takes ``x-api-key``)."""
+    request_context.begin(public_base_url(event))
     try:
         refused = _precheck(event)
         if refused is not None:
@@ -261,7 +281,9 @@ def handle_streaming(
     result: LambdaResult = app.resolve(event, context)
     stream = streaming.take_pending()
     if stream is not None and result.get("statusCode") == stream.status:
+        # Headers the core added before the first byte (quota left, billing warnings).
+        stream.headers = {**request_context.response_headers(), **stream.headers}
         return stream
     if stream is not None:
         stream.close()  # the route handed over a stream, then failed: nothing was sent yet
-    return result
+    return _with_context_headers(result)
