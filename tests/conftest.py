@@ -2,25 +2,56 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
-from aigw import keys, providers, table
+from aigw import billing, catalog, entitlements, keys, notifications, plans, providers, table
+from aigw.billing_config import billing_settings
 from aigw.config import settings
+from aigw_local.runner import PASSED_THROUGH
+
+BILLING_ENV = (
+    "DEFAULT_PLAN",
+    "CHECKOUT_PLAN",
+    "CREDITS_PLAN",
+    "EVENT_BUS_NAME",
+    "STRIPE_API_KEY",
+    "STRIPE_API_BASE",
+    "STRIPE_WEBHOOK_SECRET",
+    "BILLING_LINK_SECRET",
+    "PUBLIC_BASE_URL",
+    "GRACE_PERIOD_SECONDS",
+)
+EVERYONE_PLAN = "everyone"
 
 
 def reset_core() -> None:
     settings.cache_clear()
+    billing_settings.cache_clear()
     table.reset()
     keys.clear_cache()
     providers.reset()
+    catalog.clear_cache()
+    plans.clear_cache()
+    entitlements.forget()
+    billing.reset()
+    notifications.reset()
+
+
+def give_everyone_a_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that are not about billing run as a deployment with an unlimited default plan."""
+    plans.put_plan(EVERYONE_PLAN, plans.PlanSpec(name="Unlimited (tests)"))
+    monkeypatch.setenv("DEFAULT_PLAN", EVERYONE_PLAN)
+    reset_core()
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY_PARAMETER", "DYNAMODB_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name in ("DYNAMODB_ENDPOINT", *BILLING_ENV) or name.startswith(PASSED_THROUGH):
+            monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
@@ -28,6 +59,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
     monkeypatch.setenv("TABLE_NAME", "aigw-test")
+    # Retries back off for real in production; tests that look at the pauses patch clock.sleep.
+    monkeypatch.setenv("UPSTREAM_RETRY_BASE_SECONDS", "0")
     reset_core()
     yield
     reset_core()

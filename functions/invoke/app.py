@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aigw import invocation, web
+from aigw import invocation, streaming, web
 from aigw.chat import ChatRequest
 
 logger = Logger(service="aigw-invoke")
@@ -19,6 +19,11 @@ app = web.resolver()
 @app.post("/v1/chat/completions")
 def chat_completions(request: ChatRequest) -> Response[str]:
     key = web.current_key(app)
+    if request.stream:
+        stream = invocation.stream_chat_completion(key, request, request_id=web.request_id(app))
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        events = streaming.openai_events(stream, include_usage=include_usage)
+        return streaming.respond(streaming.event_stream(events, on_close=stream.close))
     completion = invocation.chat_completion(key, request, request_id=web.request_id(app))
     return web.json_response(completion)
 
@@ -30,5 +35,5 @@ def models() -> Response[str]:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return web.handle(app, event, context)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any] | streaming.StreamingResponse:
+    return web.handle_streaming(app, event, context)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,26 @@ DEMO_KEYS_FILE = LOCAL_DIR / "demo-keys.json"
 ENV_FILE = tpl.ROOT / ".env.local"
 TABLE_NAME = "aigw-local"
 DEMO_TEAM = "demo"
+# Developer settings taken from the shell: provider keys and URLs, retry and timeout knobs.
+PASSED_THROUGH = (
+    "OPENAI_",
+    "AZURE_OPENAI_",
+    "ANTHROPIC_",
+    "GEMINI_",
+    "MISTRAL_",
+    "BEDROCK_",
+    "GROQ_",
+    "TOGETHER_",
+    "DEEPSEEK_",
+    "OLLAMA_",
+    "VLLM_",
+    "UPSTREAM_",
+    "TIKTOKEN_",
+    "STRIPE_",
+)
+# Locally every team without a subscription is on this plan, so a newcomer's calls just work;
+# a deployment decides with the DefaultPlan parameter (empty by default: 402 no_subscription).
+LOCAL_DEFAULT_PLAN = "local-free"
 
 
 def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
@@ -61,13 +82,16 @@ def local_environment(template: dict[str, Any], *, table_name: str, endpoint: st
                 env[name] = value
     overrides = {
         **read_env_file(),
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if k in env or k.startswith(("OPENAI_", "ANTHROPIC_", "GEMINI_", "MISTRAL_", "STRIPE_"))
-        },
+        **{k: v for k, v in os.environ.items() if k in env or k.startswith(PASSED_THROUGH)},
     }
     env.update(overrides)
+    if "EVENT_BUS_NAME" not in os.environ:
+        env.pop("EVENT_BUS_NAME", None)  # no EventBridge locally: notifications are logged
+    if not env.get("DEFAULT_PLAN"):
+        env["DEFAULT_PLAN"] = LOCAL_DEFAULT_PLAN
+    if not env.get("BILLING_LINK_SECRET"):
+        # Billing links in 402 answers are signed; locally a per-run key is enough.
+        env["BILLING_LINK_SECRET"] = secrets.token_urlsafe(32)
     env.update(
         {
             "TABLE_NAME": table_name,
@@ -90,9 +114,22 @@ class DemoKeys:
     team_key: str
 
 
+def seed_local_plan() -> None:
+    """The plan every local team without a subscription is on (see ``LOCAL_DEFAULT_PLAN``)."""
+    from aigw import plans
+    from aigw.errors import NotFound
+
+    try:
+        plans.get_plan(LOCAL_DEFAULT_PLAN)
+    except NotFound:
+        spec = plans.PlanSpec(name="Local free plan", monthly_tokens=5_000_000, requests_per_minute=600)
+        plans.put_plan(LOCAL_DEFAULT_PLAN, spec)
+
+
 def seed_demo(path: Path | None = DEMO_KEYS_FILE, *, force: bool = False) -> DemoKeys:
     """Create (once) an admin key and a demo team with a key; remembered in ``path`` (under
     .local/, git-ignored) because only hashes are stored in the table. ``None``: remember nothing."""
+    seed_local_plan()  # also for data kept from before billing existed
     if path is not None and path.exists() and not force:
         data = json.loads(path.read_text(encoding="utf-8"))
         return DemoKeys(**data)

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
 
+from aigw.streaming import StreamingResponse
 from aigw_local import apigw
 from aigw_local.template import FunctionSpec, Route
 
@@ -59,15 +60,16 @@ class Gateway:
         for route in self.routes:
             self.handler_for(route.function)
 
-    def dispatch(self, request: apigw.HttpRequest) -> apigw.HttpResponse:
+    def dispatch(self, request: apigw.HttpRequest) -> apigw.HttpResponse | StreamingResponse:
         started = time.monotonic()
         response = self._dispatch(request)
         if self._log:
             elapsed = (time.monotonic() - started) * 1000
-            self._log(f"{request.method} {request.path} -> {response.status} ({elapsed:.0f} ms)")
+            kind = " streaming" if isinstance(response, StreamingResponse) else ""
+            self._log(f"{request.method} {request.path} -> {response.status}{kind} ({elapsed:.0f} ms)")
         return response
 
-    def _dispatch(self, request: apigw.HttpRequest) -> apigw.HttpResponse:
+    def _dispatch(self, request: apigw.HttpRequest) -> apigw.HttpResponse | StreamingResponse:
         path_matched = False
         for route in self.routes:
             params = route.match(request.method, request.path)
@@ -84,6 +86,8 @@ class Gateway:
                 if self._log:
                     self._log(f"handler {route.function.logical_id} raised {type(exc).__name__}: {exc}")
                 return apigw.malformed()
+            if isinstance(result, StreamingResponse):
+                return result  # API Gateway with ResponseTransferMode STREAM
             return apigw.parse_result(result)
         status = 405 if path_matched else 404
         detail = "Method not allowed" if path_matched else "No such route"
@@ -156,7 +160,10 @@ def make_server(gateway: Gateway, host: str, port: int) -> ThreadingHTTPServer:
             )
             self._send(gateway.dispatch(request))
 
-        def _send(self, response: apigw.HttpResponse) -> None:
+        def _send(self, response: apigw.HttpResponse | StreamingResponse) -> None:
+            if isinstance(response, StreamingResponse):
+                self._stream(response)
+                return
             self.send_response(response.status)
             names = set()
             for name, value in response.headers:
@@ -168,6 +175,28 @@ def make_server(gateway: Gateway, host: str, port: int) -> ThreadingHTTPServer:
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(response.body)
+
+        def _stream(self, response: StreamingResponse) -> None:
+            """Chunked transfer, each piece written and flushed as the handler produces it. A
+            client that goes away shows up as a failed write; closing the stream settles it."""
+            try:
+                self.send_response(response.status)
+                for name, value in response.headers.items():
+                    if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.flush()
+                for piece in response.body:
+                    if piece:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                        self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+            finally:
+                response.close()
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
 

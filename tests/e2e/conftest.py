@@ -16,6 +16,7 @@ import pytest
 
 from aigw_local.dynamodb_local import free_port
 from tests.helpers.fake_upstream import FakeUpstream, Recorded, Scripted, openai_completion
+from tests.helpers.fake_vendors import VendorServer
 
 
 @dataclass
@@ -25,6 +26,8 @@ class Runner:
     team_key: str
     upstream: FakeUpstream
     output: list[str]
+    vendors: VendorServer
+    dynamodb_endpoint: str
 
 
 def _respond(request: Recorded) -> Scripted:
@@ -34,12 +37,17 @@ def _respond(request: Recorded) -> Scripted:
 @pytest.fixture(scope="session")
 def runner() -> Iterator[Runner]:
     upstream = FakeUpstream(_respond).start()
+    vendors = VendorServer().start()
     port = free_port()
     env = {
         **os.environ,
         "PORT": str(port),
         "OPENAI_BASE_URL": upstream.url + "/v1",
         "OPENAI_API_KEY": "sk-fake-upstream",
+        "ANTHROPIC_BASE_URL": vendors.url + "/anthropic",
+        "ANTHROPIC_API_KEY": "sk-ant-fake",
+        "GROQ_BASE_URL": vendors.url + "/groq/v1",
+        "GROQ_API_KEY": "gsk-fake",
         "PYTHONUNBUFFERED": "1",
     }
     process = subprocess.Popen(
@@ -52,6 +60,7 @@ def runner() -> Iterator[Runner]:
     output: list[str] = []
     deadline = time.monotonic() + 90
     keys: dict[str, str] = {}
+    dynamodb_endpoint = ""
     assert process.stdout is not None
     while len(keys) < 2:
         line = process.stdout.readline()
@@ -61,9 +70,14 @@ def runner() -> Iterator[Runner]:
         match = re.match(r"demo (admin|team) key:\s+(\S+)", line)
         if match:
             keys[match.group(1)] = match.group(2)
+        started = re.match(r"starting DynamoDB Local on (\S+)", line)
+        if started:
+            dynamodb_endpoint = started.group(1)
         if time.monotonic() > deadline:
             raise RuntimeError("local runner not ready in 90 s:\n" + "".join(output))
-    yield Runner(f"http://127.0.0.1:{port}", keys["admin"], keys["team"], upstream, output)
+    yield Runner(
+        f"http://127.0.0.1:{port}", keys["admin"], keys["team"], upstream, output, vendors, dynamodb_endpoint
+    )
     process.send_signal(signal.SIGINT)
     try:
         rest, _ = process.communicate(timeout=30)
@@ -72,3 +86,4 @@ def runner() -> Iterator[Runner]:
         rest, _ = process.communicate()
     output.append(rest)
     upstream.stop()
+    vendors.stop()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from aigw.streaming import StreamingResponse
 from aigw_local import template as tpl
 from aigw_local.apigw import LambdaContext
 from aigw_local.server import Handler, load_handler
@@ -92,6 +93,13 @@ def build_event(
 
 def invoke_event(event: dict[str, Any], route: tpl.Route) -> Reply:
     result = _handler(route.function.logical_id)(event, LambdaContext(route.function.logical_id, 30))
+    if isinstance(result, StreamingResponse):
+        # A streamed answer, read to its end as a client would.
+        try:
+            streamed = b"".join(result.body).decode()
+        finally:
+            result.close()
+        return Reply(result.status, dict(result.headers), streamed)
     headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
     for k, values in (result.get("multiValueHeaders") or {}).items():
         headers[k] = ", ".join(str(v) for v in values)

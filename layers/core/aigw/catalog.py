@@ -1,15 +1,28 @@
-"""The model catalog: which ``provider/model`` ids exist, what they cost, and aliases."""
+"""The model catalog: which ``provider/model`` ids exist, what they cost, aliases and fallbacks.
+
+The built-in catalog ships in ``data/models.json``. Admins override it in DynamoDB (a model's
+prices or upstream name, a new model, an alias, a fallback chain) without a deploy; a warm
+container re-reads the overrides every ``CATALOG_CACHE_SECONDS`` (default 30).
+
+Items: ``pk=CATALOG``, ``sk=MODEL#<id>`` (a whole model entry, or ``disabled``) and
+``sk=ALIAS#<name>`` (``targets``: the chain tried in order).
+"""
 
 from __future__ import annotations
 
-import functools
 import json
+import threading
+import time
 from decimal import Decimal
 from importlib import resources
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from aigw.config import settings
 from aigw.errors import NotFound
+
+CATALOG_PK = "CATALOG"
 
 
 class ModelInfo(BaseModel):
@@ -23,31 +36,220 @@ class ModelInfo(BaseModel):
     cached_input_per_mtok: Decimal
     output_per_mtok: Decimal
     created: int = 0
+    fallbacks: tuple[str, ...] = ()
+
+
+class ModelEntry(ModelInfo):
+    """A catalog entry as an admin submits it: the same fields, checked at the edge."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*/\S+$", max_length=256)
+    provider: str = Field(min_length=1, max_length=64)
+    upstream: str = Field(min_length=1, max_length=256)
+    context_window: int = Field(ge=1)
+    input_per_mtok: Decimal = Field(ge=0)
+    cached_input_per_mtok: Decimal = Field(ge=0)
+    output_per_mtok: Decimal = Field(ge=0)
+    fallbacks: tuple[str, ...] = Field(default=(), max_length=10)
 
 
 class Catalog(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     models: dict[str, ModelInfo]
-    aliases: dict[str, str]
+    aliases: dict[str, tuple[str, ...]]
+
+    def _missing(self, model_id: str) -> NotFound:
+        return NotFound(
+            f"The model '{model_id}' does not exist; GET /v1/models lists the available ones",
+            code="model_not_found",
+            param="model",
+        )
 
     def resolve(self, model_id: str) -> ModelInfo:
-        target = self.aliases.get(model_id, model_id)
-        info = self.models.get(target)
-        if info is None:
-            raise NotFound(
-                f"The model '{model_id}' does not exist; GET /v1/models lists the available ones",
-                code="model_not_found",
-                param="model",
-            )
-        return info
+        return self.chain(model_id)[0]
+
+    def chain(self, model_id: str) -> list[ModelInfo]:
+        """The models to try for ``model_id``, in order: an alias's targets, each followed by
+        its own fallbacks, without repeats and skipping ids the catalog does not know."""
+        targets = self.aliases.get(model_id, (model_id,))
+        if targets[0] not in self.models:
+            raise self._missing(model_id)
+        order: list[str] = []
+        for target in targets:
+            info = self.models.get(target)
+            if info is None:
+                continue
+            for candidate in (target, *info.fallbacks):
+                if candidate in self.models and candidate not in order:
+                    order.append(candidate)
+        return [self.models[m] for m in order]
 
     def all(self) -> list[ModelInfo]:
         return sorted(self.models.values(), key=lambda m: m.id)
 
 
-@functools.cache
-def catalog() -> Catalog:
+def builtin() -> tuple[dict[str, ModelInfo], dict[str, tuple[str, ...]]]:
     raw = json.loads(resources.files("aigw").joinpath("data/models.json").read_text("utf-8"))
     models = {m["id"]: ModelInfo.model_validate(m) for m in raw["models"]}
-    return Catalog(models=models, aliases=dict(raw.get("aliases", {})))
+    return models, {name: _targets(value) for name, value in raw.get("aliases", {}).items()}
+
+
+def _targets(value: Any) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _merge(items: list[dict[str, Any]]) -> Catalog:
+    models, aliases = builtin()
+    for item in items:
+        sk = str(item["sk"])
+        if sk.startswith("MODEL#"):
+            model_id = sk.removeprefix("MODEL#")
+            if item.get("disabled"):
+                models.pop(model_id, None)
+            else:
+                models[model_id] = ModelInfo.model_validate(item["model"])
+        elif sk.startswith("ALIAS#"):
+            aliases[sk.removeprefix("ALIAS#")] = tuple(item["targets"])
+    return Catalog(models=models, aliases=aliases)
+
+
+_lock = threading.Lock()
+_cached: tuple[float, Catalog] | None = None
+
+
+def catalog() -> Catalog:
+    """The effective catalog: built-in entries with the admins' overrides on top."""
+    global _cached
+    now = time.monotonic()
+    current = _cached
+    if current is not None and now - current[0] < settings().catalog_cache_seconds:
+        return current[1]
+    from aigw.table import gateway_table
+
+    items = gateway_table().query("pk = :p", {":p": CATALOG_PK})
+    fresh = _merge(items)
+    with _lock:
+        _cached = (now, fresh)
+    return fresh
+
+
+def clear_cache() -> None:
+    global _cached
+    with _lock:
+        _cached = None
+
+
+# ---- admin overrides -------------------------------------------------------------------
+
+
+class Override(BaseModel):
+    """One admin change to the catalog, as listed by ``GET /admin/models/overrides``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    name: str
+    model: ModelInfo | None = None
+    disabled: bool = False
+    targets: tuple[str, ...] | None = None
+    updated_at: int
+
+
+def _table() -> Any:
+    from aigw.table import gateway_table
+
+    return gateway_table()
+
+
+def _now() -> int:
+    from aigw import clock
+
+    return clock.now()
+
+
+def put_model(info: ModelEntry) -> ModelInfo:
+    from aigw import providers
+    from aigw.errors import InvalidRequest
+
+    if info.provider not in providers.names():
+        known = ", ".join(providers.names())
+        raise InvalidRequest(f"Unknown provider '{info.provider}'; known: {known}", param="provider")
+    for fallback in info.fallbacks:
+        if fallback not in catalog().models:
+            raise InvalidRequest(f"Unknown fallback model '{fallback}'", param="fallbacks")
+    item = {
+        "pk": CATALOG_PK,
+        "sk": f"MODEL#{info.id}",
+        "type": "catalog_model",
+        "model": json.loads(info.model_dump_json()),
+        "updated_at": _now(),
+    }
+    _table().put(item)
+    clear_cache()
+    return ModelInfo.model_validate(info.model_dump())
+
+
+def disable_model(model_id: str) -> None:
+    if model_id not in catalog().models:
+        raise NotFound(f"The model '{model_id}' is not in the catalog", code="model_not_found")
+    _table().put(
+        {
+            "pk": CATALOG_PK,
+            "sk": f"MODEL#{model_id}",
+            "type": "catalog_model",
+            "disabled": True,
+            "updated_at": _now(),
+        }
+    )
+    clear_cache()
+
+
+def put_alias(name: str, targets: list[str]) -> tuple[str, ...]:
+    known = catalog().models
+    unknown = [t for t in targets if t not in known]
+    if unknown:
+        from aigw.errors import InvalidRequest
+
+        raise InvalidRequest(f"Unknown model(s) in the alias: {', '.join(unknown)}", param="targets")
+    _table().put(
+        {
+            "pk": CATALOG_PK,
+            "sk": f"ALIAS#{name}",
+            "type": "catalog_alias",
+            "targets": targets,
+            "updated_at": _now(),
+        }
+    )
+    clear_cache()
+    return tuple(targets)
+
+
+def remove_override(kind: str, name: str) -> None:
+    """Drop an override: the built-in entry (if any) applies again."""
+    from aigw.table import ConditionFailed
+
+    prefix = "MODEL#" if kind == "model" else "ALIAS#"
+    try:
+        _table().delete(CATALOG_PK, prefix + name, condition="attribute_exists(pk)")
+    except ConditionFailed as exc:
+        raise NotFound(f"No override for {kind} '{name}'", code="override_not_found") from exc
+    clear_cache()
+
+
+def overrides() -> list[Override]:
+    out = []
+    for item in _table().query("pk = :p", {":p": CATALOG_PK}, consistent=True):
+        kind, _, name = str(item["sk"]).partition("#")
+        out.append(
+            Override(
+                kind=kind.lower(),
+                name=name,
+                model=ModelInfo.model_validate(item["model"]) if item.get("model") else None,
+                disabled=bool(item.get("disabled")),
+                targets=tuple(item["targets"]) if item.get("targets") else None,
+                updated_at=int(item.get("updated_at", 0)),
+            )
+        )
+    return out

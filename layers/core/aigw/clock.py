@@ -14,5 +14,9 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 def iso(epoch: int | float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")

@@ -12,6 +12,11 @@ def _int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    return float(raw) if raw else default
+
+
 def _opt(name: str) -> str | None:
     value = os.environ.get(name, "").strip()
     return value or None
@@ -30,6 +35,10 @@ class Settings:
     openai_api_key: str | None
     openai_api_key_parameter: str | None
     upstream_timeout_seconds: int
+    upstream_max_retries: int
+    upstream_retry_base_seconds: float
+    upstream_retry_max_wait_seconds: float
+    catalog_cache_seconds: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -45,6 +54,10 @@ class Settings:
             openai_api_key=_opt("OPENAI_API_KEY"),
             openai_api_key_parameter=_opt("OPENAI_API_KEY_PARAMETER"),
             upstream_timeout_seconds=_int("UPSTREAM_TIMEOUT_SECONDS", 60),
+            upstream_max_retries=_int("UPSTREAM_MAX_RETRIES", 2),
+            upstream_retry_base_seconds=_float("UPSTREAM_RETRY_BASE_SECONDS", 0.5),
+            upstream_retry_max_wait_seconds=_float("UPSTREAM_RETRY_MAX_WAIT_SECONDS", 10.0),
+            catalog_cache_seconds=_int("CATALOG_CACHE_SECONDS", 30),
         )
 
 

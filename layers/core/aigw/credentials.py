@@ -1,12 +1,16 @@
-"""Provider credentials: an environment value locally, SSM Parameter Store in AWS.
+"""Provider credentials: an environment value locally, SSM Parameter Store or Secrets Manager
+in AWS.
 
-Values from SSM are cached by Powertools for five minutes, so a rotated key is picked up
-without a redeploy and without an SSM call per request.
+Values are cached by Powertools for five minutes, so a rotated key is picked up without a
+redeploy and without a call per request. A reference that starts with
+``arn:aws:secretsmanager:`` is read from Secrets Manager, anything else from SSM.
 """
 
 from __future__ import annotations
 
 from aigw.errors import UpstreamError
+
+_MAX_AGE = 300
 
 
 def resolve_secret(value: str | None, parameter: str | None, *, what: str) -> str:
@@ -15,7 +19,10 @@ def resolve_secret(value: str | None, parameter: str | None, *, what: str) -> st
     if parameter:
         from aws_lambda_powertools.utilities import parameters
 
-        return parameters.get_parameter(parameter, decrypt=True, max_age=300)
+        if parameter.startswith("arn:") and ":secretsmanager:" in parameter:
+            secret = parameters.get_secret(parameter, max_age=_MAX_AGE)
+            return secret if isinstance(secret, str) else secret.decode("utf-8")
+        return parameters.get_parameter(parameter, decrypt=True, max_age=_MAX_AGE)
     raise UpstreamError(
         f"The {what} provider is not configured on this gateway", code="provider_not_configured"
     )

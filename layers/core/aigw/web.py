@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from aigw import keys
+from aigw import keys, request_context, streaming
 from aigw.config import settings
 from aigw.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 from aigw.keys import ApiKey
@@ -31,6 +31,18 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:aigw:problem:"
 
 LambdaResult = dict[str, Any]
+
+
+ANTHROPIC_ROUTES = frozenset({"/v1/messages"})
+_ANTHROPIC_ERROR_TYPES = frozenset(
+    {
+        "invalid_request_error",
+        "authentication_error",
+        "permission_error",
+        "not_found_error",
+        "rate_limit_error",
+    }
+)
 
 
 def is_openai_route(path: str) -> bool:
@@ -50,6 +62,10 @@ def error_body(err: GatewayError, path: str) -> tuple[str, dict[str, Any]]:
         problem["param"] = err.param
     if not is_openai_route(path):
         return PROBLEM_JSON, problem
+    if path in ANTHROPIC_ROUTES:
+        # Anthropic's error shape, so Claude SDKs raise the matching exception.
+        kind = err.error_type if err.error_type in _ANTHROPIC_ERROR_TYPES else "api_error"
+        return JSON, {"type": "error", "error": {"type": kind, "message": err.message, "code": err.code}}
     body: dict[str, Any] = {
         "error": {"message": err.message, "type": err.error_type, "param": err.param, "code": err.code}
     }
@@ -126,6 +142,10 @@ def _header(event: Mapping[str, Any], name: str) -> str | None:
     return None
 
 
+def header(event: Mapping[str, Any], name: str) -> str | None:
+    return _header(event, name.lower())
+
+
 def _authenticate_event(event: Mapping[str, Any]) -> ApiKey:
     return keys.authenticate(keys.parse_bearer(_header(event, "authorization")))
 
@@ -193,6 +213,25 @@ def _refusal(err: GatewayError, event: Mapping[str, Any]) -> LambdaResult:
     return {"statusCode": err.status, "headers": headers, "body": json.dumps(body), "isBase64Encoded": False}
 
 
+def public_base_url(event: Mapping[str, Any]) -> str | None:
+    """The gateway's own base URL as the caller reached it (for links in answers)."""
+    ctx = event.get("requestContext") or {}
+    domain = str(ctx.get("domainName") or _header(event, "host") or "")
+    if not domain:
+        return None
+    if domain.endswith(".amazonaws.com"):
+        return f"https://{domain}/{ctx.get('stage', '')}".rstrip("/")
+    local = domain.split(":")[0] in ("127.0.0.1", "localhost", "::1")
+    return f"{'http' if local else 'https'}://{domain}"
+
+
+def _with_context_headers(result: LambdaResult) -> LambdaResult:
+    extra = request_context.response_headers()
+    if extra:
+        result["headers"] = {**extra, **(result.get("headers") or {})}
+    return result
+
+
 def handle(
     app: APIGatewayRestResolver,
     event: dict[str, Any],
@@ -206,17 +245,45 @@ def handle(
     Order matters: size and encoding first, then authentication (an anonymous caller learns
     nothing about validation rules), then Powertools routing and pydantic validation.
     """
+    result = handle_streaming(app, event, context, public_resources=public_resources, admin_only=admin_only)
+    if isinstance(result, streaming.StreamingResponse):
+        result.close()
+        raise TypeError("this handler does not stream; use handle_streaming")
+    return result
+
+
+def handle_streaming(
+    app: APIGatewayRestResolver,
+    event: dict[str, Any],
+    context: Any,
+    *,
+    public_resources: frozenset[str] = frozenset(),
+    admin_only: bool = False,
+    authenticate: Callable[[Mapping[str, Any]], ApiKey] | None = None,
+) -> LambdaResult | streaming.StreamingResponse:
+    """:func:`handle` for functions whose routes may stream (see :mod:`aigw.streaming`): the
+    answer is a proxy-result dict, or the stream a route handed over. ``authenticate``
+    replaces the Bearer check (the Anthropic-format route also takes ``x-api-key``)."""
+    request_context.begin(public_base_url(event))
     try:
         refused = _precheck(event)
         if refused is not None:
             return _refusal(refused, event)
         if event.get("resource") not in public_resources:
-            key = _authenticate_event(event)
+            key = (authenticate or _authenticate_event)(event)
             if admin_only:
                 keys.require_admin(key)
             app.append_context(api_key=key)
     except GatewayError as exc:
         app.clear_context()
         return _refusal(exc, event)
+    streaming.discard_pending()
     result: LambdaResult = app.resolve(event, context)
-    return result
+    stream = streaming.take_pending()
+    if stream is not None and result.get("statusCode") == stream.status:
+        # Headers the core added before the first byte (quota left, billing warnings).
+        stream.headers = {**request_context.response_headers(), **stream.headers}
+        return stream
+    if stream is not None:
+        stream.close()  # the route handed over a stream, then failed: nothing was sent yet
+    return _with_context_headers(result)

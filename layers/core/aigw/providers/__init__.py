@@ -1,32 +1,57 @@
-"""Vendor adapters, imported only when a model of theirs is called (keeps cold starts light)."""
+"""Vendor adapters, imported only when a model of theirs is called (keeps cold starts light).
+
+The registry maps a catalog ``provider`` name to ``module:factory``; several names can share
+one module (every OpenAI-compatible server is the OpenAI adapter with another base URL).
+"""
 
 from __future__ import annotations
 
 import importlib
 import threading
+from collections.abc import Callable
 
 from aigw.errors import NotFound
 from aigw.providers.base import Provider
 
-_MODULES = {
-    "mock": "aigw.providers.mock",
-    "openai": "aigw.providers.openai",
+_FACTORIES = {
+    "mock": "aigw.providers.mock:create",
+    "openai": "aigw.providers.openai:create",
+    "azure": "aigw.providers.openai:create_azure",
+    "groq": "aigw.providers.openai:create",
+    "together": "aigw.providers.openai:create",
+    "deepseek": "aigw.providers.openai:create",
+    "ollama": "aigw.providers.openai:create",
+    "vllm": "aigw.providers.openai:create",
+    "mistral": "aigw.providers.mistral:create",
+    "anthropic": "aigw.providers.anthropic:create",
+    "gemini": "aigw.providers.gemini:create",
+    "bedrock": "aigw.providers.bedrock:create",
 }
+_SHARED_FACTORY = {"groq", "together", "deepseek", "ollama", "vllm", "openai"}
 _instances: dict[str, Provider] = {}
 _lock = threading.Lock()
+
+
+def names() -> list[str]:
+    return sorted(_FACTORIES)
+
+
+def _build(name: str) -> Provider:
+    module_name, _, attr = _FACTORIES[name].partition(":")
+    factory: Callable[..., Provider] = getattr(importlib.import_module(module_name), attr)
+    return factory(name) if name in _SHARED_FACTORY else factory()
 
 
 def get_provider(name: str) -> Provider:
     provider = _instances.get(name)
     if provider is not None:
         return provider
-    module_name = _MODULES.get(name)
-    if module_name is None:
+    if name not in _FACTORIES:
         raise NotFound(f"No provider named '{name}'", code="provider_not_found", param="model")
     with _lock:
         provider = _instances.get(name)
         if provider is None:
-            provider = importlib.import_module(module_name).create()
+            provider = _build(name)
             _instances[name] = provider
     return provider
 
@@ -37,4 +62,4 @@ def reset() -> None:
         _instances.clear()
 
 
-__all__ = ["Provider", "get_provider", "reset"]
+__all__ = ["Provider", "get_provider", "names", "reset"]

@@ -6,9 +6,22 @@ the same way the gateway estimates prompts, so metering can be checked end to en
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+
 from aigw import clock
 from aigw.catalog import ModelInfo
-from aigw.chat import AssistantMessage, ChatCompletion, ChatRequest, Choice, Usage
+from aigw.chat import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatRequest,
+    Choice,
+    ChunkChoice,
+    ChunkDelta,
+    Usage,
+    new_completion_id,
+)
 from aigw.tokens import estimate_messages, estimate_text
 
 
@@ -35,6 +48,28 @@ class MockProvider:
                 total_tokens=prompt_tokens + completion_tokens,
             ),
         )
+
+    def stream(self, model: ModelInfo, request: ChatRequest) -> Iterator[ChatCompletionChunk]:
+        """The same answer as :meth:`complete`, a word at a time."""
+        completion = self.complete(model, request)
+        text = completion.choices[0].message.content or ""
+        cid, created = new_completion_id(), completion.created
+
+        def chunk(delta: ChunkDelta, finish: str | None = None) -> ChatCompletionChunk:
+            choice = ChunkChoice(delta=delta, finish_reason=finish)
+            return ChatCompletionChunk(id=cid, created=created, model=model.id, choices=[choice])
+
+        def chunks() -> Iterator[ChatCompletionChunk]:
+            yield chunk(ChunkDelta(role="assistant", content=""))
+            for piece in re.findall(r"\S*\s*", text):
+                if piece:
+                    yield chunk(ChunkDelta(content=piece))
+            yield chunk(ChunkDelta(), completion.choices[0].finish_reason)
+            yield ChatCompletionChunk(
+                id=cid, created=created, model=model.id, choices=[], usage=completion.usage
+            )
+
+        return chunks()
 
 
 def create() -> MockProvider:

@@ -1,64 +1,135 @@
-"""OpenAI (and any server speaking its chat completions wire format) over httpx."""
+"""OpenAI's chat completions wire format: OpenAI itself, Azure OpenAI, and any server that
+speaks it by base URL (Groq, Together, DeepSeek, Ollama, vLLM...).
+
+The unified request *is* this format, so translation is mostly the model name, streaming
+options and authentication.
+"""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-import httpx
+import os
+from collections.abc import Generator, Iterator
+from typing import Any, Literal
 
 from aigw import clock
 from aigw.catalog import ModelInfo
-from aigw.chat import ChatCompletion, ChatRequest
-from aigw.config import settings
-from aigw.credentials import resolve_secret
-from aigw.providers.upstream import raise_for_upstream, transport_errors
+from aigw.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
+from aigw.errors import UpstreamError
+from aigw.providers.base import VendorConfig
+from aigw.providers.upstream import events, open_stream, post_json
+from aigw.sse import Event
+
+Auth = Literal["bearer", "azure", "optional-bearer"]
+
+# Servers that speak OpenAI's format, by provider name: environment prefix and default URL.
+COMPATIBLE: dict[str, tuple[str, str]] = {
+    "openai": ("OPENAI", "https://api.openai.com/v1"),
+    "groq": ("GROQ", "https://api.groq.com/openai/v1"),
+    "together": ("TOGETHER", "https://api.together.xyz/v1"),
+    "deepseek": ("DEEPSEEK", "https://api.deepseek.com/v1"),
+    "ollama": ("OLLAMA", "http://127.0.0.1:11434/v1"),
+    "vllm": ("VLLM", "http://127.0.0.1:8000/v1"),
+}
+_KEYLESS = {"ollama", "vllm"}
+_DISPLAY = {"openai": "OpenAI", "deepseek": "DeepSeek", "vllm": "vLLM"}
+AZURE_API_VERSION = "2024-10-21"
 
 
 class OpenAIProvider:
-    name = "openai"
-
-    def __init__(self, base_url: str, api_key: str | None, api_key_parameter: str | None, timeout: float):
-        self._base_url = base_url
-        self._api_key = api_key
-        self._api_key_parameter = api_key_parameter
-        # One client per container: connection pooling across invocations.
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        )
+    def __init__(
+        self, name: str, config: VendorConfig, *, auth: Auth = "bearer", api_version: str = ""
+    ) -> None:
+        self.name = name
+        self._config = config
+        self._auth = auth
+        self._api_version = api_version
+        self._client = config.client()
 
     def _headers(self) -> dict[str, str]:
-        key = resolve_secret(self._api_key, self._api_key_parameter, what="OpenAI")
-        return {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json"}
+        if self._auth == "azure":
+            headers["api-key"] = self._config.secret()
+        elif self._auth == "bearer" or self._config.api_key or self._config.api_key_parameter:
+            headers["Authorization"] = f"Bearer {self._config.secret()}"
+        return headers
 
-    def _payload(self, model: ModelInfo, request: ChatRequest) -> dict[str, Any]:
+    def _url(self, model: ModelInfo) -> str:
+        if self._auth == "azure":
+            # Azure addresses a deployment, whose name is the catalog's upstream name.
+            return (
+                f"{self._config.base_url}/openai/deployments/{model.upstream}/chat/completions"
+                f"?api-version={self._api_version}"
+            )
+        return f"{self._config.base_url}/chat/completions"
+
+    def payload(self, model: ModelInfo, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         payload = request.model_dump(exclude_none=True)
         payload["model"] = model.upstream
-        payload.pop("stream", None)
         payload.pop("stream_options", None)
+        payload.pop("stream", None)
+        if stream:
+            # Always ask for usage: the gateway meters from it, whatever the caller asked.
+            payload["stream"] = True
+            payload["stream_options"] = {"include_usage": True}
         return payload
 
     def complete(self, model: ModelInfo, request: ChatRequest) -> ChatCompletion:
-        headers = self._headers()
-        with transport_errors("OpenAI"):
-            response = self._client.post(
-                f"{self._base_url}/chat/completions",
-                content=json.dumps(self._payload(model, request)),
-                headers=headers,
-            )
-        raise_for_upstream(response, "OpenAI")
-        body = response.json()
+        body = post_json(
+            self._client,
+            self._url(model),
+            self.payload(model, request, stream=False),
+            self._headers(),
+            self._config.vendor,
+        )
+        if not isinstance(body, dict):
+            raise UpstreamError(f"{self._config.vendor} answered with an unexpected body")
         body["model"] = model.id
         body.setdefault("created", clock.now())
-        return ChatCompletion.model_validate(body)
+        return self.normalise(ChatCompletion.model_validate(body))
+
+    def normalise(self, completion: ChatCompletion) -> ChatCompletion:
+        return completion
+
+    def stream(self, model: ModelInfo, request: ChatRequest) -> Iterator[ChatCompletionChunk]:
+        response = open_stream(
+            self._client,
+            self._url(model),
+            self.payload(model, request, stream=True),
+            self._headers(),
+            self._config.vendor,
+        )
+        return self._chunks(model, events(response, self._config.vendor))
+
+    def _chunks(self, model: ModelInfo, stream: Generator[Event]) -> Iterator[ChatCompletionChunk]:
+        try:
+            for event in stream:
+                if event.data.strip() == "[DONE]":
+                    return
+                data = event.json()
+                if isinstance(data, dict) and "error" in data:
+                    message = (
+                        data["error"].get("message") if isinstance(data["error"], dict) else data["error"]
+                    )
+                    raise UpstreamError(f"{self._config.vendor} error: {message}")
+                data["model"] = model.id
+                data.setdefault("created", clock.now())
+                data.setdefault("object", "chat.completion.chunk")
+                yield self.normalise_chunk(ChatCompletionChunk.model_validate(data))
+        finally:
+            stream.close()
+
+    def normalise_chunk(self, chunk: ChatCompletionChunk) -> ChatCompletionChunk:
+        return chunk
 
 
-def create() -> OpenAIProvider:
-    cfg = settings()
-    return OpenAIProvider(
-        base_url=cfg.openai_base_url,
-        api_key=cfg.openai_api_key,
-        api_key_parameter=cfg.openai_api_key_parameter,
-        timeout=cfg.upstream_timeout_seconds,
-    )
+def create(name: str = "openai") -> OpenAIProvider:
+    prefix, default_url = COMPATIBLE[name]
+    config = VendorConfig.from_env(prefix, _DISPLAY.get(name, name.capitalize()), default_url)
+    return OpenAIProvider(name, config, auth="optional-bearer" if name in _KEYLESS else "bearer")
+
+
+def create_azure() -> OpenAIProvider:
+    endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT", "")
+    config = VendorConfig.from_env("AZURE_OPENAI", "Azure OpenAI", endpoint)
+    version = os.environ.get("AZURE_OPENAI_API_VERSION") or AZURE_API_VERSION
+    return OpenAIProvider("azure", config, auth="azure", api_version=version)

@@ -1,0 +1,388 @@
+"""Entitlements: may this team call a model now, on what terms, and if not, why.
+
+One item per team (``TEAM#<team>`` / ``BILLING``) carries both the entitlement state written by
+Stripe webhooks and the period counters the hot path reserves against, so that admission is a
+single conditional write (see :mod:`aigw.metering`). ``rev`` changes whenever the entitlement
+changes; every reservation is conditional on the ``rev`` it was decided on, so a cached view
+can be stale but never wrong.
+
+Who may call (first rule that applies):
+
+1. A Stripe subscription decides while it exists: ``trialing``/``active`` allow; ``past_due``
+   allows until ``GRACE_PERIOD_SECONDS`` after the first failed payment; ``unpaid``,
+   ``incomplete``, ``canceled``, ``incomplete_expired`` and ``paused`` refuse.
+2. Without a subscription, a plan assigned by an admin, else ``DEFAULT_PLAN`` (if set).
+3. Where 1 and 2 refuse, prepaid credits fund calls while the balance lasts.
+4. Otherwise 402 ``no_subscription``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from aigw import clock
+from aigw.billing_config import billing_settings
+from aigw.config import settings
+from aigw.plans import Plan, cached_plan
+from aigw.table import ConditionFailed, Item, gateway_table
+from aigw.teams import team_pk
+
+BILLING_SK = "BILLING"
+ALLOWING = frozenset({"trialing", "active"})
+PAYMENT_REFUSALS = frozenset({"unpaid", "incomplete"})
+INACTIVE = frozenset({"canceled", "incomplete_expired"})
+
+# Terms for credit-funded calls when the credit pack bought names no plan: no limits but money.
+PREPAID = Plan(plan_id="prepaid-credits", name="Prepaid credits", kind="credits")
+
+RefusalCode = Literal[
+    "payment_failed",
+    "subscription_inactive",
+    "subscription_paused",
+    "no_subscription",
+    "quota_exhausted",
+    "credits_exhausted",
+    "spend_cap_reached",
+]
+Funding = Literal["plan", "credits"]
+
+
+def _int(item: Item, name: str) -> int | None:
+    value = item.get(name)
+    return int(value) if value is not None else None
+
+
+class BillingState(BaseModel):
+    """The team's billing item as the hot path and the webhook see it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    team_id: str
+    rev: int = 0
+    customer_id: str | None = None
+    sub_id: str | None = None
+    sub_status: str | None = None
+    sub_plan_id: str | None = None
+    sub_event_at: int = 0
+    trial_end: int | None = None
+    manual_plan_id: str | None = None
+    period_start: int | None = None
+    period_end: int | None = None
+    first_failed_at: int | None = None
+    payment_event_at: int = 0
+    credits: int = 0
+    credits_reserved: int = 0
+    credit_plan_id: str | None = None
+    credits_bought: bool = False
+    tok_held: int = 0
+    tok_used: int = 0
+    spend_held: int = 0
+    spend_used: int = 0
+    rl_min: int | None = None
+    rl_req: int = 0
+    rl_tok: int = 0
+    warned_80: int | None = None
+    warned_100: int | None = None
+    suspended_notified: bool = False
+
+    @classmethod
+    def from_item(cls, team_id: str, item: Item | None) -> BillingState:
+        # DynamoDB numbers arrive as Decimal; pydantic turns whole ones into int.
+        fields = {k: v for k, v in (item or {}).items() if k in cls.model_fields and k != "team_id"}
+        return cls.model_validate({**fields, "team_id": team_id})
+
+    @property
+    def has_subscription(self) -> bool:
+        return self.sub_id is not None
+
+    @property
+    def subscription_governs_period(self) -> bool:
+        return self.has_subscription and self.sub_status not in INACTIVE
+
+    def grace_until(self) -> int | None:
+        if self.sub_status != "past_due":
+            return None
+        started = self.first_failed_at or self.sub_event_at
+        return started + billing_settings().grace_seconds
+
+    def credits_balance(self) -> int:
+        return self.credits + self.credits_reserved
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer for one call: allowed on which terms, or refused with a code."""
+
+    allowed: bool
+    funding: Funding | None = None
+    plan: Plan | None = None
+    code: RefusalCode | None = None
+    message: str = ""
+    warning: str | None = None
+    returns_at: int | None = None
+
+
+def _refusal(state: BillingState, now: int) -> Decision | None:
+    """Why the team's subscription or plan refuses, or None if it allows (credits aside)."""
+    status = state.sub_status
+    if state.has_subscription and status not in INACTIVE:
+        if status in ALLOWING:
+            return None
+        if status == "past_due":
+            grace = state.grace_until() or 0
+            if now < grace:
+                return None
+            return Decision(
+                False,
+                code="payment_failed",
+                message="Payment for this team's subscription failed and the grace period has ended; "
+                "update the payment method to restore access.",
+            )
+        if status in PAYMENT_REFUSALS:
+            return Decision(
+                False,
+                code="payment_failed",
+                message=f"This team's subscription is {status}: its payment has not succeeded; "
+                "update the payment method to restore access.",
+            )
+        if status == "paused":
+            return Decision(
+                False,
+                code="subscription_paused",
+                message="This team's subscription is paused; resume it to restore access.",
+            )
+    if state.manual_plan_id or (not state.has_subscription and billing_settings().default_plan):
+        return None
+    if state.has_subscription:
+        return Decision(
+            False,
+            code="subscription_inactive",
+            message=f"This team's subscription is {status}; subscribe again to restore access.",
+        )
+    return Decision(False, code="no_subscription", message="This team has no subscription or plan.")
+
+
+def plan_id_for(state: BillingState) -> str | None:
+    if state.has_subscription and state.sub_status not in INACTIVE:
+        return state.sub_plan_id
+    return state.manual_plan_id or billing_settings().default_plan
+
+
+def decide(state: BillingState, now: int) -> Decision:
+    refusal = _refusal(state, now)
+    if refusal is None:
+        plan_id = plan_id_for(state)
+        plan = cached_plan(plan_id) if plan_id else None
+        if plan is None:
+            refusal = Decision(
+                False,
+                code="no_subscription",
+                message=f"This team's plan '{plan_id}' is not configured on this gateway; "
+                "an operator must create it ('aigw plans create').",
+            )
+        else:
+            warning = None
+            grace = state.grace_until()
+            if grace is not None:
+                warning = f"payment_failed; access ends at {clock.iso(grace)} unless payment succeeds"
+            elif state.sub_status == "trialing" and state.trial_end:
+                warning = f"trial_ending; the trial ends at {clock.iso(state.trial_end)}"
+            return Decision(True, funding="plan", plan=plan, warning=warning)
+    if state.credits > 0:
+        plan = cached_plan(state.credit_plan_id) if state.credit_plan_id else None
+        return Decision(True, funding="credits", plan=plan or PREPAID)
+    if state.credits_bought and refusal.code in ("no_subscription", "subscription_inactive"):
+        return Decision(
+            False,
+            code="credits_exhausted",
+            message="This team's prepaid credits are used up; buy more credits to continue.",
+        )
+    return refusal
+
+
+# ---- period -------------------------------------------------------------------------------
+
+
+def month_bounds(now: int) -> tuple[int, int]:
+    """The calendar month (UTC) containing ``now``: the quota period without a subscription."""
+    at = datetime.fromtimestamp(now, tz=UTC)
+    start = datetime(at.year, at.month, 1, tzinfo=UTC)
+    end = datetime(at.year + (at.month == 12), at.month % 12 + 1, 1, tzinfo=UTC)
+    return int(start.timestamp()), int(end.timestamp())
+
+
+def needs_rollover(state: BillingState, now: int) -> bool:
+    if state.subscription_governs_period:
+        return False  # Stripe moves the period (customer.subscription.updated at renewal)
+    return state.period_end is None or now >= state.period_end
+
+
+def rollover_expression() -> str:
+    # Reservations in flight stay held; what was used belongs to the old period.
+    return (
+        "SET period_start = :ps, period_end = :pe, tok_held = tok_held - tok_used, tok_used = :zero, "
+        "spend_held = spend_held - spend_used, spend_used = :zero, rev = rev + :one"
+    )
+
+
+# ---- the item -----------------------------------------------------------------------------
+
+
+def _initial_item(team_id: str, now: int) -> Item:
+    start, end = month_bounds(now)
+    return {
+        "pk": team_pk(team_id),
+        "sk": BILLING_SK,
+        "type": "billing",
+        "team_id": team_id,
+        "rev": 1,
+        "period_start": start,
+        "period_end": end,
+        "tok_held": 0,
+        "tok_used": 0,
+        "spend_held": 0,
+        "spend_used": 0,
+        "credits": 0,
+        "credits_reserved": 0,
+    }
+
+
+def ensure_item(team_id: str) -> None:
+    """Create the team's billing item if missing (teams predating billing, or new teams)."""
+    with contextlib.suppress(ConditionFailed):
+        gateway_table().put(_initial_item(team_id, clock.now()), condition="attribute_not_exists(pk)")
+
+
+def load(team_id: str) -> BillingState:
+    item = gateway_table().get(team_pk(team_id), BILLING_SK, consistent=True)
+    if item is None:
+        ensure_item(team_id)
+        item = gateway_table().get(team_pk(team_id), BILLING_SK, consistent=True)
+    return BillingState.from_item(team_id, item)
+
+
+def roll_period(state: BillingState, now: int) -> None:
+    start, end = month_bounds(now)
+    # A lost race means someone else rolled it, or the entitlement changed: the caller reloads.
+    with contextlib.suppress(ConditionFailed):
+        gateway_table().update(
+            team_pk(state.team_id),
+            BILLING_SK,
+            expression=rollover_expression(),
+            values={":ps": start, ":pe": end, ":zero": 0, ":one": 1, ":rev": state.rev},
+            condition="rev = :rev",
+        )
+
+
+# ---- warm-container cache -------------------------------------------------------------------
+
+_cache: dict[str, tuple[float, BillingState]] = {}
+_lock = threading.Lock()
+
+
+def cached_state(team_id: str) -> BillingState:
+    now = time.monotonic()
+    with _lock:
+        hit = _cache.get(team_id)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    return remember(load(team_id))
+
+
+def remember(state: BillingState) -> BillingState:
+    with _lock:
+        _cache[state.team_id] = (time.monotonic() + max(settings().key_cache_seconds, 1), state)
+    return state
+
+
+def forget(team_id: str | None = None) -> None:
+    with _lock:
+        if team_id is None:
+            _cache.clear()
+        else:
+            _cache.pop(team_id, None)
+
+
+# ---- administration ---------------------------------------------------------------------------
+
+
+class BillingSummary(BaseModel):
+    """What an admin (or the team) sees of a team's billing."""
+
+    team_id: str
+    allowed: bool
+    funding: Funding | None
+    refusal_code: str | None
+    plan_id: str | None
+    subscription_id: str | None
+    subscription_status: str | None
+    customer_id: str | None
+    grace_until: str | None
+    period_start: str | None
+    period_end: str | None
+    tokens_used: int
+    tokens_reserved: int
+    spend_used_micro_usd: int
+    credits_micro_usd: int
+    credits_reserved_micro_usd: int
+    monthly_tokens: int | None
+    spend_cap_micro_usd: int | None
+
+
+def summary(team_id: str) -> BillingSummary:
+    state = load(team_id)
+    decision = decide(state, clock.now())
+    plan = decision.plan
+    grace = state.grace_until()
+    return BillingSummary(
+        team_id=team_id,
+        allowed=decision.allowed,
+        funding=decision.funding,
+        refusal_code=decision.code,
+        plan_id=plan.plan_id if plan else plan_id_for(state),
+        subscription_id=state.sub_id,
+        subscription_status=state.sub_status,
+        customer_id=state.customer_id,
+        grace_until=clock.iso(grace) if grace else None,
+        period_start=clock.iso(state.period_start) if state.period_start else None,
+        period_end=clock.iso(state.period_end) if state.period_end else None,
+        tokens_used=state.tok_used,
+        tokens_reserved=state.tok_held - state.tok_used,
+        spend_used_micro_usd=state.spend_used,
+        credits_micro_usd=state.credits,
+        credits_reserved_micro_usd=state.credits_reserved,
+        monthly_tokens=plan.monthly_tokens if plan else None,
+        spend_cap_micro_usd=plan.spend_cap_micro_usd if plan else None,
+    )
+
+
+def assign_plan(team_id: str, plan_id: str | None) -> BillingSummary:
+    """An admin-granted plan (no Stripe); ``None`` removes it. A Stripe subscription still wins."""
+    ensure_item(team_id)
+    values: dict[str, Any]
+    if plan_id is None:
+        expression, values = "REMOVE manual_plan_id SET rev = rev + :one", {":one": 1}
+    else:
+        expression, values = "SET manual_plan_id = :p, rev = rev + :one", {":p": plan_id, ":one": 1}
+    gateway_table().update(team_pk(team_id), BILLING_SK, expression=expression, values=values)
+    forget(team_id)
+    return summary(team_id)
+
+
+def grant_credits(team_id: str, micro_usd: int) -> BillingSummary:
+    ensure_item(team_id)
+    gateway_table().update(
+        team_pk(team_id),
+        BILLING_SK,
+        expression="ADD credits :c SET credits_bought = :t, rev = rev + :one",
+        values={":c": micro_usd, ":t": True, ":one": 1},
+    )
+    forget(team_id)
+    return summary(team_id)

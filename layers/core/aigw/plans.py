@@ -1,0 +1,130 @@
+"""Plans: what a Stripe price buys, managed as data (admin API / ``aigw plans``), not code.
+
+A plan is keyed by the Stripe Price ``lookup_key`` (``plan_id``); a price without one can name
+its plan in the price's or product's metadata (``aigw_plan``). A plan of kind ``credits`` is a
+prepaid credit pack bought once through Checkout.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from aigw import clock
+from aigw.billing_config import billing_settings
+from aigw.errors import NotFound
+from aigw.table import Item, gateway_table
+
+PLAN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
+_PLAN_ID = re.compile(PLAN_ID_PATTERN)
+DEFAULT_MAX_TOKENS = 4096
+
+NonNegative = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(ge=1)]
+
+
+class PlanSpec(BaseModel):
+    """What an admin sends; every limit left out is unlimited."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    kind: Literal["subscription", "credits"] = "subscription"
+    monthly_tokens: NonNegative | None = None
+    spend_cap_micro_usd: NonNegative | None = None
+    requests_per_minute: Positive | None = None
+    tokens_per_minute: Positive | None = None
+    allowed_models: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = None
+    default_max_tokens: Positive = DEFAULT_MAX_TOKENS
+    credits_micro_usd: NonNegative = 0
+    meter_event_name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+
+
+class Plan(PlanSpec):
+    plan_id: str
+    updated_at: int = 0
+
+    @classmethod
+    def from_item(cls, item: Item) -> Plan:
+        # DynamoDB numbers arrive as Decimal; pydantic turns whole ones into int.
+        return cls.model_validate({k: item[k] for k in cls.model_fields if k in item})
+
+    def allows_model(self, model_id: str) -> bool:
+        import fnmatch
+
+        if self.allowed_models is None:
+            return True
+        return any(fnmatch.fnmatchcase(model_id, p) for p in self.allowed_models)
+
+
+def plan_pk(plan_id: str) -> str:
+    return f"PLAN#{plan_id}"
+
+
+def valid_plan_id(plan_id: str) -> bool:
+    return bool(_PLAN_ID.match(plan_id))
+
+
+def put_plan(plan_id: str, spec: PlanSpec) -> Plan:
+    plan = Plan(plan_id=plan_id, updated_at=clock.now(), **spec.model_dump())
+    if plan.name is None:
+        plan = plan.model_copy(update={"name": plan_id})
+    item: dict[str, Any] = {
+        "pk": plan_pk(plan_id),
+        "sk": "META",
+        "type": "plan",
+        "gsi1pk": "PLANS",
+        "gsi1sk": plan_id,
+        **plan.model_dump(exclude_none=True),
+    }
+    gateway_table().put(item)
+    _cache.pop(plan_id, None)
+    return plan
+
+
+def get_plan(plan_id: str) -> Plan:
+    item = gateway_table().get(plan_pk(plan_id), "META", consistent=True)
+    if item is None:
+        raise NotFound(f"plan '{plan_id}' does not exist", code="plan_not_found")
+    return Plan.from_item(item)
+
+
+def delete_plan(plan_id: str) -> Plan:
+    plan = get_plan(plan_id)
+    gateway_table().delete(plan_pk(plan_id), "META")
+    _cache.pop(plan_id, None)
+    return plan
+
+
+def list_plans() -> list[Plan]:
+    items = gateway_table().query("gsi1pk = :p", {":p": "PLANS"}, index="gsi1")
+    return [Plan.from_item(i) for i in items]
+
+
+_cache: dict[str, tuple[float, Plan | None]] = {}
+_lock = threading.Lock()
+
+
+def cached_plan(plan_id: str) -> Plan | None:
+    """The plan for the hot path: a warm container trusts a lookup for ``PLAN_CACHE_SECONDS``."""
+    now = time.monotonic()
+    with _lock:
+        hit = _cache.get(plan_id)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    try:
+        plan: Plan | None = get_plan(plan_id)
+    except NotFound:
+        plan = None
+    with _lock:
+        _cache[plan_id] = (now + billing_settings().plan_cache_seconds, plan)
+    return plan
+
+
+def clear_cache() -> None:
+    with _lock:
+        _cache.clear()

@@ -1,0 +1,388 @@
+"""Stripe webhook events turned into entitlement changes, each exactly once, never backwards.
+
+Exactly once: the event id is written (``STRIPE_EVENT#<id>``, conditional on not existing) in
+the same DynamoDB transaction as the change it causes, so a redelivered event changes nothing.
+
+Never backwards (the ordering rule): a subscription's state is taken from the newest event
+about it, ordered by the event's ``created`` second; within the same second, a state later in
+the subscription's life wins (incomplete < trialing < active < past_due < unpaid/paused <
+canceled). ``canceled``/``incomplete_expired`` are final for that subscription id, and a
+cancellation of an older subscription never overrides a live newer one. Payment events
+(``invoice.*``) are ordered by ``created`` among themselves. Period counters reset only when a
+subscription event brings a later ``current_period_start``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from aigw import clock, entitlements, notifications
+from aigw.billing_config import billing_settings
+from aigw.entitlements import BILLING_SK, INACTIVE, BillingState
+from aigw.errors import NotFound, ServiceUnavailable
+from aigw.plans import cached_plan
+from aigw.table import ConditionFailed, gateway_table, serialize
+from aigw.teams import get_team, team_pk
+
+logger = Logger(service="aigw")
+
+_EVENT_TTL_SECONDS = 40 * 86_400  # Stripe retries for up to three days
+_RANK = {
+    "incomplete": 0,
+    "trialing": 1,
+    "active": 2,
+    "past_due": 3,
+    "unpaid": 4,
+    "paused": 4,
+    "incomplete_expired": 5,
+    "canceled": 5,
+}
+SUBSCRIPTION_EVENTS = frozenset(
+    {
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "customer.subscription.paused",
+        "customer.subscription.resumed",
+        "customer.subscription.trial_will_end",
+    }
+)
+INVOICE_FAILURES = frozenset({"invoice.payment_failed", "invoice.payment_action_required"})
+CHECKOUT_EVENTS = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded"})
+
+HANDLED = SUBSCRIPTION_EVENTS | INVOICE_FAILURES | CHECKOUT_EVENTS | {"invoice.paid"}
+
+Outcome = Literal["applied", "unchanged", "duplicate", "ignored"]
+
+
+class StripeEvent(BaseModel):
+    """The envelope of a Stripe event (``object: "event"``), as delivered to a webhook."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    type: str
+    created: int
+    data: dict[str, Any]
+
+    @property
+    def object(self) -> dict[str, Any]:
+        obj = self.data.get("object")
+        return obj if isinstance(obj, dict) else {}
+
+
+def _id(value: Any) -> str | None:
+    """Stripe fields that are an id, or the expanded object carrying it."""
+    if isinstance(value, dict):
+        found = value.get("id")
+        return str(found) if found else None
+    return str(value) if value else None
+
+
+def _metadata(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict):
+        return dict(obj["metadata"])
+    return {}
+
+
+@dataclass
+class Change:
+    """What one event does to the team's billing item."""
+
+    sets: dict[str, Any] = field(default_factory=dict)
+    removes: list[str] = field(default_factory=list)
+    adds: dict[str, int] = field(default_factory=dict)
+    reset_counters: bool = False
+    notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.sets or self.removes or self.adds or self.reset_counters or self.notes)
+
+    def preview(self, state: BillingState) -> BillingState:
+        update: dict[str, Any] = {**self.sets, **dict.fromkeys(self.removes)}
+        for name, delta in self.adds.items():
+            update[name] = getattr(state, name) + delta
+        return state.model_copy(update=update)
+
+
+# ---- subscriptions ------------------------------------------------------------------------------
+
+
+def _plan_of(subscription: dict[str, Any]) -> str | None:
+    for item in (subscription.get("items") or {}).get("data") or []:
+        price = item.get("price") or item.get("plan") or {}
+        if price.get("lookup_key"):
+            return str(price["lookup_key"])
+        named = _metadata(price).get("aigw_plan") or _metadata(price.get("product")).get("aigw_plan")
+        if named:
+            return str(named)
+    return None
+
+
+def _period_of(subscription: dict[str, Any]) -> tuple[int | None, int | None]:
+    # Newer API versions carry the period on subscription items, older ones on the subscription.
+    items = (subscription.get("items") or {}).get("data") or []
+    starts = [i["current_period_start"] for i in items if i.get("current_period_start")]
+    ends = [i["current_period_end"] for i in items if i.get("current_period_end")]
+    start = min(starts) if starts else subscription.get("current_period_start")
+    end = max(ends) if ends else subscription.get("current_period_end")
+    return (int(start) if start else None, int(end) if end else None)
+
+
+def _is_stale(state: BillingState, sub_id: str, status: str, created: int) -> bool:
+    if state.sub_id is None:
+        return False
+    if state.sub_id == sub_id:
+        if state.sub_status in INACTIVE:
+            return True  # final for this subscription
+        return (created, _RANK.get(status, 0)) < (state.sub_event_at, _RANK.get(state.sub_status or "", 0))
+    if status in INACTIVE and state.sub_status not in INACTIVE:
+        return True  # an older subscription ending does not end the live one
+    return created < state.sub_event_at
+
+
+def subscription_change(state: BillingState, event: StripeEvent) -> Change:
+    sub = event.object
+    sub_id, status = str(sub.get("id")), str(sub.get("status"))
+    change = Change()
+    if event.type == "customer.subscription.trial_will_end":
+        change.notes.append(("Trial Ending", {"trial_end": sub.get("trial_end"), "subscription": sub_id}))
+    if _is_stale(state, sub_id, status, event.created):
+        return change
+    start, end = _period_of(sub)
+    change.sets.update(
+        sub_id=sub_id,
+        sub_status=status,
+        sub_plan_id=_plan_of(sub),
+        sub_event_at=event.created,
+        customer_id=_id(sub.get("customer")) or state.customer_id,
+    )
+    if sub.get("trial_end"):
+        change.sets["trial_end"] = int(sub["trial_end"])
+    if start is not None and end is not None:
+        change.sets.update(period_start=start, period_end=end)
+        change.reset_counters = state.period_start is not None and start > state.period_start
+    if status == "past_due" and state.sub_status != "past_due":
+        if state.first_failed_at is None:
+            change.sets["first_failed_at"] = event.created
+        grace = (state.first_failed_at or event.created) + billing_settings().grace_seconds
+        change.notes.append(("Grace Started", {"grace_until": clock.iso(grace), "subscription": sub_id}))
+    if status in entitlements.ALLOWING:
+        change.removes.append("first_failed_at")
+        change.sets["suspended_notified"] = False
+    if status in INACTIVE and state.sub_status not in INACTIVE:
+        # Without a live subscription the period is the calendar month again.
+        change.sets.update(
+            zip(("period_start", "period_end"), entitlements.month_bounds(clock.now()), strict=True)
+        )
+    return change
+
+
+# ---- invoices -------------------------------------------------------------------------------------
+
+
+def invoice_change(state: BillingState, event: StripeEvent) -> Change:
+    invoice = event.object
+    change = Change()
+    if event.created < state.payment_event_at:
+        return change  # an older payment event: the newer one already decided
+    change.sets["payment_event_at"] = event.created
+    if _id(invoice.get("customer")) and not state.customer_id:
+        change.sets["customer_id"] = _id(invoice.get("customer"))
+    detail = {"invoice": invoice.get("id"), "amount_due": invoice.get("amount_due")}
+    if event.type == "invoice.paid":
+        if state.first_failed_at is not None:
+            change.removes.append("first_failed_at")
+            change.sets["suspended_notified"] = False
+        return change
+    if state.first_failed_at is None:
+        change.sets["first_failed_at"] = event.created
+    kind = "Payment Action Required" if event.type == "invoice.payment_action_required" else "Payment Failed"
+    change.notes.append((kind, {**detail, "hosted_invoice_url": invoice.get("hosted_invoice_url")}))
+    return change
+
+
+# ---- checkout -------------------------------------------------------------------------------------
+
+
+def _credits_bought(session: dict[str, Any]) -> int:
+    """Micro-USD of credits a paid one-off Checkout bought."""
+    granted = _metadata(session).get("aigw_credits_micro_usd")
+    if granted is not None and str(granted).isdigit() and int(granted) > 0:
+        return int(granted)
+    plan_id = _metadata(session).get("aigw_plan")
+    plan = cached_plan(str(plan_id)) if plan_id else None
+    if plan is not None and plan.kind == "credits" and plan.credits_micro_usd:
+        return plan.credits_micro_usd
+    if str(session.get("currency", "")).lower() == "usd":
+        # Cents before tax buy as many micro-USD of credits (1 cent = 10,000 micro-USD).
+        return int(session.get("amount_subtotal") or session.get("amount_total") or 0) * 10_000
+    return 0
+
+
+def checkout_change(state: BillingState, event: StripeEvent) -> Change:
+    session = event.object
+    change = Change()
+    customer = _id(session.get("customer"))
+    if customer and customer != state.customer_id:
+        change.sets["customer_id"] = customer
+    if session.get("mode") == "payment" and session.get("payment_status") == "paid":
+        amount = _credits_bought(session)
+        if amount > 0:
+            change.adds["credits"] = amount
+            change.sets["credits_bought"] = True
+            plan_id = _metadata(session).get("aigw_plan")
+            if plan_id:
+                change.sets["credit_plan_id"] = str(plan_id)
+            change.notes.append(("Credits Purchased", {"micro_usd": amount, "session": session.get("id")}))
+    return change
+
+
+# ---- dispatch ---------------------------------------------------------------------------------------
+
+
+def _customer_team(customer: str | None) -> str | None:
+    if not customer:
+        return None
+    item = gateway_table().get(f"CUSTOMER#{customer}", "META", consistent=True)
+    return str(item["team_id"]) if item else None
+
+
+def team_for(event: StripeEvent) -> str | None:
+    obj = event.object
+    if event.type in CHECKOUT_EVENTS:
+        team = obj.get("client_reference_id") or _metadata(obj).get("team_id")
+        return str(team) if team else _customer_team(_id(obj.get("customer")))
+    if event.type in SUBSCRIPTION_EVENTS:
+        team = _metadata(obj).get("team_id")
+        return str(team) if team else _customer_team(_id(obj.get("customer")))
+    if event.type == "invoice.paid" or event.type in INVOICE_FAILURES:
+        parent = (obj.get("parent") or {}).get("subscription_details") or obj.get("subscription_details")
+        team = _metadata(parent).get("team_id")
+        return str(team) if team else _customer_team(_id(obj.get("customer")))
+    return None
+
+
+def _change_for(state: BillingState, event: StripeEvent) -> Change | None:
+    if event.type in SUBSCRIPTION_EVENTS:
+        return subscription_change(state, event)
+    if event.type == "invoice.paid" or event.type in INVOICE_FAILURES:
+        return invoice_change(state, event)
+    if event.type in CHECKOUT_EVENTS:
+        return checkout_change(state, event)
+    return None
+
+
+def _update_op(state: BillingState, change: Change) -> dict[str, Any]:
+    values: dict[str, Any] = {":rev": state.rev, ":one": 1}
+    sets = ["rev = rev + :one"]
+    for i, (name, value) in enumerate(change.sets.items()):
+        if value is None:
+            change.removes.append(name)
+            continue
+        sets.append(f"{name} = :s{i}")
+        values[f":s{i}"] = value
+    if change.reset_counters:
+        sets += ["tok_held = tok_held - tok_used", "tok_used = :zero"]
+        sets += ["spend_held = spend_held - spend_used", "spend_used = :zero"]
+        values[":zero"] = 0
+    expression = "SET " + ", ".join(sets)
+    if change.adds:
+        expression += " ADD " + ", ".join(f"{n} :a{i}" for i, n in enumerate(change.adds))
+        values.update({f":a{i}": v for i, v in enumerate(change.adds.values())})
+    removes = [r for r in dict.fromkeys(change.removes) if r not in change.sets or change.sets[r] is None]
+    if removes:
+        expression += " REMOVE " + ", ".join(removes)
+    return {
+        "Update": {
+            "Key": serialize({"pk": team_pk(state.team_id), "sk": BILLING_SK}),
+            "UpdateExpression": expression,
+            "ConditionExpression": "rev = :rev",
+            "ExpressionAttributeValues": serialize(values),
+        }
+    }
+
+
+def _allowed(state: BillingState, now: int) -> bool:
+    return entitlements.decide(state, now).allowed
+
+
+def process(event: StripeEvent) -> Outcome:
+    """Apply one verified event. Safe to call again with the same event."""
+    if event.type not in HANDLED:
+        return "ignored"  # a type this gateway does not act on: acknowledged, nothing stored
+    team_id = team_for(event)
+    if team_id is None:
+        logger.warning("stripe event for no known team", extra={"event": event.id, "type": event.type})
+        return "ignored"
+    try:
+        get_team(team_id)
+    except NotFound:
+        logger.warning("stripe event names an unknown team", extra={"event": event.id, "team": team_id})
+        return "ignored"
+    marker = {
+        "Put": {
+            "Item": serialize(
+                {
+                    "pk": f"STRIPE_EVENT#{event.id}",
+                    "sk": "META",
+                    "type": "stripe_event",
+                    "event_type": event.type,
+                    "team_id": team_id,
+                    "ttl": clock.now() + _EVENT_TTL_SECONDS,
+                }
+            ),
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+    }
+    for _ in range(5):
+        state = entitlements.load(team_id)
+        change = _change_for(state, event)
+        assert change is not None
+        ops: list[dict[str, Any]] = [marker]
+        if not change.empty():
+            ops.append(_update_op(state, change))
+        customer = change.sets.get("customer_id")
+        if customer and customer != state.customer_id:
+            ops.append(
+                {"Put": {"Item": serialize({"pk": f"CUSTOMER#{customer}", "sk": "META", "team_id": team_id})}}
+            )
+        try:
+            gateway_table().transact(ops)
+        except ConditionFailed as exc:
+            if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
+                return "duplicate"
+            continue  # the billing item moved (another event, a rollover): decide again
+        _announce(state, change, event)
+        entitlements.forget(team_id)
+        return "applied" if len(ops) > 1 else "unchanged"
+    raise ServiceUnavailable("Billing state is contended; Stripe will retry", headers={"Retry-After": "5"})
+
+
+def _announce(before: BillingState, change: Change, event: StripeEvent) -> None:
+    now = clock.now()
+    after = change.preview(before)
+    for detail_type, detail in change.notes:
+        notifications.emit(detail_type, before.team_id, stripe_event=event.id, **detail)
+    with contextlib.suppress(Exception):
+        was, now_allowed = _allowed(before, now), _allowed(after, now)
+        if was and not now_allowed:
+            notifications.emit(
+                "Access Suspended", before.team_id, stripe_event=event.id, status=after.sub_status
+            )
+        elif now_allowed and not was:
+            notifications.emit(
+                "Access Restored", before.team_id, stripe_event=event.id, status=after.sub_status
+            )
+
+
+def parse(payload: dict[str, Any]) -> StripeEvent:
+    try:
+        return StripeEvent.model_validate(payload)
+    except ValidationError as exc:
+        raise ValueError(f"not a Stripe event: {exc.errors()[0]['msg']}") from exc

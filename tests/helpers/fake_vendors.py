@@ -1,0 +1,543 @@
+"""Loopback servers that speak each vendor's documented wire format, streaming included.
+
+``VendorServer`` routes by path to a handler per vendor; each handler checks what the vendor
+checks (authentication headers, required fields) and answers in that vendor's shape, with
+its error bodies. Tests script the content and failures through ``VendorScript``.
+"""
+
+from __future__ import annotations
+
+import binascii
+import itertools
+import json
+import re
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tests.helpers.fake_upstream import Recorded
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    events: list[bytes] | None = None  # sent one at a time, chunked, when set
+    event_delay: float = 0.0
+
+
+def json_answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Answer:
+    return Answer(status=status, body=json.dumps(body).encode(), headers=headers or {})
+
+
+@dataclass
+class VendorScript:
+    """What the fakes answer: text or a tool call, usage, and failures to inject first."""
+
+    text: str = "Hello from the fake vendor"
+    tool_call: tuple[str, dict[str, Any]] | None = None  # (name, arguments)
+    prompt_tokens: int = 1000
+    completion_tokens: int = 500
+    cached_tokens: int = 0
+    failures: list[Answer] = field(default_factory=list)  # answered (and consumed) first
+    pieces: int = 3  # how many deltas a streamed text is cut into
+    event_delay: float = 0.0
+    cut_after: int | None = None  # streamed events sent before the vendor hangs up
+
+    def pieces_of(self) -> list[str]:
+        words = re.findall(r"\S+\s*", self.text) or [self.text]
+        size = max(1, -(-len(words) // self.pieces))
+        return ["".join(words[i : i + size]) for i in range(0, len(words), size)]
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    payload = data if isinstance(data, str) else json.dumps(data)
+    return f"{head}data: {payload}\n\n".encode()
+
+
+# ---- OpenAI (and Azure, Groq, Mistral...) ------------------------------------------------
+
+
+def openai_chat(
+    script: VendorScript, request: dict[str, Any], *, usage_in_last_chunk: bool = False
+) -> Answer:
+    model = request.get("model")
+    message: dict[str, Any] = {"role": "assistant", "content": script.text}
+    finish = "stop"
+    if script.tool_call:
+        name, args = script.tool_call
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_fake1",
+                    "type": "function",
+                    "function": {"name": name, "arguments": json.dumps(args)},
+                }
+            ],
+        }
+        finish = "tool_calls"
+    usage = {
+        "prompt_tokens": script.prompt_tokens,
+        "completion_tokens": script.completion_tokens,
+        "total_tokens": script.prompt_tokens + script.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": script.cached_tokens},
+    }
+    if not request.get("stream"):
+        body = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "usage": usage,
+        }
+        return json_answer(body)
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        body = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000,
+            "model": model,
+            "choices": [choice],
+            **extra,
+        }
+        return sse(body)
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    if script.tool_call:
+        name, args = script.tool_call
+        raw = json.dumps(args)
+        start = {
+            "index": 0,
+            "id": "call_fake1",
+            "type": "function",
+            "function": {"name": name, "arguments": ""},
+        }
+        events.append(chunk({"tool_calls": [start]}))
+        half = len(raw) // 2
+        for part in (raw[:half], raw[half:]):
+            events.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}))
+    else:
+        events += [chunk({"content": piece}) for piece in script.pieces_of()]
+    if usage_in_last_chunk:  # Mistral: usage rides on the finishing chunk
+        events.append(chunk({}, finish, usage=usage))
+    else:
+        events.append(chunk({}, finish))
+        if (request.get("stream_options") or {}).get("include_usage"):
+            events.append(
+                sse(
+                    {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion.chunk",
+                        "created": 1_700_000_000,
+                        "model": model,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
+            )
+    events.append(sse("[DONE]"))
+    return Answer(content_type="text/event-stream", events=events)
+
+
+def openai_error(status: int, message: str, *, headers: dict[str, str] | None = None) -> Answer:
+    kind = (
+        "rate_limit_error" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
+    )
+    return json_answer(
+        {"error": {"message": message, "type": kind, "param": None, "code": None}}, status, headers
+    )
+
+
+# ---- Anthropic ----------------------------------------------------------------------------
+
+
+def anthropic_error(status: int, kind: str, message: str, *, headers: dict[str, str] | None = None) -> Answer:
+    return json_answer({"type": "error", "error": {"type": kind, "message": message}}, status, headers)
+
+
+def anthropic_messages(script: VendorScript, request: dict[str, Any], headers: dict[str, str]) -> Answer:
+    if not headers.get("x-api-key"):
+        return anthropic_error(401, "authentication_error", "x-api-key header is required")
+    if not headers.get("anthropic-version"):
+        return anthropic_error(400, "invalid_request_error", "anthropic-version header is required")
+    if "max_tokens" not in request:
+        return anthropic_error(400, "invalid_request_error", "max_tokens: Field required")
+    roles = [m["role"] for m in request.get("messages", [])]
+    if any(r not in ("user", "assistant") for r in roles) or any(
+        a == b for a, b in itertools.pairwise(roles)
+    ):
+        return anthropic_error(
+            400, "invalid_request_error", "messages: roles must alternate between user and assistant"
+        )
+    usage = {
+        "input_tokens": script.prompt_tokens - script.cached_tokens,
+        "output_tokens": script.completion_tokens,
+        "cache_read_input_tokens": script.cached_tokens,
+        "cache_creation_input_tokens": 0,
+    }
+    content: list[dict[str, Any]] = []
+    stop = "end_turn"
+    if script.tool_call:
+        name, args = script.tool_call
+        content = [{"type": "tool_use", "id": "toolu_fake1", "name": name, "input": args}]
+        stop = "tool_use"
+    else:
+        content = [{"type": "text", "text": script.text}]
+    message = {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": request["model"],
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+    if not request.get("stream"):
+        return json_answer(message)
+    start_usage = {**usage, "output_tokens": 1}
+    events = [
+        sse(
+            {
+                "type": "message_start",
+                "message": {**message, "content": [], "stop_reason": None, "usage": start_usage},
+            },
+            "message_start",
+        ),
+        sse({"type": "ping"}, "ping"),
+    ]
+    if script.tool_call:
+        name, args = script.tool_call
+        raw = json.dumps(args)
+        block = {"type": "tool_use", "id": "toolu_fake1", "name": name, "input": {}}
+        events.append(
+            sse({"type": "content_block_start", "index": 0, "content_block": block}, "content_block_start")
+        )
+        for part in (raw[: len(raw) // 2], raw[len(raw) // 2 :]):
+            delta = {"type": "input_json_delta", "partial_json": part}
+            events.append(
+                sse({"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta")
+            )
+    else:
+        block = {"type": "text", "text": ""}
+        events.append(
+            sse({"type": "content_block_start", "index": 0, "content_block": block}, "content_block_start")
+        )
+        for piece in script.pieces_of():
+            delta = {"type": "text_delta", "text": piece}
+            events.append(
+                sse({"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta")
+            )
+    events.append(sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+    events.append(
+        sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "usage": {"output_tokens": script.completion_tokens},
+            },
+            "message_delta",
+        )
+    )
+    events.append(sse({"type": "message_stop"}, "message_stop"))
+    return Answer(content_type="text/event-stream", events=events)
+
+
+# ---- Gemini -------------------------------------------------------------------------------
+
+
+def gemini_error(status: int, message: str, state: str) -> Answer:
+    return json_answer({"error": {"code": status, "message": message, "status": state}}, status)
+
+
+def gemini_generate(
+    script: VendorScript, request: dict[str, Any], headers: dict[str, str], stream: bool
+) -> Answer:
+    if not headers.get("x-goog-api-key"):
+        return gemini_error(403, "Method doesn't allow unregistered callers", "PERMISSION_DENIED")
+    if not request.get("contents"):
+        return gemini_error(
+            400, "* GenerateContentRequest.contents: contents is not specified", "INVALID_ARGUMENT"
+        )
+    usage = {
+        "promptTokenCount": script.prompt_tokens,
+        "candidatesTokenCount": script.completion_tokens,
+        "totalTokenCount": script.prompt_tokens + script.completion_tokens,
+        "cachedContentTokenCount": script.cached_tokens,
+    }
+
+    def response(parts: list[dict[str, Any]], finish: str | None, meta: dict[str, Any]) -> dict[str, Any]:
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+        if finish:
+            candidate["finishReason"] = finish
+        return {
+            "candidates": [candidate],
+            "usageMetadata": meta,
+            "modelVersion": "gemini-fake",
+            "responseId": "resp-fake",
+        }
+
+    if script.tool_call:
+        name, args = script.tool_call
+        parts_list = [[{"functionCall": {"name": name, "args": args}}]]
+    else:
+        parts_list = [[{"text": piece}] for piece in script.pieces_of()]
+    if not stream:
+        return json_answer(response([p for parts in parts_list for p in parts], "STOP", usage))
+    events = []
+    for i, parts in enumerate(parts_list):
+        last = i == len(parts_list) - 1
+        meta = (
+            usage
+            if last
+            else {"promptTokenCount": script.prompt_tokens, "totalTokenCount": script.prompt_tokens}
+        )
+        events.append(sse(response(parts, "STOP" if last else None, meta)))
+    return Answer(content_type="text/event-stream", events=events)
+
+
+# ---- Bedrock (Converse over REST-JSON, ConverseStream over AWS event stream) ------------
+
+
+def _header(name: str, value: str) -> bytes:
+    raw_name, raw_value = name.encode(), value.encode()
+    return (
+        struct.pack("B", len(raw_name)) + raw_name + b"\x07" + struct.pack(">H", len(raw_value)) + raw_value
+    )
+
+
+def eventstream_message(event_type: str, payload: dict[str, Any], message_type: str = "event") -> bytes:
+    """One frame of ``application/vnd.amazon.eventstream``: prelude, CRCs, headers, payload."""
+    if message_type == "event":
+        headers = _header(":event-type", event_type) + _header(":content-type", "application/json")
+    else:
+        headers = _header(":exception-type", event_type) + _header(":content-type", "application/json")
+    headers += _header(":message-type", message_type)
+    body = json.dumps(payload).encode()
+    total = 12 + len(headers) + len(body) + 4
+    prelude = struct.pack(">II", total, len(headers))
+    prelude += struct.pack(">I", binascii.crc32(prelude) & 0xFFFFFFFF)
+    message = prelude + headers + body
+    return message + struct.pack(">I", binascii.crc32(message) & 0xFFFFFFFF)
+
+
+def bedrock_error(status: int, kind: str, message: str) -> Answer:
+    return Answer(
+        status=status, body=json.dumps({"message": message}).encode(), headers={"x-amzn-ErrorType": kind}
+    )
+
+
+def bedrock_converse(
+    script: VendorScript, request: dict[str, Any], headers: dict[str, str], stream: bool
+) -> Answer:
+    if "AWS4-HMAC-SHA256" not in headers.get("Authorization", ""):
+        return bedrock_error(403, "AccessDeniedException", "Missing Authentication Token")
+    if not request.get("messages"):
+        return bedrock_error(400, "ValidationException", "messages must not be empty")
+    usage = {
+        "inputTokens": script.prompt_tokens - script.cached_tokens,
+        "outputTokens": script.completion_tokens,
+        "totalTokens": script.prompt_tokens + script.completion_tokens,
+        "cacheReadInputTokens": script.cached_tokens,
+    }
+    stop = "tool_use" if script.tool_call else "end_turn"
+    if not stream:
+        if script.tool_call:
+            name, args = script.tool_call
+            content: list[dict[str, Any]] = [
+                {"toolUse": {"toolUseId": "tooluse_fake1", "name": name, "input": args}}
+            ]
+        else:
+            content = [{"text": script.text}]
+        body = {
+            "output": {"message": {"role": "assistant", "content": content}},
+            "stopReason": stop,
+            "usage": usage,
+            "metrics": {"latencyMs": 10},
+        }
+        return json_answer(body)
+    frames = [eventstream_message("messageStart", {"role": "assistant"})]
+    if script.tool_call:
+        name, args = script.tool_call
+        start = {"start": {"toolUse": {"toolUseId": "tooluse_fake1", "name": name}}, "contentBlockIndex": 0}
+        frames.append(eventstream_message("contentBlockStart", start))
+        delta = {"delta": {"toolUse": {"input": json.dumps(args)}}, "contentBlockIndex": 0}
+        frames.append(eventstream_message("contentBlockDelta", delta))
+    else:
+        for piece in script.pieces_of():
+            frames.append(
+                eventstream_message("contentBlockDelta", {"delta": {"text": piece}, "contentBlockIndex": 0})
+            )
+    frames.append(eventstream_message("contentBlockStop", {"contentBlockIndex": 0}))
+    frames.append(eventstream_message("messageStop", {"stopReason": stop}))
+    frames.append(eventstream_message("metadata", {"usage": usage, "metrics": {"latencyMs": 10}}))
+    return Answer(content_type="application/vnd.amazon.eventstream", events=frames)
+
+
+# ---- the server ---------------------------------------------------------------------------
+
+Route = Callable[[Recorded, re.Match[str]], Answer]
+
+
+class VendorServer:
+    """Every vendor on one loopback port, under a path prefix each:
+
+    ``/openai/v1/chat/completions``, ``/azure/openai/deployments/<d>/chat/completions``,
+    ``/mistral/v1/chat/completions``, ``/anthropic/v1/messages``,
+    ``/gemini/v1beta/models/<m>:generateContent|streamGenerateContent``,
+    ``/bedrock/model/<id>/converse|converse-stream``.
+    """
+
+    def __init__(self) -> None:
+        self.script = VendorScript()
+        self.requests: list[Recorded] = []
+        self._routes: list[tuple[re.Pattern[str], Route]] = [
+            (re.compile(r"^/(openai|groq|together|deepseek|ollama|vllm)/v1/chat/completions$"), self._openai),
+            (
+                re.compile(r"^/azure/openai/deployments/([^/]+)/chat/completions\?api-version=.+$"),
+                self._azure,
+            ),
+            (re.compile(r"^/mistral/v1/chat/completions$"), self._mistral),
+            (re.compile(r"^/anthropic/v1/messages$"), self._anthropic),
+            (
+                re.compile(
+                    r"^/gemini/v1beta/models/([^:]+):(generateContent|streamGenerateContent\?alt=sse)$"
+                ),
+                self._gemini,
+            ),
+            (re.compile(r"^/bedrock/model/([^/]+)/(converse|converse-stream)$"), self._bedrock),
+        ]
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.closed_early = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> VendorServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def reset(self, script: VendorScript | None = None) -> VendorScript:
+        self.script = script or VendorScript()
+        self.requests.clear()
+        self.closed_early.clear()
+        return self.script
+
+    def paths(self) -> list[str]:
+        return [r.path for r in self.requests]
+
+    # each vendor: failures first, then the scripted answer
+    def _failure(self) -> Answer | None:
+        return self.script.failures.pop(0) if self.script.failures else None
+
+    def _openai(self, request: Recorded, match: re.Match[str]) -> Answer:
+        if match.group(1) not in ("ollama", "vllm") and not request.headers.get(
+            "Authorization", ""
+        ).startswith("Bearer "):
+            return openai_error(401, "You didn't provide an API key.")
+        return self._failure() or openai_chat(self.script, request.json())
+
+    def _azure(self, request: Recorded, match: re.Match[str]) -> Answer:
+        if not request.headers.get("api-key"):
+            return json_answer(
+                {"error": {"code": "401", "message": "Access denied due to invalid subscription key."}}, 401
+            )
+        body = request.json()
+        body.setdefault("model", match.group(1))
+        return self._failure() or openai_chat(self.script, body)
+
+    def _mistral(self, request: Recorded, match: re.Match[str]) -> Answer:
+        body = request.json()
+        known = {
+            "model", "messages", "temperature", "top_p", "max_tokens", "stream", "stop", "random_seed",
+            "response_format", "tools", "tool_choice", "presence_penalty", "frequency_penalty", "n",
+            "parallel_tool_calls", "prediction", "safe_prompt",
+        }  # fmt: skip
+        extra = sorted(set(body) - known)
+        if extra:
+            detail = [
+                {"type": "extra_forbidden", "loc": ["body", name], "msg": "Extra inputs are not permitted"}
+                for name in extra
+            ]
+            return json_answer(
+                {"object": "error", "message": {"detail": detail}, "type": "invalid_request_error"}, 422
+            )
+        return self._failure() or openai_chat(self.script, body, usage_in_last_chunk=True)
+
+    def _anthropic(self, request: Recorded, match: re.Match[str]) -> Answer:
+        return self._failure() or anthropic_messages(self.script, request.json(), request.headers)
+
+    def _gemini(self, request: Recorded, match: re.Match[str]) -> Answer:
+        stream = match.group(2).startswith("stream")
+        return self._failure() or gemini_generate(self.script, request.json(), request.headers, stream)
+
+    def _bedrock(self, request: Recorded, match: re.Match[str]) -> Answer:
+        stream = match.group(2) == "converse-stream"
+        return self._failure() or bedrock_converse(self.script, request.json(), request.headers, stream)
+
+    def _answer(self, request: Recorded) -> Answer:
+        for pattern, route in self._routes:
+            match = pattern.match(request.path)
+            if match:
+                return route(request, match)
+        return json_answer({"error": {"message": f"no fake for {request.path}"}}, 404)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                recorded = Recorded(
+                    self.command, self.path, dict(self.headers.items()), self.rfile.read(length)
+                )
+                fake.requests.append(recorded)
+                answer = fake._answer(recorded)
+                try:
+                    self.send_response(answer.status)
+                    self.send_header("Content-Type", answer.content_type)
+                    for name, value in answer.headers.items():
+                        self.send_header(name, value)
+                    if answer.events is None:
+                        self.send_header("Content-Length", str(len(answer.body)))
+                        self.end_headers()
+                        self.wfile.write(answer.body)
+                        return
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for n, event in enumerate(answer.events):
+                        if fake.script.cut_after is not None and n >= fake.script.cut_after:
+                            self.close_connection = True
+                            return  # the vendor hangs up mid-stream
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                        self.wfile.flush()
+                        time.sleep(fake.script.event_delay)
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    fake.closed_early.set()
+
+        return Handler
