@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,6 +224,7 @@ def test_usage_chart_and_csv_after_calls(page: Page, runner: Runner, team_key: s
 
     page.get_by_role("link", name="Overview").click()
     expect(page.locator("[data-testid=month-totals] [data-total=calls]")).to_have_text(str(calls))
+    expect(page.locator("[data-widget=quota] progress")).to_be_visible()  # the billing card
     _shot(page, "overview", tmp_path)
 
 
@@ -234,32 +235,6 @@ def test_admin_switches_team_and_sees_its_keys(page: Page, runner: Runner, team_
     page.get_by_role("link", name="API keys").click()
     expect(page.locator("#key-list caption")).to_have_text(f"Keys of team {TEAM}")
     expect(page.locator("#key-list tr", has_text="portal owner")).to_contain_text("active")
-
-
-def test_a_402_answer_shows_why_and_the_button_that_fixes_it(
-    page: Page, runner: Runner, team_key: str
-) -> None:
-    # The portal's side of the 402 contract (docs/portal.md): billing is another area, so the
-    # gateway's answer is played back here; any route answering 402 must raise the banner.
-    problem = {
-        "type": "urn:aigw:problem:payment_required",
-        "title": "Payment required",
-        "status": 402,
-        "detail": "The team's last invoice is unpaid",
-        "code": "invoice_unpaid",
-        "fix_url": "https://checkout.stripe.com/c/pay/cs_test_123",
-    }
-    page.route(
-        "**/reports/usage?*",
-        lambda route: route.fulfill(
-            status=402, content_type="application/problem+json", body=json.dumps(problem)
-        ),
-    )
-    _sign_in(page, runner, team_key)
-    banner = page.get_by_role("alert").filter(has_text="Payment required")
-    expect(banner).to_contain_text("The team's last invoice is unpaid (invoice_unpaid)")
-    fix = banner.get_by_role("link", name="Fix payment")
-    expect(fix).to_have_attribute("href", problem["fix_url"])
 
 
 def test_catalog_owner_runs_the_lifecycle_and_another_team_asks_for_access(
@@ -309,3 +284,46 @@ def test_catalog_owner_runs_the_lifecycle_and_another_team_asks_for_access(
     card.get_by_role("button", name="Request access").click()
     expect(card).to_contain_text("your access: pending")
     assert owner.get("/apis/shout-e2e/access-requests").json()["data"][0]["team_id"] == "catalog-guest"
+
+
+def test_quota_bar_and_the_402_state_with_its_fix_button(page: Page, runner: Runner, tmp_path: Path) -> None:
+    admin = httpx.Client(base_url=runner.base_url, headers={"Authorization": f"Bearer {runner.admin_key}"})
+    assert admin.put("/admin/plans/tiny-e2e", json={"name": "Tiny", "monthly_tokens": 60}).status_code < 300
+    assert admin.post("/admin/teams", json={"team_id": "tiny-team"}).status_code == 201
+    assert admin.put("/admin/teams/tiny-team/plan", json={"plan_id": "tiny-e2e"}).status_code < 300
+    secret = admin.post("/admin/teams/tiny-team/keys", json={"name": "tiny"}).json()["secret"]
+    client = openai.OpenAI(api_key=secret, base_url=runner.base_url + "/v1", max_retries=0)
+    refused: openai.APIStatusError | None = None
+    for _ in range(6):
+        try:
+            client.chat.completions.create(
+                model="mock/echo", messages=[{"role": "user", "content": "use up the quota"}], max_tokens=10
+            )
+        except openai.APIStatusError as exc:
+            refused = exc
+            break
+    assert refused is not None, "a 60-token plan refuses within six calls"
+    assert refused.status_code == 402
+    problem = refused.response.json()
+
+    _sign_in(page, runner, secret)
+    widget = page.locator("[data-widget=quota]")
+    expect(widget.locator("progress")).to_have_attribute("max", "60")
+    page.get_by_role("link", name="Billing").click()
+    billing = page.locator("section.page[data-page=billing][data-ready=true]")
+    expect(billing.locator("[data-billing-state]")).to_contain_text("Active")
+    subscribe = billing.get_by_role("link", name="Subscribe")
+    assert "/billing/checkout" in (subscribe.get_attribute("href") or "")
+    _shot(page, "billing", tmp_path)
+
+    # A call refused with 402 from the portal itself raises the banner with the problem's fix_url.
+    page.get_by_role("link", name="Models").click()
+    page.get_by_label("Message").fill("one more")
+    page.get_by_role("button", name="Send").click()
+    banner = page.get_by_role("alert").filter(has_text="Payment required")
+    expect(banner).to_contain_text(problem["code"])
+    # The same signed link the 402 carried (signed again for this call, so compare up to the token).
+    fix_prefix = problem["fix_url"].split("?token=")[0] + "?token=tiny-team."
+    expect(banner.get_by_role("link", name="Fix payment")).to_have_attribute(
+        "href", re.compile("^" + re.escape(fix_prefix))
+    )

@@ -1,0 +1,86 @@
+// Billing: whether the team may call, its plan, the quota bar, credits, and the buttons that
+// open Stripe (signed gateway links that redirect to the Customer Portal or Checkout).
+// Also a quota card on the overview. Team keys read /billing/status; an admin looking at
+// another team reads /admin/teams/{team}/billing (no payment links: those are the team's).
+"use strict";
+
+(function () {
+  async function load(ctx) {
+    const own = ctx.team === ctx.me.team.team_id;
+    return window.aigw.api(own ? "/billing/status" : `/admin/teams/${encodeURIComponent(ctx.team)}/billing`);
+  }
+
+  function bar(label, used, limit, format) {
+    const { el } = window.aigw;
+    const id = "bar-" + label.toLowerCase().replace(/[^a-z]+/g, "-");
+    if (limit === null || limit === undefined) {
+      return el("p", { class: "quota" }, `${label}: ${format(used)} used, no limit`);
+    }
+    const left = Math.max(limit - used, 0);
+    return el(
+      "div",
+      { class: "quota" },
+      el("label", { for: id }, `${label}: ${format(used)} of ${format(limit)} used, ${format(left)} left`),
+      el("progress", { id, max: limit, value: Math.min(used, limit), class: used >= limit ? "full" : null })
+    );
+  }
+
+  function fixLinks(status) {
+    const { el } = window.aigw;
+    const links = status.links || {};
+    const out = [];
+    if (!status.allowed && (links.portal || links.checkout)) {
+      out.push(el("a", { class: "button fix", href: links.portal || links.checkout, "data-fix": "true" }, "Fix payment"));
+    }
+    if (links.portal && status.allowed) out.push(el("a", { class: "button secondary-link", href: links.portal }, "Manage billing in Stripe"));
+    if (links.checkout && !status.subscription_id && status.allowed) {
+      out.push(el("a", { class: "button secondary-link", href: links.checkout }, "Subscribe"));
+    }
+    return out.length ? el("p", { class: "actions" }, out) : null;
+  }
+
+  function summary(status) {
+    const { el, number, usd } = window.aigw;
+    const state = status.allowed
+      ? el("span", { class: "status status-active" }, "Active")
+      : el("span", { class: "status status-revoked" }, "Refused: " + (status.refusal_code || "payment required"));
+    return [
+      el("p", { "data-billing-state": status.allowed ? "allowed" : "refused" }, state, status.funding ? ` · paid by ${status.funding}` : ""),
+      bar("Tokens this period", status.tokens_used, status.monthly_tokens, number),
+      status.spend_cap_micro_usd !== null ? bar("Spend this period", status.spend_used_micro_usd, status.spend_cap_micro_usd, usd) : null,
+      el("p", {}, "Credits: ", el("strong", { "data-credits": status.credits_micro_usd }, usd(status.credits_micro_usd)), status.credits_reserved_micro_usd ? ` (${usd(status.credits_reserved_micro_usd)} held for calls in flight)` : ""),
+      fixLinks(status),
+    ];
+  }
+
+  window.aigw.registerPage({
+    id: "billing",
+    title: "Billing",
+    order: 35,
+    async render(container, ctx) {
+      const { el, date } = window.aigw;
+      const status = await load(ctx);
+      const iso = (value) => (value ? date(Date.parse(value) / 1000) : "—");
+      container.append(
+        el("section", { class: "card" }, summary(status)),
+        el(
+          "dl",
+          { class: "facts" },
+          el("dt", {}, "Plan"), el("dd", {}, status.plan_id || "none"),
+          el("dt", {}, "Subscription"), el("dd", {}, status.subscription_status || "none"),
+          el("dt", {}, "Period"), el("dd", {}, iso(status.period_start), " to ", iso(status.period_end)),
+          el("dt", {}, "Grace until"), el("dd", {}, iso(status.grace_until))
+        )
+      );
+    },
+  });
+
+  window.aigw.registerWidget({
+    id: "quota",
+    order: 10,
+    async render(box, ctx) {
+      const { el } = window.aigw;
+      box.append(el("h2", {}, "Quota and credits"), ...summary(await load(ctx)));
+    },
+  });
+})();
