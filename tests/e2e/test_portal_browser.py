@@ -225,6 +225,7 @@ def test_usage_chart_and_csv_after_calls(page: Page, runner: Runner, team_key: s
     page.get_by_role("link", name="Overview").click()
     expect(page.locator("[data-testid=month-totals] [data-total=calls]")).to_have_text(str(calls))
     expect(page.locator("[data-widget=quota] progress")).to_be_visible()  # the billing card
+    assert "null" not in page.locator("[data-widget=quota]").inner_text()
     _shot(page, "overview", tmp_path)
 
 

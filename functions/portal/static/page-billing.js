@@ -80,7 +80,7 @@
     order: 10,
     async render(box, ctx) {
       const { el } = window.aigw;
-      box.append(el("h2", {}, "Quota and credits"), ...summary(await load(ctx)));
+      box.append(el("h2", {}, "Quota and credits"), ...summary(await load(ctx)).filter(Boolean));
     },
   });
 })();
