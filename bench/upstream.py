@@ -51,6 +51,9 @@ def chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes
 def make_handler(latency: float, chunk_gap: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body leave in separate writes; without TCP_NODELAY, Nagle and the peer's
+        # delayed ACK add ~40 ms to every keep-alive response.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

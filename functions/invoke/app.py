@@ -10,20 +10,30 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aigw import invocation, web
-from aigw.chat import ChatRequest
+from aigw.chat import ChatCompletion, ChatRequest, ModelList
 
 logger = Logger(service="aigw-invoke")
 app = web.resolver()
 
 
-@app.post("/v1/chat/completions")
+@app.post(
+    "/v1/chat/completions",
+    responses={
+        200: {"description": "A chat completion", "content": {"application/json": {"model": ChatCompletion}}}
+    },
+)
 def chat_completions(request: ChatRequest) -> Response[str]:
     key = web.current_key(app)
     completion = invocation.chat_completion(key, request, request_id=web.request_id(app))
     return web.json_response(completion)
 
 
-@app.get("/v1/models")
+@app.get(
+    "/v1/models",
+    responses={
+        200: {"description": "Models this key may use", "content": {"application/json": {"model": ModelList}}}
+    },
+)
 def models() -> Response[str]:
     key = web.current_key(app)
     return web.json_response(invocation.list_models(key))

@@ -95,6 +95,9 @@ class Gateway:
 def make_server(gateway: Gateway, host: str, port: int) -> ThreadingHTTPServer:
     class RequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body leave in separate writes; without TCP_NODELAY, Nagle and the peer's
+        # delayed ACK add ~40 ms to every keep-alive response.
+        disable_nagle_algorithm = True
         server_version = "aigw-local"
 
         def log_message(self, format: str, *args: Any) -> None:
