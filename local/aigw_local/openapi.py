@@ -28,6 +28,7 @@ ERROR_STATUSES: dict[int, str] = {
     402: "Payment required",
     403: "The key may not do this",
     404: "No such resource or model",
+    405: "Method not allowed on this path",
     409: "Conflict",
     410: "Gone",
     413: "Request body too large",

@@ -167,6 +167,13 @@ def make_server(gateway: Gateway, host: str, port: int) -> ThreadingHTTPServer:
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
 
+        def __getattr__(self, name: str) -> Callable[[], None]:
+            # Any other method (TRACE, PROPFIND...) is routed too, and so answered 404/405 as
+            # JSON like API Gateway does, instead of http.server's HTML 501.
+            if name.startswith("do_"):
+                return self._handle
+            raise AttributeError(name)
+
     server = ThreadingHTTPServer((host, port), RequestHandler)
     server.daemon_threads = True
     return server
