@@ -494,6 +494,12 @@ class Report:
             theirs_ttfb = theirs.stream.median_ms - floor_ttfb if theirs.stream.streams else float("nan")
             w(f"| added first-chunk latency | {_ratio(ours_ttfb, theirs_ttfb)} |\n\n")
         for r in self.results:
+            errors = {**r.latency.errors}
+            for kind, n in r.throughput.errors.items():
+                errors[kind] = errors.get(kind, 0) + n
+            if errors:
+                w(f"Errors through {r.target.name}: {', '.join(f'{k} x{n}' for k, n in errors.items())}.\n\n")
+        for r in self.results:
             if not r.stream.streams:
                 w(f"Streaming through {r.target.name}: n/a ({r.stream.detail[:160]}).\n\n")
         w(f"LiteLLM configuration: {self.litellm_mode}.\n\n")
