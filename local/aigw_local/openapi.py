@@ -87,6 +87,7 @@ def _error_responses(path: str) -> dict[str, Any]:
     openai_route = path == "/v1" or path.startswith("/v1/")
     responses: dict[str, Any] = {}
     for status, description in ERROR_STATUSES.items():
+        content: dict[str, Any]
         if openai_route and status != 402:
             content = {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAIError"}}}
         elif openai_route:
