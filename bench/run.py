@@ -231,11 +231,11 @@ def count_dynamodb(runner: Runner, counter: str, calls: int) -> dict[str, float]
 
 COLD_CODE = r"""
 import importlib, json, os, resource, sys, time
-started = time.perf_counter()
+started, started_cpu = time.perf_counter(), time.process_time()
 sys.path[:0] = [*os.environ["BENCH_LAYER"].split(os.pathsep), os.environ["BENCH_FUNCTION_DIR"]]
 module = importlib.import_module(os.environ["BENCH_MODULE"])
 handler = getattr(module, os.environ["BENCH_ATTR"])
-imported = time.perf_counter()
+imported, imported_cpu = time.perf_counter(), time.process_time()
 
 class Context:
     function_name = os.environ["BENCH_FUNCTION"]
@@ -249,10 +249,12 @@ class Context:
         return 30000
 
 result = handler(json.loads(sys.stdin.read()), Context())
-invoked = time.perf_counter()
+invoked, invoked_cpu = time.perf_counter(), time.process_time()
 print(json.dumps({
     "import_ms": (imported - started) * 1000,
+    "import_cpu_ms": (imported_cpu - started_cpu) * 1000,
     "first_ms": (invoked - imported) * 1000,
+    "first_cpu_ms": (invoked_cpu - imported_cpu) * 1000,
     "status": result["statusCode"],
     "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
 }))
@@ -264,7 +266,9 @@ class ColdStart:
     function: str
     route: str
     import_ms: float
+    import_cpu_ms: float
     first_ms: float
+    first_cpu_ms: float
     process_ms: float
     maxrss_mb: float
     status: int
@@ -371,7 +375,9 @@ def cold_starts(dynamodb: str, admin_key: str, runs: int) -> list[ColdStart]:
                 function=spec.logical_id,
                 route=label,
                 import_ms=statistics.median(s["import_ms"] for s, _ in samples),
+                import_cpu_ms=statistics.median(s["import_cpu_ms"] for s, _ in samples),
                 first_ms=statistics.median(s["first_ms"] for s, _ in samples),
+                first_cpu_ms=statistics.median(s["first_cpu_ms"] for s, _ in samples),
                 process_ms=statistics.median(w for _, w in samples),
                 maxrss_mb=max(s["maxrss_kb"] for s, _ in samples) / 1024,
                 status=samples[-1][0]["status"],
@@ -516,15 +522,20 @@ class Report:
         w(
             f"Cold start per handler (fresh process, median of {self.sizes.cold_runs}; import = importing "
             "functions/<name>/app.py with the layer on sys.path; first call = the first invocation in that "
-            "process, DynamoDB Local behind it; process = whole `python -c` wall time; peak RSS = ru_maxrss "
-            "after the first call):\n\n"
+            "process, DynamoDB Local behind it; CPU = process_time of the same span, which a busy machine "
+            "inflates far less than wall time; process = whole `python -S -c` wall time; peak RSS = "
+            "ru_maxrss after the first call):\n\n"
         )
-        w("| function | first request | import ms | first call ms | process ms | peak RSS MiB | status |\n")
-        w("|---|---|---|---|---|---|---|\n")
+        w(
+            "| function | first request | import ms | import CPU ms | first call ms | first call CPU ms "
+            "| process ms | peak RSS MiB | status |\n"
+        )
+        w("|---|---|---|---|---|---|---|---|---|\n")
         for c in self.cold:
             w(
-                f"| {c.function} | {c.route} | {c.import_ms:.0f} | {c.first_ms:.0f} | {c.process_ms:.0f} | "
-                f"{c.maxrss_mb:.0f} | {c.status} |\n"
+                f"| {c.function} | {c.route} | {c.import_ms:.0f} | {c.import_cpu_ms:.0f} | "
+                f"{c.first_ms:.0f} | {c.first_cpu_ms:.0f} | {c.process_ms:.0f} | {c.maxrss_mb:.0f} | "
+                f"{c.status} |\n"
             )
         w("\n`sam build` artifacts (.aws-sam/build; zipped = deflate, as uploaded):\n\n")
         w("| artifact | files | unzipped MiB | zipped MiB |\n|---|---|---|---|\n")
@@ -543,9 +554,14 @@ class Report:
             f"{_verdict(ddb_ok)} |\n"
         )
         worst = max((c.import_ms for c in self.cold), default=float("nan"))
+        worst_cpu = max((c.import_cpu_ms for c in self.cold), default=float("nan"))
         w(
-            f"| handler cold import under {TARGET_COLD_IMPORT_MS:g} ms | worst {_ms(worst)} | "
+            f"| handler cold import under {TARGET_COLD_IMPORT_MS:g} ms (wall) | worst {_ms(worst)} | "
             f"{_verdict(None if worst != worst else worst < TARGET_COLD_IMPORT_MS)} |\n"
+        )
+        w(
+            f"| same, CPU time (what an idle machine would take) | worst {_ms(worst_cpu)} | "
+            f"{_verdict(None if worst_cpu != worst_cpu else worst_cpu < TARGET_COLD_IMPORT_MS)} |\n"
         )
         for note in self.notes:
             w(f"\nNote: {note}\n")
