@@ -69,6 +69,18 @@ PROBLEM: dict[str, Any] = {
     },
 }
 
+# Valid requests, so property-based tests also reach the success answers (random model ids
+# mostly get 404). Schemathesis sends them first (its "explicit" phase).
+REQUEST_EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
+    ("post", "/v1/chat/completions"): {
+        "model": "mock/echo",
+        "messages": [{"role": "user", "content": "Hello"}],
+        "max_tokens": 16,
+    },
+    ("post", "/admin/teams"): {"team_id": "example-team", "name": "Example"},
+    ("post", "/admin/teams/{team_id}/keys"): {"name": "example", "allowed_models": ["mock/*"]},
+}
+
 _RETRY_AFTER = {
     "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}
 }
@@ -157,6 +169,10 @@ def build(template: dict[str, Any] | None = None) -> dict[str, Any]:
                 if (method, path) not in declared:
                     continue
                 _fix_operation(path, operation)
+                example = REQUEST_EXAMPLES.get((method, path))
+                body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+                if example is not None and body is not None:
+                    body["example"] = example
                 document["paths"].setdefault(path, {})[method] = operation
     for unused in ("HTTPValidationError", "ValidationError"):
         document["components"]["schemas"].pop(unused, None)
