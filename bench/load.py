@@ -58,6 +58,12 @@ class Run:
     def throughput(self) -> float:
         return self.ok / self.wall_s if self.wall_s else 0.0
 
+    def merge(self, other: Run) -> None:
+        self.latencies_ms.extend(other.latencies_ms)
+        for kind, n in other.errors.items():
+            self.errors[kind] = self.errors.get(kind, 0) + n
+        self.wall_s += other.wall_s
+
     def percentile(self, p: float) -> float:
         if not self.latencies_ms:
             return float("nan")
