@@ -22,6 +22,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -39,7 +40,7 @@ sys.path[:0] = [str(ROOT / "layers/core"), str(ROOT / "local"), str(BENCH.parent
 
 from aigw_local import apigw  # noqa: E402
 from aigw_local import template as tpl  # noqa: E402
-from aigw_local.dynamodb_local import DynamoDBLocal, ensure_table, free_port  # noqa: E402
+from aigw_local.dynamodb_local import DynamoDBLocal, client, ensure_table, free_port  # noqa: E402
 from aigw_local.runner import TABLE_NAME, local_environment  # noqa: E402
 from bench import litellm_proxy  # noqa: E402
 from bench.load import Run, StreamProbe, Target, probe_streaming, run  # noqa: E402
@@ -180,8 +181,6 @@ def start_runner(procs: Processes, dynamodb: str, upstream: str) -> Runner:
 
 
 def subprocess_drain(process: subprocess.Popen[str]) -> None:
-    import threading
-
     def drain() -> None:
         assert process.stdout is not None
         for _ in process.stdout:
@@ -242,8 +241,6 @@ def measure_targets(targets: list[Target], sizes: Sizes) -> list[TargetResult]:
 def dynamodb_put_ms(endpoint: str, puts: int) -> float:
     """Median PutItem round trip to DynamoDB Local, for reading aigw's added latency: each
     call writes one usage record synchronously."""
-    from aigw_local.dynamodb_local import client
-
     ddb = client(endpoint)
     samples = []
     for n in range(puts):
