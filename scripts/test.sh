@@ -17,4 +17,5 @@ step "sam build"
 sam build > .aws-sam-build.log 2>&1 || { cat .aws-sam-build.log; exit 1; }
 tail -n 3 .aws-sam-build.log
 step "pytest"
-pytest "$@"
+# Two workers: much of the suite waits on subprocesses (DynamoDB Local, the runner), not CPU.
+pytest -n 2 "$@"

@@ -38,7 +38,10 @@ def _key_view(key: ApiKey) -> dict[str, Any]:
     return {**key.model_dump(), "status": key.status()}
 
 
-@app.post("/admin/teams")
+@app.post(
+    "/admin/teams",
+    responses={201: {"description": "Team created", "content": {"application/json": {"model": teams.Team}}}},
+)
 def create_team(body: CreateTeam) -> Response[str]:
     team = teams.create_team(body.team_id, body.name)
     return web.json_response(team, status=201)
@@ -54,7 +57,9 @@ def get_team(team_id: str) -> Response[str]:
     return web.json_response(teams.get_team(team_id))
 
 
-@app.post("/admin/teams/<team_id>/keys")
+@app.post(
+    "/admin/teams/<team_id>/keys", responses={201: {"description": "Key created; `secret` is shown once"}}
+)
 def create_key(team_id: str, body: CreateKey) -> Response[str]:
     issued = keys.create_key(
         team_id,

@@ -38,7 +38,15 @@ def checkout(token: Token, plan: Annotated[str | None, Query(max_length=200)] = 
     return _redirect(billing.open_checkout(state, plan).url)
 
 
-@app.get("/billing/return")
+@app.get(
+    "/billing/return",
+    responses={
+        200: {
+            "description": "Where Stripe sends the user back",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def returned(checkout: Annotated[str | None, Query(max_length=20)] = None) -> Response[str]:
     done = "Checkout cancelled." if checkout == "cancel" else "Billing updated; you can close this page."
     return Response(200, "text/plain", done + "\n")

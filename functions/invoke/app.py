@@ -10,13 +10,25 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aigw import invocation, streaming, web
-from aigw.chat import ChatRequest
+from aigw.chat import ChatCompletion, ChatRequest, ModelList
 
 logger = Logger(service="aigw-invoke")
 app = web.resolver()
 
 
-@app.post("/v1/chat/completions")
+@app.post(
+    "/v1/chat/completions",
+    responses={
+        200: {
+            "description": "A chat completion, or with stream: true Server-Sent Events of chunks",
+            "content": {
+                "application/json": {"model": ChatCompletion},
+                # Events are chunk objects, then the literal [DONE]: any value.
+                "text/event-stream": {"schema": {"description": "chat.completion.chunk events, then [DONE]"}},
+            },
+        }
+    },
+)
 def chat_completions(request: ChatRequest) -> Response[str]:
     key = web.current_key(app)
     if request.stream:
@@ -28,7 +40,12 @@ def chat_completions(request: ChatRequest) -> Response[str]:
     return web.json_response(completion)
 
 
-@app.get("/v1/models")
+@app.get(
+    "/v1/models",
+    responses={
+        200: {"description": "Models this key may use", "content": {"application/json": {"model": ModelList}}}
+    },
+)
 def models() -> Response[str]:
     key = web.current_key(app)
     return web.json_response(invocation.list_models(key))

@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dynamodb-port", type=int, default=int(os.environ.get("DYNAMODB_PORT", "0")) or None
     )
+    parser.add_argument(
+        "--dynamodb-endpoint",
+        default=os.environ.get("AIGW_DYNAMODB_ENDPOINT") or None,
+        help="use a DynamoDB (Local) already running there instead of starting one",
+    )
     parser.add_argument("--in-memory", action="store_true", help="keep no data between runs")
     parser.add_argument("--data-dir", type=Path, default=LOCAL_DIR / "dynamodb")
     parser.add_argument("--quiet", action="store_true", help="no per-request log lines")
@@ -30,11 +35,14 @@ def main(argv: list[str] | None = None) -> int:
 
     template = tpl.load()
     db = DynamoDBLocal(port=args.dynamodb_port, data_dir=None if args.in_memory else args.data_dir)
-    print(f"starting DynamoDB Local on {db.endpoint} ...", flush=True)
-    db.start()
+    endpoint = args.dynamodb_endpoint
+    if endpoint is None:
+        print(f"starting DynamoDB Local on {db.endpoint} ...", flush=True)
+        db.start()
+        endpoint = db.endpoint
     try:
-        created = ensure_table(db.endpoint, TABLE_NAME, template)
-        os.environ.update(local_environment(template, table_name=TABLE_NAME, endpoint=db.endpoint))
+        created = ensure_table(endpoint, TABLE_NAME, template)
+        os.environ.update(local_environment(template, table_name=TABLE_NAME, endpoint=endpoint))
         demo = seed_demo(None if args.in_memory else DEMO_KEYS_FILE, force=created)
 
         gateway = Gateway(tpl.routes(template), log=None if args.quiet else _log)

@@ -89,6 +89,10 @@ def local_environment(template: dict[str, Any], *, table_name: str, endpoint: st
         env.pop("EVENT_BUS_NAME", None)  # no EventBridge locally: notifications are logged
     if not env.get("DEFAULT_PLAN"):
         env["DEFAULT_PLAN"] = LOCAL_DEFAULT_PLAN
+    if not env.get("STRIPE_WEBHOOK_SECRET"):
+        # Without Stripe, webhooks are verified against a per-run secret: everything unsigned is
+        # a 400, as deployed. 'stripe listen' users put their whsec_ in .env.local instead.
+        env["STRIPE_WEBHOOK_SECRET"] = "whsec_local_" + secrets.token_urlsafe(24)
     if not env.get("BILLING_LINK_SECRET"):
         # Billing links in 402 answers are signed; locally a per-run key is enough.
         env["BILLING_LINK_SECRET"] = secrets.token_urlsafe(32)

@@ -106,6 +106,9 @@ class Gateway:
 def make_server(gateway: Gateway, host: str, port: int) -> ThreadingHTTPServer:
     class RequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body leave in separate writes; without TCP_NODELAY, Nagle and the peer's
+        # delayed ACK add ~40 ms to every keep-alive response.
+        disable_nagle_algorithm = True
         server_version = "aigw-local"
 
         def log_message(self, format: str, *args: Any) -> None:
@@ -199,6 +202,13 @@ def make_server(gateway: Gateway, host: str, port: int) -> ThreadingHTTPServer:
                 response.close()
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
+
+        def __getattr__(self, name: str) -> Callable[[], None]:
+            # Any other method (TRACE, PROPFIND...) is routed too, and so answered 404/405 as
+            # JSON like API Gateway does, instead of http.server's HTML 501.
+            if name.startswith("do_"):
+                return self._handle
+            raise AttributeError(name)
 
     server = ThreadingHTTPServer((host, port), RequestHandler)
     server.daemon_threads = True

@@ -131,3 +131,16 @@ def test_errors_are_in_anthropic_shape(key: str) -> None:
     assert missing.status == 400
     assert missing.json()["error"]["type"] == "invalid_request_error"
     assert "max_tokens" in missing.json()["error"]["message"]
+
+
+def test_empty_content_is_a_400_not_a_500(key: str) -> None:
+    # Found by schemathesis: an empty content list left nothing to translate and crashed.
+    reply = call(
+        "POST",
+        MESSAGES,
+        body={"model": "mock/echo", "max_tokens": 5, "messages": [{"role": "user", "content": []}]},
+        key=key,
+    )
+    assert reply.status == 400
+    assert reply.json()["error"]["type"] == "invalid_request_error"
+    assert "messages.0.content" in reply.json()["error"]["message"]

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aigw import sse
 from aigw.chat import ChatCompletion, ChatMessage, ChatRequest, Usage
@@ -29,7 +29,8 @@ class AnthropicMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["user", "assistant"]
-    content: str | list[dict[str, Any]]
+    # Anthropic refuses empty content too; an empty turn would also leave nothing to translate.
+    content: str | Annotated[list[dict[str, Any]], Field(min_length=1)]
 
 
 class MessagesRequest(BaseModel):
@@ -147,7 +148,13 @@ def to_chat_request(body: MessagesRequest) -> ChatRequest:
     user = (body.metadata or {}).get("user_id")
     if user:
         request["user"] = str(user)
-    return ChatRequest.model_validate(request)
+    try:
+        return ChatRequest.model_validate(request)
+    except ValidationError as exc:
+        # Input that is valid Anthropic but has no chat-completions equivalent.
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        raise InvalidRequest(f"Cannot translate the request: {first['msg']}", param=param) from exc
 
 
 def _usage(usage: Usage | None) -> dict[str, int]:

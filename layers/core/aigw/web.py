@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,6 +32,12 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:aigw:problem:"
 
 LambdaResult = dict[str, Any]
+
+# Deeper JSON than this is refused before parsing: Python's parser recurses, and a body of
+# 100k brackets would otherwise end in RecursionError (a 500). Real requests, tool schemas
+# included, stay far below it.
+MAX_JSON_DEPTH = 100
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
 ANTHROPIC_ROUTES = frozenset({"/v1/messages"})
@@ -184,10 +191,29 @@ def _precheck(event: dict[str, Any]) -> GatewayError | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return InvalidRequest("Request body is not valid UTF-8", code="invalid_encoding")
+    if _too_deep(text):
+        return InvalidRequest(
+            f"The request body nests JSON deeper than {MAX_JSON_DEPTH} levels", code="invalid_json"
+        )
     event["body"] = text
     event["isBase64Encoded"] = False
     _force_json_content_type(event)
     return None
+
+
+def _too_deep(text: str) -> bool:
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
+    for token in _JSON_TOKENS.finditer(text):
+        char = token.group()
+        if char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 def _force_json_content_type(event: dict[str, Any]) -> None:

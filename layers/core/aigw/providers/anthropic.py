@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Generator, Iterator
 from typing import Any
 
 from aigw import clock
 from aigw.catalog import ModelInfo
 from aigw.chat import (
-    AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
-    Choice,
     ChunkChoice,
     ChunkDelta,
     Usage,
@@ -157,13 +154,7 @@ def usage_of(raw: dict[str, Any]) -> Usage:
     """Anthropic counts cache reads and writes apart from ``input_tokens``; OpenAI includes them."""
     cached = int(raw.get("cache_read_input_tokens") or 0)
     prompt = int(raw.get("input_tokens") or 0) + cached + int(raw.get("cache_creation_input_tokens") or 0)
-    completion = int(raw.get("output_tokens") or 0)
-    return Usage(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=prompt + completion,
-        prompt_tokens_details={"cached_tokens": cached},
-    )
+    return translate.usage(prompt, int(raw.get("output_tokens") or 0), cached)
 
 
 def from_anthropic(model: ModelInfo, body: dict[str, Any]) -> ChatCompletion:
@@ -173,25 +164,14 @@ def from_anthropic(model: ModelInfo, body: dict[str, Any]) -> ChatCompletion:
         if block.get("type") == "text":
             text.append(str(block.get("text", "")))
         elif block.get("type") == "tool_use":
-            calls.append(
-                {
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {
-                        "name": block.get("name"),
-                        "arguments": json.dumps(block.get("input") or {}),
-                    },
-                }
-            )
-    message = AssistantMessage(content="".join(text) if text or not calls else None, tool_calls=calls or None)
-    return ChatCompletion(
-        id=str(body.get("id") or new_completion_id()),
-        created=clock.now(),
-        model=model.id,
-        choices=[
-            Choice(message=message, finish_reason=FINISH_REASONS.get(str(body.get("stop_reason")), "stop"))
-        ],
+            calls.append(translate.function_call(block.get("id"), block.get("name"), block.get("input")))
+    return translate.completion(
+        model,
+        text="".join(text),
+        calls=calls,
+        finish=FINISH_REASONS.get(str(body.get("stop_reason")), "stop"),
         usage=usage_of(body.get("usage") or {}),
+        completion_id=str(body["id"]) if body.get("id") else None,
     )
 
 

@@ -8,7 +8,6 @@ fake). botocore's own retries are off: the gateway retries and falls back itself
 from __future__ import annotations
 
 import base64
-import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -26,11 +25,9 @@ from botocore.exceptions import (
 from aigw import clock
 from aigw.catalog import ModelInfo
 from aigw.chat import (
-    AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
-    Choice,
     ChunkChoice,
     ChunkDelta,
     Usage,
@@ -179,37 +176,24 @@ def to_converse(model: ModelInfo, request: ChatRequest) -> dict[str, Any]:
 def usage_of(raw: dict[str, Any]) -> Usage:
     cached = int(raw.get("cacheReadInputTokens") or 0)
     prompt = int(raw.get("inputTokens") or 0) + cached + int(raw.get("cacheWriteInputTokens") or 0)
-    completion = int(raw.get("outputTokens") or 0)
-    return Usage(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=prompt + completion,
-        prompt_tokens_details={"cached_tokens": cached},
-    )
+    return translate.usage(prompt, int(raw.get("outputTokens") or 0), cached)
 
 
 def from_converse(model: ModelInfo, body: dict[str, Any]) -> ChatCompletion:
     blocks = ((body.get("output") or {}).get("message") or {}).get("content") or []
     text = "".join(str(b["text"]) for b in blocks if "text" in b)
     calls = [
-        {
-            "id": b["toolUse"].get("toolUseId"),
-            "type": "function",
-            "function": {
-                "name": b["toolUse"].get("name"),
-                "arguments": json.dumps(b["toolUse"].get("input") or {}),
-            },
-        }
+        translate.function_call(
+            b["toolUse"].get("toolUseId"), b["toolUse"].get("name"), b["toolUse"].get("input")
+        )
         for b in blocks
         if "toolUse" in b
     ]
-    message = AssistantMessage(content=text if text or not calls else None, tool_calls=calls or None)
-    finish = FINISH_REASONS.get(str(body.get("stopReason")), "stop")
-    return ChatCompletion(
-        id=new_completion_id(),
-        created=clock.now(),
-        model=model.id,
-        choices=[Choice(message=message, finish_reason=finish)],
+    return translate.completion(
+        model,
+        text=text,
+        calls=calls,
+        finish=FINISH_REASONS.get(str(body.get("stopReason")), "stop"),
         usage=usage_of(body.get("usage") or {}),
     )
 

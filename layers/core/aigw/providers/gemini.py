@@ -10,11 +10,9 @@ from typing import Any
 from aigw import clock
 from aigw.catalog import ModelInfo
 from aigw.chat import (
-    AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
-    Choice,
     ChunkChoice,
     ChunkDelta,
     Usage,
@@ -143,21 +141,14 @@ def usage_of(meta: dict[str, Any]) -> Usage:
     prompt = int(meta.get("promptTokenCount") or 0)
     # Thinking tokens are billed as output.
     completion = int(meta.get("candidatesTokenCount") or 0) + int(meta.get("thoughtsTokenCount") or 0)
-    return Usage(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=prompt + completion,
-        prompt_tokens_details={"cached_tokens": int(meta.get("cachedContentTokenCount") or 0)},
-    )
+    return translate.usage(prompt, completion, int(meta.get("cachedContentTokenCount") or 0))
 
 
 def _call(part: dict[str, Any]) -> dict[str, Any]:
     fn = part["functionCall"]
-    return {
-        "id": str(fn.get("id") or "call_" + secrets.token_hex(8)),
-        "type": "function",
-        "function": {"name": fn.get("name"), "arguments": json.dumps(fn.get("args") or {})},
-    }
+    return translate.function_call(
+        str(fn.get("id") or "call_" + secrets.token_hex(8)), fn.get("name"), fn.get("args")
+    )
 
 
 def _candidate_parts(body: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -170,14 +161,13 @@ def from_gemini(model: ModelInfo, body: dict[str, Any]) -> ChatCompletion:
     candidate, parts = _candidate_parts(body)
     text = "".join(str(p["text"]) for p in parts if "text" in p and not p.get("thought"))
     calls = [_call(p) for p in parts if "functionCall" in p]
-    message = AssistantMessage(content=text if text or not calls else None, tool_calls=calls or None)
-    finish = _finish(candidate.get("finishReason"), bool(calls)) or "stop"
-    return ChatCompletion(
-        id=str(body.get("responseId") or new_completion_id()),
-        created=clock.now(),
-        model=model.id,
-        choices=[Choice(message=message, finish_reason=finish)],
+    return translate.completion(
+        model,
+        text=text,
+        calls=calls,
+        finish=_finish(candidate.get("finishReason"), bool(calls)) or "stop",
         usage=usage_of(body.get("usageMetadata") or {}),
+        completion_id=str(body["responseId"]) if body.get("responseId") else None,
     )
 
 

@@ -7,7 +7,17 @@ import binascii
 import json
 from typing import Any
 
-from aigw.chat import ChatMessage, ChatRequest
+from aigw import clock
+from aigw.catalog import ModelInfo
+from aigw.chat import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatMessage,
+    ChatRequest,
+    Choice,
+    Usage,
+    new_completion_id,
+)
 from aigw.errors import InvalidRequest
 
 
@@ -100,3 +110,42 @@ def json_instruction(request: ChatRequest) -> str | None:
             + json.dumps(schema, separators=(",", ":"))
         )
     return None
+
+
+def usage(prompt: int, completion: int, cached: int = 0) -> Usage:
+    """Usage in OpenAI's terms: ``prompt`` includes the ``cached`` part."""
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        prompt_tokens_details={"cached_tokens": cached},
+    )
+
+
+def function_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    """An OpenAI ``tool_calls`` entry from a vendor's tool use (arguments as a JSON string)."""
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(arguments or {})},
+    }
+
+
+def completion(
+    model: ModelInfo,
+    *,
+    text: str,
+    calls: list[dict[str, Any]],
+    finish: str,
+    usage: Usage,
+    completion_id: str | None = None,
+) -> ChatCompletion:
+    """A one-choice chat completion; content is null only when the answer is tool calls alone."""
+    message = AssistantMessage(content=text if text or not calls else None, tool_calls=calls or None)
+    return ChatCompletion(
+        id=completion_id or new_completion_id(),
+        created=clock.now(),
+        model=model.id,
+        choices=[Choice(message=message, finish_reason=finish)],
+        usage=usage,
+    )

@@ -1,0 +1,60 @@
+"""Property-based check of the whole API against its own OpenAPI document (schemathesis):
+whatever the input, no 5xx, and every answer has a documented status, content type and shape.
+
+Bounded: a few examples per operation, no shrinking, against the local runner on loopback.
+"""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from aigw_local import openapi
+from tests.e2e.conftest import Runner
+
+schema = schemathesis.openapi.from_dict(openapi.build())
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+@pytest.mark.e2e
+@schema.parametrize()
+@settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+def test_every_answer_matches_the_document(case: schemathesis.Case, runner: Runner) -> None:
+    case.call_and_validate(
+        base_url=runner.base_url,
+        headers={"Authorization": f"Bearer {runner.admin_key}"},
+        checks=CHECKS,
+        timeout=30,
+    )
+
+
+def test_document_declares_every_template_route_and_its_errors() -> None:
+    from aigw_local import template as tpl
+
+    document = openapi.build()
+    routes = {(r.method.lower(), r.path) for r in tpl.routes(tpl.load())}
+    documented = {(m, p) for p, ops in document["paths"].items() for m in ops}
+    assert documented == routes
+    chat = document["paths"]["/v1/chat/completions"]["post"]["responses"]
+    assert chat["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ChatCompletion"
+    }
+    assert "application/json" in chat["401"]["content"]
+    assert "Retry-After" in chat["503"]["headers"]
+    admin = document["paths"]["/admin/teams"]["post"]["responses"]
+    assert set(admin) & {"200", "201", "422"} == {"201"}
+    assert "application/problem+json" in admin["403"]["content"]
