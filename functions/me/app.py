@@ -46,7 +46,7 @@ def list_keys() -> Response[str]:
     return web.json_response({"data": [_key_view(k) for k in keys.list_keys(key.team_id)]})
 
 
-@app.post("/me/keys")
+@app.post("/me/keys", responses={201: {"description": "Key created; `secret` is shown once"}})
 def create_key(body: CreateKey) -> Response[str]:
     issued = keys.create_team_key(
         web.current_key(app),

@@ -81,6 +81,9 @@ REQUEST_EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/admin/teams/{team_id}/keys"): {"name": "example", "allowed_models": ["mock/*"]},
 }
 
+# The portal's static pages (HTML, JS, CSS) are routes, not part of the JSON API.
+NOT_JSON_API = frozenset({"/portal", "/portal/{proxy+}"})
+
 _RETRY_AFTER = {
     "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}
 }
@@ -155,7 +158,7 @@ def build(template: dict[str, Any] | None = None) -> dict[str, Any]:
         },
         "security": [{"bearer": []}],
     }
-    declared = {(r.method.lower(), r.path) for r in tpl.routes(template)}
+    declared = {(r.method.lower(), r.path) for r in tpl.routes(template) if r.path not in NOT_JSON_API}
     for spec in tpl.functions(template):
         if spec.logical_id not in routed:
             continue
