@@ -16,7 +16,9 @@ usage record           ``USAGE#<team>#<day>``      ``<epoch_ms>#<request_id>``
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping, Sequence
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +101,33 @@ def _guard() -> Iterator[None]:
         ) from exc
 
 
+# Concurrent writes to one item (a busy team's counters) make DynamoDB cancel a transaction
+# with TransactionConflict, or refuse an UpdateItem with TransactionConflictException. Nothing
+# was applied, so trying again is safe; a few jittered attempts absorb ordinary bursts.
+CONFLICT_ATTEMPTS = 4
+
+
+def _is_conflict(exc: ClientError) -> bool:
+    code = exc.response.get("Error", {}).get("Code", "")
+    if code == "TransactionConflictException":
+        return True
+    if code != "TransactionCanceledException":
+        return False
+    reasons = {r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])}
+    return "TransactionConflict" in reasons and "ConditionalCheckFailed" not in reasons
+
+
+def _retry_conflicts[T](call: Callable[[], T]) -> T:
+    for attempt in range(CONFLICT_ATTEMPTS):
+        try:
+            return call()
+        except ClientError as exc:
+            if attempt + 1 == CONFLICT_ATTEMPTS or not _is_conflict(exc):
+                raise
+            time.sleep(random.uniform(0.005, 0.02) * 2**attempt)
+    raise AssertionError("unreachable")
+
+
 class Table:
     def __init__(self, name: str, client: DynamoDBClient) -> None:
         self.name = name
@@ -155,7 +184,7 @@ class Table:
             # Saves a read: a refused conditional write says why in the same round trip.
             kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         with _guard():
-            raw = self.client.update_item(**kwargs)
+            raw = _retry_conflicts(lambda: self.client.update_item(**kwargs))
         attrs = raw.get("Attributes")
         return deserialize(attrs) if attrs else None
 
@@ -201,7 +230,7 @@ class Table:
             ((kind, body),) = op.items()
             prepared.append({kind: {"TableName": self.name, **body}})
         with _guard():
-            self.client.transact_write_items(TransactItems=prepared)  # type: ignore[arg-type]
+            _retry_conflicts(lambda: self.client.transact_write_items(TransactItems=prepared))  # type: ignore[arg-type]
 
 
 def make_client(endpoint: str | None = None) -> DynamoDBClient:
