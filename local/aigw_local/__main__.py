@@ -13,7 +13,7 @@ from types import FrameType
 from aigw_local import template as tpl
 from aigw_local.dynamodb_local import DynamoDBLocal, ensure_table
 from aigw_local.runner import DEMO_KEYS_FILE, LOCAL_DIR, TABLE_NAME, local_environment, seed_demo
-from aigw_local.server import Gateway, make_server
+from aigw_local.server import Gateway, fork_workers, make_server, stop_workers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-memory", action="store_true", help="keep no data between runs")
     parser.add_argument("--data-dir", type=Path, default=LOCAL_DIR / "dynamodb")
     parser.add_argument("--quiet", action="store_true", help="no per-request log lines")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("AIGW_WORKERS", "1")),
+        help="processes serving requests, like warm Lambda containers: each runs one invocation at a "
+        "time and keeps its own caches (default 1)",
+    )
     args = parser.parse_args(argv)
 
     template = tpl.load()
@@ -49,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         gateway.preload()
         server = make_server(gateway, args.host, args.port)
         base = f"http://{args.host}:{server.server_address[1]}"
+        # Children get their own DynamoDB client: the one seeding used holds the parent's sockets.
+        workers = fork_workers(server, max(0, args.workers - 1), on_start=reset_table_client)
         _banner(base, demo.admin_key, demo.team_key, gateway)
 
         stop = threading.Event()
@@ -60,11 +69,18 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
         server.serve_forever(poll_interval=0.2)
+        stop_workers(workers)
         server.server_close()
     finally:
         db.stop()
         print("stopped.", flush=True)
     return 0
+
+
+def reset_table_client() -> None:
+    from aigw import table
+
+    table.reset()
 
 
 def _log(line: str) -> None:

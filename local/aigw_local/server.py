@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import os
+import signal
 import sys
 import threading
 import time
@@ -101,6 +104,51 @@ class Gateway:
         return apigw.HttpResponse(
             status, [("Content-Type", "application/problem+json")], json.dumps(body).encode()
         )
+
+
+class _SharedSocketServer(ThreadingHTTPServer):
+    """A server whose listening socket several worker processes may share (see ``fork_workers``).
+
+    The listener is non-blocking so a process that lost the race for a connection goes back to
+    its loop (and notices a shutdown) instead of blocking in accept(); connections themselves
+    stay blocking, as the handlers expect."""
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self.socket.setblocking(False)
+
+    def get_request(self) -> tuple[Any, Any]:
+        connection, address = self.socket.accept()
+        connection.setblocking(True)
+        return connection, address
+
+
+def fork_workers(server: ThreadingHTTPServer, count: int, on_start: Callable[[], None]) -> list[int]:
+    """Fork ``count`` more processes serving the same socket: each is one warm "container" that
+    runs one invocation at a time, as Lambda scales out. Returns the children's pids; a child
+    never returns from here."""
+    pids = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, checked by the runner tests
+            signal.signal(signal.SIGINT, lambda *_: os._exit(0))
+            signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+            try:
+                on_start()
+                server.serve_forever(poll_interval=0.2)
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    return pids
+
+
+def stop_workers(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 def make_server(gateway: Gateway, host: str, port: int) -> ThreadingHTTPServer:
@@ -210,7 +258,7 @@ def make_server(gateway: Gateway, host: str, port: int) -> ThreadingHTTPServer:
                 return self._handle
             raise AttributeError(name)
 
-    server = ThreadingHTTPServer((host, port), RequestHandler)
+    server = _SharedSocketServer((host, port), RequestHandler)
     server.daemon_threads = True
     return server
 

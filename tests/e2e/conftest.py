@@ -34,28 +34,32 @@ def _respond(request: Recorded) -> Scripted:
     return openai_completion(request, content="Hello from the fake upstream")
 
 
-@pytest.fixture(scope="session")
-def runner() -> Iterator[Runner]:
-    upstream = FakeUpstream(_respond).start()
-    vendors = VendorServer().start()
-    port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "OPENAI_BASE_URL": upstream.url + "/v1",
-        "OPENAI_API_KEY": "sk-fake-upstream",
-        "ANTHROPIC_BASE_URL": vendors.url + "/anthropic",
-        "ANTHROPIC_API_KEY": "sk-ant-fake",
-        "GROQ_BASE_URL": vendors.url + "/groq/v1",
-        "GROQ_API_KEY": "gsk-fake",
-        "PYTHONUNBUFFERED": "1",
-    }
+@dataclass
+class Started:
+    process: subprocess.Popen[str]
+    keys: dict[str, str]
+    dynamodb_endpoint: str
+    output: list[str]
+
+    def stop(self) -> None:
+        """Ctrl-C, as a user stops it; everything it started must go with it."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            rest, _ = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            rest, _ = self.process.communicate()
+        self.output.append(rest)
+
+
+def start_runner(env: dict[str, str], *args: str) -> Started:
+    """``python -m aigw_local --in-memory --quiet [args]``, once it printed its demo keys."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "aigw_local", "--in-memory", "--quiet"],
+        [sys.executable, "-m", "aigw_local", "--in-memory", "--quiet", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=env,
+        env={**env, "PYTHONUNBUFFERED": "1"},
     )
     output: list[str] = []
     deadline = time.monotonic() + 90
@@ -75,15 +79,29 @@ def runner() -> Iterator[Runner]:
             dynamodb_endpoint = started.group(1)
         if time.monotonic() > deadline:
             raise RuntimeError("local runner not ready in 90 s:\n" + "".join(output))
+    return Started(process, keys, dynamodb_endpoint, output)
+
+
+@pytest.fixture(scope="session")
+def runner() -> Iterator[Runner]:
+    upstream = FakeUpstream(_respond).start()
+    vendors = VendorServer().start()
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "OPENAI_BASE_URL": upstream.url + "/v1",
+        "OPENAI_API_KEY": "sk-fake-upstream",
+        "ANTHROPIC_BASE_URL": vendors.url + "/anthropic",
+        "ANTHROPIC_API_KEY": "sk-ant-fake",
+        "GROQ_BASE_URL": vendors.url + "/groq/v1",
+        "GROQ_API_KEY": "gsk-fake",
+    }
+    started = start_runner(env)
+    keys, output, dynamodb_endpoint = started.keys, started.output, started.dynamodb_endpoint
     yield Runner(
         f"http://127.0.0.1:{port}", keys["admin"], keys["team"], upstream, output, vendors, dynamodb_endpoint
     )
-    process.send_signal(signal.SIGINT)
-    try:
-        rest, _ = process.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        rest, _ = process.communicate()
-    output.append(rest)
+    started.stop()
     upstream.stop()
     vendors.stop()
