@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from aigw import clock, invocation, metering
+from aigw import clock, invocation, metering, sse
 from aigw.errors import PaymentRequired
-from tests.helpers.apigw import call
+from aigw.streaming import StreamingResponse
+from aigw_local.apigw import LambdaContext
+from tests.helpers.apigw import Reply, _handler, build_event, call
 from tests.helpers.prompt_apis import Actors, create, design, make_actors, move, published, share_org
 
 
@@ -174,14 +177,89 @@ def test_model_allow_list_of_the_callers_key_applies(actors: Actors) -> None:
     assert (reply.status, reply.json()["code"]) == (403, "model_not_allowed")
 
 
-def test_stream_is_refused_clearly_for_now(actors: Actors) -> None:
+def _events(reply: Reply) -> list[str]:
+    return [e.data for e in sse.parse(reply.body.splitlines())]
+
+
+def test_stream_sends_deltas_then_the_answer_then_done(actors: Actors) -> None:
     published(actors.owner)
+    _grant(actors)
+    reply = call("POST", "/apis/summarize", body={"text": "stream me", "stream": True}, key=actors.other)
+    assert reply.status == 200, reply.body
+    assert reply.header("Content-Type") == "text/event-stream"
+    *payloads, done = _events(reply)
+    assert done == "[DONE]"
+    *deltas, final = [json.loads(p) for p in payloads]
+    assert len(deltas) > 1 and all(set(d) == {"delta"} for d in deltas)
+    text = "".join(d["delta"] for d in deltas)
+    assert text == "Echo: Summarise (): stream me"
+    assert (final["output"], final["version"], final["model"]) == (text, 1, "mock/echo")
+    assert final["usage"]["calls"] == 1
+    # Billed to the caller's team, exactly what the final event reports.
+    assert _today("acme") == []
+    (record,) = _today("beta")
+    assert (record.prompt_tokens, record.completion_tokens) == (
+        final["usage"]["prompt_tokens"],
+        final["usage"]["completion_tokens"],
+    )
+    assert (record.route, record.status, record.usage_source) == ("/apis/summarize", 200, "provider")
+
+
+def test_streamed_answers_carry_the_lifecycle_headers(actors: Actors) -> None:
+    published(actors.owner)
+    published(actors.owner, slug="summarize-v2")
+    moved = move(
+        actors.owner, "summarize", "deprecated", successor="summarize-v2", sunset="2030-01-01T00:00:00Z"
+    )
+    assert moved.status == 200, moved.body
+    plain = call("POST", "/apis/summarize", body={"text": "x"}, key=actors.owner)
+    streamed = call("POST", "/apis/summarize", body={"text": "x", "stream": True}, key=actors.owner)
+    assert streamed.header("Content-Type") == "text/event-stream"
+    for name in ("Deprecation", "Sunset", "Link"):
+        assert streamed.header(name) is not None
+        assert streamed.header(name) == plain.header(name)
+    assert "summarize-v2" in (streamed.header("Link") or "")
+
+
+def test_json_output_apis_refuse_to_stream(actors: Actors) -> None:
+    published(actors.owner, output={"mode": "json", "schema": {"type": "object"}})
     reply = call("POST", "/apis/summarize", body={"text": "x", "stream": True}, key=actors.owner)
     assert reply.status == 400
+    assert reply.header("Content-Type") == "application/problem+json"
     assert (reply.json()["code"], reply.json()["param"]) == ("stream_unsupported", "stream")
     assert _today("acme") == []
-    plain = call("POST", "/apis/summarize", body={"text": "x", "stream": False}, key=actors.owner)
-    assert plain.status == 200
+
+
+def test_a_streamed_call_falls_back_before_the_first_byte(actors: Actors) -> None:
+    published(actors.owner, model="openai/gpt-4o-mini", fallback_model="mock/echo")
+    reply = call("POST", "/apis/summarize", body={"text": "x", "stream": True}, key=actors.owner)
+    assert reply.status == 200, reply.body
+    final = json.loads(_events(reply)[-2])
+    assert (final["model"], final["usage"]["calls"]) == ("mock/echo", 2)
+    records = sorted(_today("acme"), key=lambda r: r.created_at_ms)
+    assert [(r.model, r.status) for r in records] == [("openai/gpt-4o-mini", 502), ("mock/echo", 200)]
+
+
+def test_a_streamed_call_whose_vendor_is_down_is_a_plain_error(actors: Actors) -> None:
+    published(actors.owner, model="openai/gpt-4o-mini")
+    reply = call("POST", "/apis/summarize", body={"text": "x", "stream": True}, key=actors.owner)
+    assert (reply.status, reply.json()["code"]) == (502, "provider_not_configured")
+    assert reply.header("Content-Type") == "application/problem+json"
+
+
+def test_a_caller_who_hangs_up_mid_stream_pays_for_what_was_generated(actors: Actors) -> None:
+    published(actors.owner)
+    words = " ".join(f"w{i}" for i in range(300))
+    event, route = build_event("POST", "/apis/summarize", body={"text": words, "stream": True}, key=actors.owner)
+    result = _handler(route.function.logical_id)(event, LambdaContext(route.function.logical_id, 30))
+    assert isinstance(result, StreamingResponse)
+    for _ in range(5):
+        next(result.body)
+    result.close()  # what the runtime loop and the local runner do when the client is gone
+    (record,) = _today("acme")
+    assert (record.status, record.usage_source) == (200, "estimate")
+    assert 0 < record.completion_tokens < 300
+    assert record.cost_micro_usd > 0
 
 
 def test_fallback_model_answers_when_the_primary_fails(actors: Actors) -> None:
