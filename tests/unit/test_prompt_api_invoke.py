@@ -190,7 +190,8 @@ def test_stream_sends_deltas_then_the_answer_then_done(actors: Actors) -> None:
     *payloads, done = _events(reply)
     assert done == "[DONE]"
     *deltas, final = [json.loads(p) for p in payloads]
-    assert len(deltas) > 1 and all(set(d) == {"delta"} for d in deltas)
+    assert len(deltas) > 1
+    assert all(set(d) == {"delta"} for d in deltas)
     text = "".join(d["delta"] for d in deltas)
     assert text == "Echo: Summarise (): stream me"
     assert (final["output"], final["version"], final["model"]) == (text, 1, "mock/echo")
@@ -250,7 +251,9 @@ def test_a_streamed_call_whose_vendor_is_down_is_a_plain_error(actors: Actors) -
 def test_a_caller_who_hangs_up_mid_stream_pays_for_what_was_generated(actors: Actors) -> None:
     published(actors.owner)
     words = " ".join(f"w{i}" for i in range(300))
-    event, route = build_event("POST", "/apis/summarize", body={"text": words, "stream": True}, key=actors.owner)
+    event, route = build_event(
+        "POST", "/apis/summarize", body={"text": words, "stream": True}, key=actors.owner
+    )
     result = _handler(route.function.logical_id)(event, LambdaContext(route.function.logical_id, 30))
     assert isinstance(result, StreamingResponse)
     for _ in range(5):
