@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from aigw import clock, invocation, metering, sse
-from aigw.errors import PaymentRequired
+from aigw import clock, entitlements, metering, plans, sse
 from aigw.streaming import StreamingResponse
 from aigw_local.apigw import LambdaContext
+from tests.conftest import reset_core
 from tests.helpers.apigw import Reply, _handler, build_event, call
 from tests.helpers.prompt_apis import Actors, create, design, make_actors, move, published, share_org
 
@@ -142,30 +142,73 @@ def test_calls_are_billed_to_the_callers_team(actors: Actors) -> None:
     assert record.model == "mock/echo"
 
 
+@pytest.fixture
+def paying_owner(actors: Actors, monkeypatch: pytest.MonkeyPatch) -> Actors:
+    """A deployment with no default plan: the owner team is on a plan, the others have nothing."""
+    monkeypatch.delenv("DEFAULT_PLAN")
+    monkeypatch.setenv("BILLING_LINK_SECRET", "link-secret-for-tests")
+    monkeypatch.setenv("CHECKOUT_PLAN", "pro")
+    monkeypatch.setenv("CREDITS_PLAN", "credits-10")
+    reset_core()
+    plans.put_plan("pro", plans.PlanSpec(name="Pro", monthly_tokens=100_000))
+    plans.put_plan("credits-10", plans.PlanSpec(kind="credits", credits_micro_usd=10_000_000))
+    entitlements.assign_plan("acme", "pro")
+    return actors
+
+
+def _counters(team: str) -> tuple[int, int, int, int]:
+    s = entitlements.summary(team)
+    return s.tokens_used, s.tokens_reserved, s.credits_micro_usd, s.credits_reserved_micro_usd
+
+
+@pytest.mark.parametrize(("credits", "code"), [(0, "no_subscription"), (5, "credits_exhausted")])
 def test_402_when_the_caller_cannot_pay_and_nothing_is_billed(
-    actors: Actors, monkeypatch: pytest.MonkeyPatch
+    paying_owner: Actors, credits: int, code: str
 ) -> None:
+    actors = paying_owner
     published(actors.owner)
     _grant(actors)
+    if credits:
+        entitlements.grant_credits("beta", credits)  # far less than one call's worst case
+    before = {team: _counters(team) for team in ("acme", "beta")}
 
-    def cannot_pay(*args: Any, **kwargs: Any) -> metering.Meter:
-        raise PaymentRequired(
-            "Team 'beta' has no credits left",
-            code="credits_exhausted",
-            extra={"fix_url": "https://billing.example/beta"},
-        )
+    for stream in (False, True):
+        reply = call("POST", "/apis/summarize", body={"text": "x", "stream": stream}, key=actors.other)
+        assert reply.status == 402, reply.body
+        assert reply.header("Content-Type") == "application/problem+json"
+        problem = reply.json()
+        assert (problem["status"], problem["code"], problem["team_id"]) == (402, code, "beta")
+        # No Stripe customer yet: the signed link opens Checkout for the team.
+        assert "/billing/checkout?" in problem["fix_url"]
+        assert reply.header("Link") == f'<{problem["fix_url"]}>; rel="payment"'
 
-    # The seam every model call goes through; the billing branch raises here for real.
-    monkeypatch.setattr(metering, "open_meter", cannot_pay)
-    monkeypatch.setattr(invocation, "open_meter", cannot_pay)
-    reply = call("POST", "/apis/summarize", body={"text": "x"}, key=actors.other)
-    assert reply.status == 402
-    assert reply.header("Content-Type") == "application/problem+json"
-    problem = reply.json()
-    assert (problem["status"], problem["code"]) == (402, "credits_exhausted")
-    assert problem["fix_url"] == "https://billing.example/beta"
     assert _today("beta") == []
     assert _today("acme") == []
+    assert {team: _counters(team) for team in ("acme", "beta")} == before
+    # The owner, who can pay, is not affected by who else calls its API.
+    assert call("POST", "/apis/summarize", body={"text": "x"}, key=actors.owner).status == 200
+
+
+def test_a_call_draws_on_the_callers_counters_not_the_owners(paying_owner: Actors) -> None:
+    actors = paying_owner
+    published(actors.owner)
+    _grant(actors)
+    entitlements.grant_credits("beta", 10_000_000)  # beta pays with prepaid credits
+
+    reply = call("POST", "/apis/summarize", body={"text": "bill me"}, key=actors.other)
+    assert reply.status == 200, reply.body
+    (record,) = _today("beta")
+    assert record.funding == "credits"
+    assert _counters("beta") == (0, 0, 10_000_000 - record.cost_micro_usd, 0)
+    assert reply.header("X-Billing-Credits-Remaining-Micro-Usd") == str(10_000_000 - record.cost_micro_usd)
+    assert _counters("acme") == (0, 0, 0, 0)
+
+    # And the other way round: the owner's own call uses its plan's quota, nothing of beta's.
+    mine = call("POST", "/apis/summarize", body={"text": "mine", "stream": True}, key=actors.owner)
+    assert mine.status == 200
+    (own,) = _today("acme")
+    assert _counters("acme") == (own.total_tokens, 0, 0, 0)
+    assert _counters("beta") == (0, 0, 10_000_000 - record.cost_micro_usd, 0)
 
 
 def test_model_allow_list_of_the_callers_key_applies(actors: Actors) -> None:
