@@ -264,8 +264,12 @@ def reserve(key: ApiKey, model: ModelInfo, request: ChatRequest) -> tuple[Reserv
         assert plan is not None
         assert decision.funding is not None
         if not plan.allows_model(model.id):
+            if not fresh:  # never refuse on a cached view: the plan may have just changed
+                state, fresh = entitlements.remember(entitlements.load(team_id)), True
+                continue
             raise PermissionDenied(
-                f"The team's plan '{plan.plan_id}' does not include model '{model.id}'",
+                f"The team's plan '{plan.plan_id}' does not include model '{model.id}'; use a model "
+                "it includes (GET /v1/models lists them) or move the team to a plan that does",
                 code="model_not_in_plan",
                 param="model",
             )
