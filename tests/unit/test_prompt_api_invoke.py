@@ -354,7 +354,9 @@ def test_openapi_document_is_built_from_the_schemas(actors: Actors) -> None:
     assert doc["openapi"].startswith("3.1")
     assert doc["info"]["version"] == "1"
     operation = doc["paths"]["/apis/summarize"]["post"]
+    # A JSON-mode API does not stream: its request schema is the designer's, unchanged.
     assert operation["requestBody"]["content"]["application/json"]["schema"] == design()["input_schema"]
+    assert set(operation["responses"]["200"]["content"]) == {"application/json"}
     answer = doc["components"]["schemas"]["Answer"]
     assert answer["properties"]["output"] == output["schema"]
     assert {"400", "402", "403", "410"} <= set(operation["responses"])
@@ -368,10 +370,15 @@ def test_openapi_document_is_built_from_the_schemas(actors: Actors) -> None:
     assert call("GET", "/apis/summarize/openapi.json?version=1", key=actors.owner).status == 200
 
 
-def test_openapi_text_mode_answers_a_string(actors: Actors) -> None:
+def test_openapi_text_mode_answers_a_string_and_streams(actors: Actors) -> None:
     published(actors.owner)
     doc = call("GET", "/apis/summarize/openapi.json", key=actors.owner).json()
     assert doc["components"]["schemas"]["Answer"]["properties"]["output"] == {"type": "string"}
+    operation = doc["paths"]["/apis/summarize"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["properties"]["stream"]["type"] == "boolean"
+    assert set(schema["properties"]) == {*design()["input_schema"]["properties"], "stream"}
+    assert set(operation["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
 
 
 def test_usage_report_for_the_owner(actors: Actors) -> None:
