@@ -16,7 +16,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from aigw import clock, web
+from aigw import clock, streaming, web
 from aigw.errors import InvalidRequest
 from aigw.prompt_apis import access, catalog, design, invoke, lifecycle, openapi, sharing, store, usage
 from aigw.prompt_apis.model import (
@@ -155,6 +155,10 @@ def call_api(slug: str) -> Response[str]:
     except json.JSONDecodeError as exc:
         raise InvalidRequest("The request body is not valid JSON", code="invalid_json") from exc
     answer = invoke.call(web.current_key(app), slug, body, request_id=web.request_id(app))
+    if isinstance(answer, invoke.StreamedAnswer):
+        stream = streaming.event_stream(answer.events(), on_close=answer.close)
+        stream.headers.update(answer.headers)
+        return streaming.respond(stream)
     return web.json_response({**answer.body(), "model": answer.model}, headers=answer.headers)
 
 
@@ -253,5 +257,5 @@ def usage_report(slug: str, days: Annotated[int, Query(ge=1, le=usage.MAX_DAYS)]
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return web.handle(app, event, context)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any] | streaming.StreamingResponse:
+    return web.handle_streaming(app, event, context)

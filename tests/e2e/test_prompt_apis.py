@@ -8,13 +8,18 @@ import json
 import os
 import subprocess
 import sys
+import time
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from aigw import clock, metering
+from tests.conftest import reset_core
 from tests.e2e.conftest import Runner
+from tests.helpers.fake_vendors import VendorScript
 from tests.helpers.prompt_apis import design
 
 
@@ -140,3 +145,69 @@ def test_design_publish_share_call_deprecate_retire(runner: Runner, tmp_path: Pa
     usage = _aigw(runner, "usage", "e2e-summarize", "--json", key=owner)
     assert usage["by_team"]["e2e-consumer"]["calls"] == 2
     assert usage["by_team"]["e2e-consumer"]["cost_micro_usd"] > 0
+
+
+def _sse_payloads(reply: httpx.Response, stop_after: int | None = None) -> list[str]:
+    payloads: list[str] = []
+    for line in reply.iter_lines():
+        if line.startswith("data: "):
+            payloads.append(line.removeprefix("data: "))
+        if stop_after is not None and len(payloads) == stop_after:
+            break  # the client hangs up
+    return payloads
+
+
+def test_a_prompt_api_streams_over_http(runner: Runner) -> None:
+    owner = runner.team_key
+    created = _post(runner, "/apis", design(slug="e2e-stream"), owner)
+    assert created.status_code == 201, created.text
+    assert _post(runner, "/apis/e2e-stream/transitions", {"to": "published"}, owner).status_code == 200
+
+    body = {"text": "a streamed hello", "style": "short", "stream": True}
+    headers = {"Authorization": f"Bearer {owner}"}
+    with httpx.stream("POST", runner.base_url + "/apis/e2e-stream", json=body, headers=headers) as reply:
+        assert reply.status_code == 200
+        assert reply.headers["content-type"] == "text/event-stream"
+        assert "chunked" in reply.headers.get("transfer-encoding", "")
+        *payloads, done = _sse_payloads(reply)
+    assert done == "[DONE]"
+    *deltas, final = [json.loads(p) for p in payloads]
+    text = "".join(d["delta"] for d in deltas)
+    assert text == "Echo: Summarise (short): a streamed hello"
+    assert (final["output"], final["version"], final["model"]) == (text, 1, "mock/echo")
+    assert final["usage"]["total_tokens"] > 0
+
+
+def test_a_prompt_api_caller_who_hangs_up_is_billed_for_what_was_generated(
+    runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    words = " ".join(f"w{i}" for i in range(400))
+    runner.vendors.reset(VendorScript(text=words, pieces=200, event_delay=0.05))
+    owner = runner.team_key
+    spec = design(slug="e2e-stream-cut", model="groq/llama-3.1-8b-instant")
+    assert _post(runner, "/apis", spec, owner).status_code == 201
+    assert _post(runner, "/apis/e2e-stream-cut/transitions", {"to": "published"}, owner).status_code == 200
+
+    headers = {"Authorization": f"Bearer {owner}"}
+    body = {"text": "go", "stream": True}
+    with httpx.stream(
+        "POST", runner.base_url + "/apis/e2e-stream-cut", json=body, headers=headers, timeout=30
+    ) as reply:
+        assert reply.status_code == 200
+        first, *_ = _sse_payloads(reply, stop_after=5)
+        assert json.loads(first)["delta"]
+    assert runner.vendors.closed_early.wait(timeout=30), "the gateway kept reading the vendor"
+
+    monkeypatch.setenv("TABLE_NAME", "aigw-local")
+    monkeypatch.setenv("DYNAMODB_ENDPOINT", runner.dynamodb_endpoint)
+    reset_core()
+    deadline = time.monotonic() + 30
+    cut: list[metering.UsageRecord] = []
+    while not cut and time.monotonic() < deadline:
+        records = metering.records_for_day("demo", clock.iso(clock.now())[:10])
+        cut = [r for r in records if r.route == "/apis/e2e-stream-cut"]
+        time.sleep(0.2)
+    (record,) = cut
+    assert (record.status, record.usage_source) == (200, "estimate")
+    assert 0 < record.completion_tokens < 500
+    assert record.cost_micro_usd > 0

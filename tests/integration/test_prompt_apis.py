@@ -8,10 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from aigw import clock, metering
+from aigw import clock, metering, sse
 from tests.conftest import reset_core
 from tests.helpers.apigw import call
 from tests.helpers.fake_upstream import FakeUpstream, Recorded, Scripted, openai_completion, openai_error
+from tests.helpers.fake_vendors import VendorScript, VendorServer
 from tests.helpers.prompt_apis import Actors, make_actors, published, share_org
 
 SUMMARY_SCHEMA = {
@@ -151,3 +152,23 @@ def test_usage_report_across_calling_teams(upstream: FakeUpstream, actors: Actor
     day = clock.iso(clock.now())[:10]
     assert metering.records_for_day("acme", day) == []
     assert json.loads(json.dumps(report))["by_route"] == {"/apis/summarize": beta}
+
+
+def test_a_vendor_failing_mid_stream_ends_the_stream_with_a_problem_event(
+    vendors: VendorServer, actors: Actors
+) -> None:
+    vendors.reset(VendorScript(text="alpha beta gamma delta", pieces=4, cut_after=5))
+    published(actors.owner, model="anthropic/claude-haiku-4-5")
+    reply = call("POST", "/apis/summarize", body={"text": "x", "stream": True}, key=actors.owner)
+    assert reply.status == 200
+    payloads = [e.data for e in sse.parse(reply.body.splitlines())]
+    assert "[DONE]" not in payloads
+    *deltas, last = [json.loads(p) for p in payloads]
+    assert deltas
+    assert all(set(d) == {"delta"} for d in deltas)
+    problem = last["error"]
+    assert (problem["status"], problem["type"]) == (502, "urn:aigw:problem:" + problem["code"])
+    assert problem["detail"]
+    (record,) = metering.records_for_day("acme", clock.iso(clock.now())[:10])
+    assert (record.route, record.usage_source) == ("/apis/summarize", "estimate")
+    assert record.completion_tokens > 0  # what reached the caller is billed

@@ -152,7 +152,7 @@ def test_a_crashing_handler_reports_an_invocation_error(runtime_api: RuntimeApi)
 def test_streaming_functions_are_wired_for_streaming_in_the_template() -> None:
     template = tpl.load()
     for route in tpl.routes(template):
-        if route.function.logical_id not in ("InvokeFunction", "MessagesFunction"):
+        if route.function.logical_id not in ("InvokeFunction", "MessagesFunction", "PromptApisFunction"):
             continue
         events = template["Resources"][route.function.logical_id]["Properties"]["Events"].values()
         assert all(e["Properties"]["ResponseTransferMode"] == "RESPONSE_STREAM" for e in events)

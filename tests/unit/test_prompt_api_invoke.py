@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from aigw import clock, invocation, metering
-from aigw.errors import PaymentRequired
-from tests.helpers.apigw import call
+from aigw import clock, entitlements, metering, plans, sse
+from aigw.streaming import StreamingResponse
+from aigw_local.apigw import LambdaContext
+from tests.conftest import reset_core
+from tests.helpers.apigw import Reply, _handler, build_event, call
 from tests.helpers.prompt_apis import Actors, create, design, make_actors, move, published, share_org
 
 
@@ -139,30 +142,73 @@ def test_calls_are_billed_to_the_callers_team(actors: Actors) -> None:
     assert record.model == "mock/echo"
 
 
+@pytest.fixture
+def paying_owner(actors: Actors, monkeypatch: pytest.MonkeyPatch) -> Actors:
+    """A deployment with no default plan: the owner team is on a plan, the others have nothing."""
+    monkeypatch.delenv("DEFAULT_PLAN")
+    monkeypatch.setenv("BILLING_LINK_SECRET", "link-secret-for-tests")
+    monkeypatch.setenv("CHECKOUT_PLAN", "pro")
+    monkeypatch.setenv("CREDITS_PLAN", "credits-10")
+    reset_core()
+    plans.put_plan("pro", plans.PlanSpec(name="Pro", monthly_tokens=100_000))
+    plans.put_plan("credits-10", plans.PlanSpec(kind="credits", credits_micro_usd=10_000_000))
+    entitlements.assign_plan("acme", "pro")
+    return actors
+
+
+def _counters(team: str) -> tuple[int, int, int, int]:
+    s = entitlements.summary(team)
+    return s.tokens_used, s.tokens_reserved, s.credits_micro_usd, s.credits_reserved_micro_usd
+
+
+@pytest.mark.parametrize(("credits", "code"), [(0, "no_subscription"), (5, "credits_exhausted")])
 def test_402_when_the_caller_cannot_pay_and_nothing_is_billed(
-    actors: Actors, monkeypatch: pytest.MonkeyPatch
+    paying_owner: Actors, credits: int, code: str
 ) -> None:
+    actors = paying_owner
     published(actors.owner)
     _grant(actors)
+    if credits:
+        entitlements.grant_credits("beta", credits)  # far less than one call's worst case
+    before = {team: _counters(team) for team in ("acme", "beta")}
 
-    def cannot_pay(*args: Any, **kwargs: Any) -> metering.Meter:
-        raise PaymentRequired(
-            "Team 'beta' has no credits left",
-            code="credits_exhausted",
-            extra={"fix_url": "https://billing.example/beta"},
-        )
+    for stream in (False, True):
+        reply = call("POST", "/apis/summarize", body={"text": "x", "stream": stream}, key=actors.other)
+        assert reply.status == 402, reply.body
+        assert reply.header("Content-Type") == "application/problem+json"
+        problem = reply.json()
+        assert (problem["status"], problem["code"], problem["team_id"]) == (402, code, "beta")
+        # No Stripe customer yet: the signed link opens Checkout for the team.
+        assert "/billing/checkout?" in problem["fix_url"]
+        assert reply.header("Link") == f'<{problem["fix_url"]}>; rel="payment"'
 
-    # The seam every model call goes through; the billing branch raises here for real.
-    monkeypatch.setattr(metering, "open_meter", cannot_pay)
-    monkeypatch.setattr(invocation, "open_meter", cannot_pay)
-    reply = call("POST", "/apis/summarize", body={"text": "x"}, key=actors.other)
-    assert reply.status == 402
-    assert reply.header("Content-Type") == "application/problem+json"
-    problem = reply.json()
-    assert (problem["status"], problem["code"]) == (402, "credits_exhausted")
-    assert problem["fix_url"] == "https://billing.example/beta"
     assert _today("beta") == []
     assert _today("acme") == []
+    assert {team: _counters(team) for team in ("acme", "beta")} == before
+    # The owner, who can pay, is not affected by who else calls its API.
+    assert call("POST", "/apis/summarize", body={"text": "x"}, key=actors.owner).status == 200
+
+
+def test_a_call_draws_on_the_callers_counters_not_the_owners(paying_owner: Actors) -> None:
+    actors = paying_owner
+    published(actors.owner)
+    _grant(actors)
+    entitlements.grant_credits("beta", 10_000_000)  # beta pays with prepaid credits
+
+    reply = call("POST", "/apis/summarize", body={"text": "bill me"}, key=actors.other)
+    assert reply.status == 200, reply.body
+    (record,) = _today("beta")
+    assert record.funding == "credits"
+    assert _counters("beta") == (0, 0, 10_000_000 - record.cost_micro_usd, 0)
+    assert reply.header("X-Billing-Credits-Remaining-Micro-Usd") == str(10_000_000 - record.cost_micro_usd)
+    assert _counters("acme") == (0, 0, 0, 0)
+
+    # And the other way round: the owner's own call uses its plan's quota, nothing of beta's.
+    mine = call("POST", "/apis/summarize", body={"text": "mine", "stream": True}, key=actors.owner)
+    assert mine.status == 200
+    (own,) = _today("acme")
+    assert _counters("acme") == (own.total_tokens, 0, 0, 0)
+    assert _counters("beta") == (0, 0, 10_000_000 - record.cost_micro_usd, 0)
 
 
 def test_model_allow_list_of_the_callers_key_applies(actors: Actors) -> None:
@@ -174,14 +220,92 @@ def test_model_allow_list_of_the_callers_key_applies(actors: Actors) -> None:
     assert (reply.status, reply.json()["code"]) == (403, "model_not_allowed")
 
 
-def test_stream_is_refused_clearly_for_now(actors: Actors) -> None:
+def _events(reply: Reply) -> list[str]:
+    return [e.data for e in sse.parse(reply.body.splitlines())]
+
+
+def test_stream_sends_deltas_then_the_answer_then_done(actors: Actors) -> None:
     published(actors.owner)
+    _grant(actors)
+    reply = call("POST", "/apis/summarize", body={"text": "stream me", "stream": True}, key=actors.other)
+    assert reply.status == 200, reply.body
+    assert reply.header("Content-Type") == "text/event-stream"
+    *payloads, done = _events(reply)
+    assert done == "[DONE]"
+    *deltas, final = [json.loads(p) for p in payloads]
+    assert len(deltas) > 1
+    assert all(set(d) == {"delta"} for d in deltas)
+    text = "".join(d["delta"] for d in deltas)
+    assert text == "Echo: Summarise (): stream me"
+    assert (final["output"], final["version"], final["model"]) == (text, 1, "mock/echo")
+    assert final["usage"]["calls"] == 1
+    # Billed to the caller's team, exactly what the final event reports.
+    assert _today("acme") == []
+    (record,) = _today("beta")
+    assert (record.prompt_tokens, record.completion_tokens) == (
+        final["usage"]["prompt_tokens"],
+        final["usage"]["completion_tokens"],
+    )
+    assert (record.route, record.status, record.usage_source) == ("/apis/summarize", 200, "provider")
+
+
+def test_streamed_answers_carry_the_lifecycle_headers(actors: Actors) -> None:
+    published(actors.owner)
+    published(actors.owner, slug="summarize-v2")
+    moved = move(
+        actors.owner, "summarize", "deprecated", successor="summarize-v2", sunset="2030-01-01T00:00:00Z"
+    )
+    assert moved.status == 200, moved.body
+    plain = call("POST", "/apis/summarize", body={"text": "x"}, key=actors.owner)
+    streamed = call("POST", "/apis/summarize", body={"text": "x", "stream": True}, key=actors.owner)
+    assert streamed.header("Content-Type") == "text/event-stream"
+    for name in ("Deprecation", "Sunset", "Link"):
+        assert streamed.header(name) is not None
+        assert streamed.header(name) == plain.header(name)
+    assert "summarize-v2" in (streamed.header("Link") or "")
+
+
+def test_json_output_apis_refuse_to_stream(actors: Actors) -> None:
+    published(actors.owner, output={"mode": "json", "schema": {"type": "object"}})
     reply = call("POST", "/apis/summarize", body={"text": "x", "stream": True}, key=actors.owner)
     assert reply.status == 400
+    assert reply.header("Content-Type") == "application/problem+json"
     assert (reply.json()["code"], reply.json()["param"]) == ("stream_unsupported", "stream")
     assert _today("acme") == []
-    plain = call("POST", "/apis/summarize", body={"text": "x", "stream": False}, key=actors.owner)
-    assert plain.status == 200
+
+
+def test_a_streamed_call_falls_back_before_the_first_byte(actors: Actors) -> None:
+    published(actors.owner, model="openai/gpt-4o-mini", fallback_model="mock/echo")
+    reply = call("POST", "/apis/summarize", body={"text": "x", "stream": True}, key=actors.owner)
+    assert reply.status == 200, reply.body
+    final = json.loads(_events(reply)[-2])
+    assert (final["model"], final["usage"]["calls"]) == ("mock/echo", 2)
+    records = sorted(_today("acme"), key=lambda r: r.created_at_ms)
+    assert [(r.model, r.status) for r in records] == [("openai/gpt-4o-mini", 502), ("mock/echo", 200)]
+
+
+def test_a_streamed_call_whose_vendor_is_down_is_a_plain_error(actors: Actors) -> None:
+    published(actors.owner, model="openai/gpt-4o-mini")
+    reply = call("POST", "/apis/summarize", body={"text": "x", "stream": True}, key=actors.owner)
+    assert (reply.status, reply.json()["code"]) == (502, "provider_not_configured")
+    assert reply.header("Content-Type") == "application/problem+json"
+
+
+def test_a_caller_who_hangs_up_mid_stream_pays_for_what_was_generated(actors: Actors) -> None:
+    published(actors.owner)
+    words = " ".join(f"w{i}" for i in range(300))
+    event, route = build_event(
+        "POST", "/apis/summarize", body={"text": words, "stream": True}, key=actors.owner
+    )
+    result = _handler(route.function.logical_id)(event, LambdaContext(route.function.logical_id, 30))
+    assert isinstance(result, StreamingResponse)
+    for _ in range(5):
+        next(result.body)
+    result.close()  # what the runtime loop and the local runner do when the client is gone
+    (record,) = _today("acme")
+    assert (record.status, record.usage_source) == (200, "estimate")
+    assert 0 < record.completion_tokens < 300
+    assert record.cost_micro_usd > 0
 
 
 def test_fallback_model_answers_when_the_primary_fails(actors: Actors) -> None:
@@ -230,7 +354,9 @@ def test_openapi_document_is_built_from_the_schemas(actors: Actors) -> None:
     assert doc["openapi"].startswith("3.1")
     assert doc["info"]["version"] == "1"
     operation = doc["paths"]["/apis/summarize"]["post"]
+    # A JSON-mode API does not stream: its request schema is the designer's, unchanged.
     assert operation["requestBody"]["content"]["application/json"]["schema"] == design()["input_schema"]
+    assert set(operation["responses"]["200"]["content"]) == {"application/json"}
     answer = doc["components"]["schemas"]["Answer"]
     assert answer["properties"]["output"] == output["schema"]
     assert {"400", "402", "403", "410"} <= set(operation["responses"])
@@ -244,10 +370,15 @@ def test_openapi_document_is_built_from_the_schemas(actors: Actors) -> None:
     assert call("GET", "/apis/summarize/openapi.json?version=1", key=actors.owner).status == 200
 
 
-def test_openapi_text_mode_answers_a_string(actors: Actors) -> None:
+def test_openapi_text_mode_answers_a_string_and_streams(actors: Actors) -> None:
     published(actors.owner)
     doc = call("GET", "/apis/summarize/openapi.json", key=actors.owner).json()
     assert doc["components"]["schemas"]["Answer"]["properties"]["output"] == {"type": "string"}
+    operation = doc["paths"]["/apis/summarize"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["properties"]["stream"]["type"] == "boolean"
+    assert set(schema["properties"]) == {*design()["input_schema"]["properties"], "stream"}
+    assert set(operation["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
 
 
 def test_usage_report_for_the_owner(actors: Actors) -> None:

@@ -26,6 +26,7 @@ class BillingSettings:
     link_secret_id: str | None
     link_ttl_seconds: int
     plan_cache_seconds: int
+    reservation_ttl_seconds: int
 
     @classmethod
     def from_env(cls) -> BillingSettings:
@@ -45,6 +46,8 @@ class BillingSettings:
             link_secret_id=_opt("BILLING_LINK_SECRET_ID"),
             link_ttl_seconds=_int("BILLING_LINK_TTL_SECONDS", 7 * 86_400),
             plan_cache_seconds=_int("PLAN_CACHE_SECONDS", 30),
+            # Longer than any model-calling function's Timeout: a hold older than this is dead.
+            reservation_ttl_seconds=_int("RESERVATION_TTL_SECONDS", 600),
         )
 
 

@@ -207,6 +207,19 @@ def decide(state: BillingState, now: int) -> Decision:
     return refusal
 
 
+def governing_plan(team_id: str) -> Plan | None:
+    """The plan whose model allow-list applies to the team now (None: no restriction known).
+
+    From the warm-container view: it shapes ``/v1/models`` and the fallback chain; the
+    authoritative check is the reservation's, which re-reads before it refuses."""
+    state = cached_state(team_id)
+    decision = decide(state, clock.now())
+    if decision.plan is not None:
+        return decision.plan
+    plan_id = plan_id_for(state)
+    return cached_plan(plan_id) if plan_id else None
+
+
 # ---- period -------------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from aigw import clock
+from aigw import clock, entitlements
 from aigw.catalog import ModelInfo, catalog
 from aigw.chat import (
     ChatCompletion,
@@ -35,10 +35,12 @@ CHAT_ROUTE = "/v1/chat/completions"
 
 
 def list_models(key: ApiKey) -> ModelList:
+    """The models this key may call: its own allow-list and its team's plan both allow them."""
+    plan = entitlements.governing_plan(key.team_id)
     cards = [
         ModelCard(id=m.id, created=m.created, owned_by=m.provider)
         for m in catalog().all()
-        if key.allows_model(m.id)
+        if key.allows_model(m.id) and (plan is None or plan.allows_model(m.id))
     ]
     return ModelList(data=cards)
 
@@ -48,12 +50,16 @@ def resolve_model(key: ApiKey, requested: str) -> ModelInfo:
 
 
 def candidates(key: ApiKey, requested: str) -> list[ModelInfo]:
-    """The models this key may use for ``requested``, in the order they are tried."""
+    """The models this key and its team's plan may use for ``requested``, in the order they
+    are tried: an alias skips targets the plan excludes."""
     chain = catalog().chain(requested)
     allowed = [m for m in chain if key.allows_model(m.id)]
     if not allowed:
         require_model(key, chain[0].id)  # raises the 403 naming the model
-    return allowed
+    plan = entitlements.governing_plan(key.team_id)
+    in_plan = [m for m in allowed if plan is None or plan.allows_model(m.id)]
+    # None in the plan: the first one's admission refuses (403 model_not_in_plan) on a fresh view.
+    return in_plan or allowed[:1]
 
 
 def attempt_id(request_id: str, attempt: int) -> str:

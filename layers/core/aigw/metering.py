@@ -5,7 +5,9 @@ entitlement and reserves the call's worst case (prompt estimate plus its output 
 tokens and in micro-USD) with ONE conditional UpdateItem on the team's billing item, which
 also counts the per-minute rate window. ``settle`` replaces the reservation with what the call
 really used and writes the usage record in ONE TransactWriteItems, so counters and records
-agree; ``fail`` releases the reservation and records the failure the same way.
+agree; ``fail`` releases the reservation and records the failure the same way. The
+reservation's amounts ride along on the item as a hold (:mod:`aigw.reservations`), so a call
+that dies before settling is released after its expiry instead of being held forever.
 
 A warm container with a cached key and a cached entitlement therefore makes two DynamoDB round
 trips per call. Under concurrency the limits hold: a reservation only succeeds if the counter
@@ -22,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from aigw import billing, clock, entitlements, notifications, ratelimit, request_context
+from aigw import billing, clock, entitlements, notifications, ratelimit, request_context, reservations
 from aigw.catalog import ModelInfo
 from aigw.chat import ChatRequest, Usage
 from aigw.config import settings
@@ -195,14 +197,15 @@ def _quota_refusal(state: BillingState, decision: Decision, tokens: int, cost: i
 
 
 def _reserve_update(
-    state: BillingState, decision: Decision, tokens: int, cost: int, window: ratelimit.Window | None
+    state: BillingState, decision: Decision, hold: reservations.Hold, window: ratelimit.Window | None
 ) -> tuple[str, str, dict[str, Any]]:
     plan = decision.plan
     assert plan is not None
-    sets: list[str] = []
+    tokens, cost = hold.tokens, hold.cost
+    sets: list[str] = [f"{reservations.NAME} = :hold"]
     adds: list[str] = []
     conditions = ["rev = :rev"]
-    values: dict[str, Any] = {":rev": state.rev}
+    values: dict[str, Any] = {":rev": state.rev, ":hold": hold.value()}
     if decision.funding == "credits":
         adds += ["credits :neg_cost", "credits_reserved :cost"]
         conditions.append("credits >= :cost")
@@ -246,7 +249,9 @@ def _refuse(state: BillingState, decision: Decision) -> GatewayError:
     return billing.refusal_error(state, decision)
 
 
-def reserve(key: ApiKey, model: ModelInfo, request: ChatRequest) -> tuple[Reservation, BillingState]:
+def reserve(
+    key: ApiKey, model: ModelInfo, request: ChatRequest, *, request_id: str
+) -> tuple[Reservation, BillingState]:
     team_id = key.team_id
     state = entitlements.cached_state(team_id)
     fresh = False
@@ -270,8 +275,12 @@ def reserve(key: ApiKey, model: ModelInfo, request: ChatRequest) -> tuple[Reserv
         assert plan is not None
         assert decision.funding is not None
         if not plan.allows_model(model.id):
+            if not fresh:  # never refuse on a cached view: the plan may have just changed
+                state, fresh = entitlements.remember(entitlements.load(team_id)), True
+                continue
             raise PermissionDenied(
-                f"The team's plan '{plan.plan_id}' does not include model '{model.id}'",
+                f"The team's plan '{plan.plan_id}' does not include model '{model.id}'; use a model "
+                "it includes (GET /v1/models lists them) or move the team to a plan that does",
                 code="model_not_in_plan",
                 param="model",
             )
@@ -283,13 +292,15 @@ def reserve(key: ApiKey, model: ModelInfo, request: ChatRequest) -> tuple[Reserv
             if window_fresh is None:
                 window_fresh = state.rl_min != minute
             window = ratelimit.Window(minute, window_fresh)
-        expression, condition, values = _reserve_update(state, decision, tokens, cost, window)
+        hold = reservations.new_hold(request_id, decision.funding, tokens, cost)
+        expression, condition, values = _reserve_update(state, decision, hold, window)
         try:
             new = gateway_table().update(
                 team_pk(team_id),
                 BILLING_SK,
                 expression=expression,
                 values=values,
+                names={reservations.NAME: reservations.attribute(request_id)},
                 condition=condition,
                 return_new=True,
                 old_on_failure=True,
@@ -319,6 +330,8 @@ def reserve(key: ApiKey, model: ModelInfo, request: ChatRequest) -> tuple[Reserv
                 raise refusal from None
             state, window_fresh = old, None  # a counter moved under us: try again
             continue
+        # The item is in hand: give back what dead calls still hold (a write only if there are any).
+        reservations.release_expired(team_id, new, now)
         after = entitlements.remember(BillingState.from_item(team_id, new))
         reservation = Reservation(
             team_id=team_id,
@@ -427,39 +440,64 @@ class Meter:
             **fields,
         )
 
-    def _commit(self, usage: UsageRecord, tokens: int, cost: int, *, collect_overrun: bool = True) -> None:
-        """Counters and the usage record in one transaction: they cannot disagree."""
+    def _commit(
+        self, usage: UsageRecord, tokens: int, cost: int, *, collect_overrun: bool = True, held: bool = True
+    ) -> None:
+        """Counters and the usage record in one transaction: they cannot disagree.
+
+        ``held``: the reservation is still on the item; the transaction replaces it with the real
+        usage on condition that it is. ``held=False`` (released as dead before this settle) adds
+        the real usage alone."""
         res = self.reservation
         if res is None:
             record(usage)
             return
+        res_tokens, res_cost, res_credits = (res.tokens, res.cost, res.credits) if held else (0, 0, 0)
         update: dict[str, Any] = {"Key": serialize({"pk": team_pk(res.team_id), "sk": BILLING_SK})}
+        conditions: list[str] = []
         if res.funding == "plan":
             # The plan's period counters: the reservation is replaced by the real usage.
-            adds = {":dt": tokens - res.tokens, ":t": tokens, ":dc": cost - res.cost, ":c": cost}
+            adds = {":dt": tokens - res_tokens, ":t": tokens, ":dc": cost - res_cost, ":c": cost}
             expression = "ADD tok_held :dt, tok_used :t, spend_held :dc, spend_used :c"
         else:
             # Reserved credits are returned and the real cost taken: net change reserved - cost.
-            charged = cost if collect_overrun else min(cost, res.credits)
-            adds = {":dcr": res.credits - charged, ":rcr": -res.credits, ":spent": charged, ":t": tokens}
+            charged = cost if collect_overrun else min(cost, res_credits)
+            adds = {":dcr": res_credits - charged, ":rcr": -res_credits, ":spent": charged, ":t": tokens}
             expression = "ADD credits :dcr, credits_reserved :rcr, credits_spent :spent, credit_tokens :t"
-            if charged > res.credits:
-                adds[":over"] = charged - res.credits
-                update["ConditionExpression"] = "credits >= :over"
+            if charged > res_credits:
+                adds[":over"] = charged - res_credits
+                conditions.append("credits >= :over")
             if charged < cost:
                 usage = usage.model_copy(update={"uncollected_micro_usd": cost - charged})
+        if held:
+            expression += f" REMOVE {reservations.NAME}"
+            conditions.append(f"attribute_exists({reservations.NAME})")
+            update["ExpressionAttributeNames"] = {reservations.NAME: reservations.attribute(self.request_id)}
+        if conditions:
+            update["ConditionExpression"] = " AND ".join(conditions)
         update.update(UpdateExpression=expression, ExpressionAttributeValues=serialize(adds))
         put = {"Item": serialize(usage_item(usage)), "ConditionExpression": "attribute_not_exists(pk)"}
         try:
             # The report aggregates (aigw.reports) commit with the record, or not at all.
             gateway_table().transact([{"Update": update}, {"Put": put}, *aggregate_updates(usage)])
         except ConditionFailed as exc:
-            if collect_overrun and exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
+            if not (exc.reasons and exc.reasons[0] == "ConditionalCheckFailed"):
+                raise
+            if held and not self._still_held():
+                # Released as dead while this call was still running: charge its usage alone.
+                self._commit(usage, tokens, cost, collect_overrun=collect_overrun, held=False)
+                return
+            if collect_overrun:
                 # The call cost more than reserved and the credits cannot cover it: never go
                 # below zero; record what could not be collected.
-                self._commit(usage, tokens, cost, collect_overrun=False)
+                self._commit(usage, tokens, cost, collect_overrun=False, held=held)
                 return
             raise
+
+    def _still_held(self) -> bool:
+        assert self.reservation is not None
+        item = gateway_table().get(team_pk(self.reservation.team_id), BILLING_SK, consistent=True)
+        return reservations.attribute(self.request_id) in (item or {})
 
     def settle(self, usage: Usage, *, source: UsageSource = "provider", status: int = 200) -> UsageRecord:
         """The call produced output: replace the reservation with its real tokens and cost."""
@@ -495,7 +533,7 @@ def open_meter(key: ApiKey, model: ModelInfo, request: ChatRequest, *, request_i
 
     Raises 402 (:class:`~aigw.errors.PaymentRequired`) for money reasons and 429 for rate limits.
     """
-    reservation, state = reserve(key, model, request)
+    reservation, state = reserve(key, model, request, request_id=request_id)
     return Meter(
         key=key, model=model, request_id=request_id, route=route, reservation=reservation, state=state
     )

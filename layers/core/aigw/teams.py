@@ -59,6 +59,6 @@ def get_team(team_id: str) -> Team:
     return Team.from_item(item)
 
 
-def list_teams(limit: int = 1000) -> list[Team]:
+def list_teams(limit: int | None = 1000) -> list[Team]:
     items = gateway_table().query("gsi1pk = :p", {":p": "TEAMS"}, index="gsi1", limit=limit, forward=True)
     return [Team.from_item(i) for i in items]

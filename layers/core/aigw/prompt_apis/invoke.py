@@ -4,19 +4,24 @@ those of ``/v1``, billed to the caller's team), then shape or check the output.
 
 Each model call (a fallback, a retry after a broken JSON answer) is its own metered call
 with its own request id, so every token the caller's team pays for is on a usage record.
+
+``stream: true`` answers server-sent events through the same metered stream as ``/v1``
+(:class:`aigw.invocation.MeteredStream`): ``data: {"delta": ...}`` while the model writes, one
+``data: {"output", "usage", "version", "model"}`` when it is done, then ``data: [DONE]``; a
+failure after the first byte is one ``data: {"error": <problem>}`` event and the stream ends.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aigw import invocation
+from aigw import invocation, sse, web
 from aigw.chat import ChatCompletion, ChatMessage, ChatRequest, Usage
-from aigw.errors import InvalidRequest, RateLimited, UpstreamError
+from aigw.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError
 from aigw.keys import ApiKey
 from aigw.prompt_apis import access, design, lifecycle, schemas
 from aigw.prompt_apis.model import Design, Version
@@ -38,6 +43,46 @@ class Answer:
         return {"output": self.output, "usage": {**usage, "calls": self.calls}, "version": self.version}
 
 
+@dataclass
+class StreamedAnswer:
+    """An answer on its way: :meth:`events` is the body, :meth:`close` settles the meter
+    whether or not the caller read to the end."""
+
+    stream: invocation.MeteredStream
+    version: int
+    model: str
+    calls: int
+    route: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def events(self) -> Iterator[bytes]:
+        parts: list[str] = []
+        try:
+            for chunk in self.stream:
+                for choice in chunk.choices:
+                    if choice.delta.content:
+                        parts.append(choice.delta.content)
+                        yield sse.encode({"delta": choice.delta.content})
+            usage = (self.stream.usage or Usage()).model_dump(exclude_none=True)
+            yield sse.encode(
+                {
+                    "output": "".join(parts),
+                    "usage": {**usage, "calls": self.calls},
+                    "version": self.version,
+                    "model": self.model,
+                }
+            )
+            yield sse.DONE
+        except GatewayError as exc:
+            # The status line has been sent: the problem travels as the last event.
+            yield sse.encode({"error": web.error_body(exc, self.route)[1]})
+        finally:
+            self.stream.close()
+
+    def close(self) -> None:
+        self.stream.close()
+
+
 def api_route(slug: str) -> str:
     return f"/apis/{slug}"
 
@@ -55,14 +100,18 @@ def split_body(body: Any) -> tuple[dict[str, Any], bool]:
     return variables, stream
 
 
-def call(key: ApiKey, slug: str, body: Any, *, request_id: str) -> Answer:
+def call(key: ApiKey, slug: str, body: Any, *, request_id: str) -> Answer | StreamedAnswer:
     """``POST /apis/{slug}``: the live version (a draft's latest, for its owner)."""
     api = access.require_caller(key, slug)
     lifecycle.require_callable(api)
     variables, stream = split_body(body)
     version = design.get_version(slug, api.effective_version)
-    answer = run(key, version, variables, stream=stream, request_id=request_id, route=api_route(slug))
     headers = lifecycle.deprecation_headers(api)
+    route = api_route(slug)
+    if stream:
+        streamed = run_stream(key, version, variables, request_id=request_id, route=route)
+        return dataclasses.replace(streamed, headers=headers)
+    answer = run(key, version, variables, request_id=request_id, route=route)
     return dataclasses.replace(answer, headers=headers)
 
 
@@ -94,17 +143,9 @@ def run(
     *,
     request_id: str,
     route: str,
-    stream: bool = False,
 ) -> Answer:
     spec = version.design
     schemas.validate_input(spec.input_schema, variables)
-    if stream:
-        # Streaming plugs in here once the streaming seam lands: same request, same meter.
-        raise InvalidRequest(
-            "Streaming is not available for prompt APIs yet; call without stream",
-            code="stream_unsupported",
-            param="stream",
-        )
     messages = render_messages(spec.prompt, variables)
     request = build_request(spec, messages, spec.model, stream=False)
     attempts = _Attempts(key, spec, request_id=request_id, route=route)
@@ -119,6 +160,30 @@ def run(
         model=attempts.model,
         calls=attempts.calls,
         messages=tuple(messages),
+    )
+
+
+def run_stream(
+    key: ApiKey, version: Version, variables: dict[str, Any], *, request_id: str, route: str
+) -> StreamedAnswer:
+    """Admit and start the model call; errors before the first chunk (400, 402, 403, a vendor
+    down with no fallback) are still plain HTTP answers."""
+    spec = version.design
+    schemas.validate_input(spec.input_schema, variables)
+    if spec.output.mode == "json":
+        # A JSON answer is checked against its schema (and retried) before anyone sees it;
+        # streamed deltas could not be taken back.
+        raise InvalidRequest(
+            "This API answers JSON checked against its output schema, which needs the whole "
+            "answer; call it without stream",
+            code="stream_unsupported",
+            param="stream",
+        )
+    request = build_request(spec, render_messages(spec.prompt, variables), spec.model, stream=True)
+    attempts = _Attempts(key, spec, request_id=request_id, route=route)
+    stream = attempts.stream(request)
+    return StreamedAnswer(
+        stream=stream, version=version.version, model=attempts.model, calls=attempts.calls, route=route
     )
 
 
@@ -140,11 +205,14 @@ class _Attempts:
         self.model = spec.model
         self.usage = Usage()
 
-    def _one(self, request: ChatRequest) -> ChatCompletion:
+    def _next_id(self) -> str:
         suffix = "" if self.calls == 0 else f"-{self.calls}"
         self.calls += 1
+        return self.request_id + suffix
+
+    def _one(self, request: ChatRequest) -> ChatCompletion:
         completion = invocation.chat_completion(
-            self.key, request, request_id=self.request_id + suffix, route=self.route
+            self.key, request, request_id=self._next_id(), route=self.route
         )
         got = completion.usage
         self.usage = Usage(
@@ -155,17 +223,31 @@ class _Attempts:
         self.model = request.model
         return completion
 
+    def _started(self, request: ChatRequest) -> invocation.MeteredStream:
+        # Vendor faults before the first chunk raise here, so the fallback can take over.
+        stream = invocation.stream_chat_completion(
+            self.key, request, request_id=self._next_id(), route=self.route
+        )
+        self.model = request.model
+        return stream
+
     def complete(self, request: ChatRequest) -> ChatCompletion:
+        return self._with_fallback(request, self._one)
+
+    def stream(self, request: ChatRequest) -> invocation.MeteredStream:
+        return self._with_fallback(request, self._started)
+
+    def _with_fallback[T](self, request: ChatRequest, attempt: Callable[[ChatRequest], T]) -> T:
         if request.model == self.spec.model or self.spec.fallback_model is None:
             try:
-                return self._one(request)
+                return attempt(request)
             except (UpstreamError, RateLimited):
                 # Only the vendor's faults move a call to the fallback: a 402, 403 or 400
                 # concerns the caller and would fail the same way on any model.
                 if self.spec.fallback_model is None:
                     raise
-            return self._one(request.model_copy(update={"model": self.spec.fallback_model}))
-        return self._one(request)
+            return attempt(request.model_copy(update={"model": self.spec.fallback_model}))
+        return attempt(request)
 
 
 def _json_output(attempts: _Attempts, request: ChatRequest, completion: ChatCompletion) -> Any:

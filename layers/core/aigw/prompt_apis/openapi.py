@@ -22,6 +22,11 @@ _ERRORS = {
     "502": "The model failed or broke the output contract",
 }
 
+_STREAM = (
+    'With stream: true, server-sent events: {"delta": ...} while the model writes, then the '
+    'Answer object, then [DONE]; a failure after the first event is one {"error": problem} event.'
+)
+
 
 def document(api: PromptApi, version: Version) -> dict[str, Any]:
     spec = version.design
@@ -30,6 +35,13 @@ def document(api: PromptApi, version: Version) -> dict[str, Any]:
     else:
         output_schema = {"type": "string"}
     request_schema = dict(spec.input_schema)
+    answer: dict[str, Any] = {"application/json": {"schema": {"$ref": "#/components/schemas/Answer"}}}
+    if spec.output.mode == "text":
+        # The reserved `stream` key sits beside the variables (docs/prompt-apis.md, Streaming).
+        properties = dict(request_schema.get("properties") or {})
+        properties["stream"] = {"type": "boolean", "default": False, "description": _STREAM}
+        request_schema["properties"] = properties
+        answer["text/event-stream"] = {"schema": {"type": "string", "description": _STREAM}}
     operation: dict[str, Any] = {
         "operationId": _operation_id(api.slug),
         "summary": spec.title,
@@ -42,7 +54,7 @@ def document(api: PromptApi, version: Version) -> dict[str, Any]:
         "responses": {
             "200": {
                 "description": "The model's answer",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Answer"}}},
+                "content": answer,
             },
             **{status: {**_PROBLEM, "description": text} for status, text in _ERRORS.items()},
         },
