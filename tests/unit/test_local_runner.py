@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import textwrap
+import threading
+from pathlib import Path
 
 from aigw_local import apigw, runner
 from aigw_local import template as tpl
+from aigw_local.server import Gateway
 
 
 def test_every_api_event_of_the_template_becomes_a_route() -> None:
@@ -84,3 +88,45 @@ def test_local_environment_points_at_local_services(monkeypatch: object) -> None
     assert env["DYNAMODB_ENDPOINT"] == "http://127.0.0.1:1"
     assert env["KEY_CACHE_SECONDS"] == "5"
     assert "OPENAI_API_KEY_PARAMETER" not in env  # locally, keys come from the environment
+
+
+_BUSY_HANDLER = """
+import time
+
+busy = False
+
+
+def handler(event, context):
+    global busy
+    overlapped = busy
+    busy = True
+    time.sleep(0.3)
+    busy = False
+    return {"statusCode": 200, "body": "overlapped" if overlapped else "alone"}
+"""
+
+
+def test_concurrent_requests_never_share_a_handler_instance(tmp_path: Path) -> None:
+    """Like Lambda: one request per container at a time. A shared instance would mix the
+    Powertools resolver's current event and the caller's key between requests."""
+    (tmp_path / "app.py").write_text(textwrap.dedent(_BUSY_HANDLER))
+    spec = tpl.FunctionSpec(logical_id="ProbeFunction", code_uri=tmp_path, handler="app.handler")
+    pattern, names = tpl._route_pattern("/probe")
+    gateway = Gateway([tpl.Route("GET", "/probe", spec, pattern, names)])
+    gateway.preload()
+    answers: list[bytes] = []
+
+    def one() -> None:
+        response = gateway.dispatch(apigw.HttpRequest("GET", "/probe", "", [], b"", "127.0.0.1", "h"))
+        assert isinstance(response, apigw.HttpResponse)
+        answers.append(response.body)
+
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [b"alone"] * 3
+    assert gateway.instances(spec) == 3
+    one()  # an idle instance is reused, none is loaded
+    assert gateway.instances(spec) == 3
