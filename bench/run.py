@@ -41,7 +41,7 @@ sys.path[:0] = [str(ROOT / "layers/core"), str(ROOT / "local"), str(BENCH.parent
 from aigw_local import apigw  # noqa: E402
 from aigw_local import template as tpl  # noqa: E402
 from aigw_local.dynamodb_local import DynamoDBLocal, client, ensure_table, free_port  # noqa: E402
-from aigw_local.runner import TABLE_NAME, local_environment  # noqa: E402
+from aigw_local.runner import DEMO_TEAM, TABLE_NAME, local_environment  # noqa: E402
 from bench import litellm_proxy  # noqa: E402
 from bench.load import Run, StreamProbe, Target, probe_streaming, run  # noqa: E402
 
@@ -145,7 +145,26 @@ class Runner:
     team_key: str
 
 
-def start_runner(procs: Processes, dynamodb: str, upstream: str) -> Runner:
+# The bench team's plan: limits far above what the bench sends, so the gateway does all its
+# billing work (reservation, rate-limit window, settlement) without ever refusing, as LiteLLM
+# does its rpm and budget checks. The runner's free plan (600 rpm) would answer 429s instead.
+BENCH_PLAN = {
+    "name": "bench",
+    "monthly_tokens": 10**12,
+    "spend_cap_micro_usd": 10**15,
+    "requests_per_minute": 1_000_000,
+    "tokens_per_minute": 10**12,
+}
+
+
+def give_bench_plan(base_url: str, admin_key: str) -> None:
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as http:
+        http.put("/admin/plans/bench", json=BENCH_PLAN).raise_for_status()
+        http.put(f"/admin/teams/{DEMO_TEAM}/plan", json={"plan_id": "bench"}).raise_for_status()
+
+
+def start_runner(procs: Processes, dynamodb: str, upstream: str, log: Path) -> Runner:
     port = free_port()
     env = {
         **os.environ,
@@ -175,16 +194,21 @@ def start_runner(procs: Processes, dynamodb: str, upstream: str) -> Runner:
     )
     lines = _wait_line(process, r"demo team key:", 120)
     found = dict(re.findall(r"demo (admin|team) key:\s+(\S+)", "".join(lines)))
-    # Drain the rest of its output so a chatty runner never blocks on a full pipe.
-    subprocess_drain(process)
-    return Runner(f"http://127.0.0.1:{port}", found["admin"], found["team"])
+    # Drain the rest of its output so a chatty runner never blocks on a full pipe; keep it
+    # (handler errors are logged even with --quiet).
+    subprocess_drain(process, log)
+    runner = Runner(f"http://127.0.0.1:{port}", found["admin"], found["team"])
+    give_bench_plan(runner.base_url, runner.admin_key)
+    return runner
 
 
-def subprocess_drain(process: subprocess.Popen[str]) -> None:
+def subprocess_drain(process: subprocess.Popen[str], log: Path) -> None:
     def drain() -> None:
         assert process.stdout is not None
-        for _ in process.stdout:
-            pass
+        with log.open("w", encoding="utf-8") as out:
+            for line in process.stdout:
+                out.write(line)
+                out.flush()
 
     threading.Thread(target=drain, daemon=True).start()
 
@@ -498,7 +522,8 @@ class Report:
         w(
             f"Run: {self.started.isoformat(timespec='seconds')} on {platform.node() or 'host'} "
             f"({os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}); "
-            f"LiteLLM {self.litellm_version or 'not run'}; load average at start {self.load}.\n\n"
+            f"LiteLLM {self.litellm_version or 'not run'}; load average at start {self.load}.\n"
+            f"Code measured: {_code_version()}.\n\n"
         )
         w(
             f"Upstream: fake OpenAI-compatible server on loopback, {UPSTREAM_LATENCY_MS:g} ms fixed latency. "
@@ -610,15 +635,35 @@ class Report:
         return out.getvalue()
 
 
+def _code_version() -> str:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    commit = git("log", "-1", "--format=%h %s") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "layers", "functions", "local")
+    return f"commit {commit}" + (" plus uncommitted changes" if dirty else "")
+
+
+HISTORY = "# History\n"
+
+
 def write_results(report: Report, path: Path) -> None:
-    stamp = report.started.strftime("%Y-%m-%d")
+    """The new run on top; the run it replaces moves to the history below, which is kept."""
+    stamp = report.started.strftime("%Y-%m-%d %H:%M UTC")
     body = report.render()
     header = (
         "# Benchmark results\n\n"
         "Produced by `make bench` (bench/run.py); method and caveats in docs/bench.md. "
-        "Each run replaces the section below.\n\n"
+        "The latest run comes first; earlier runs are kept under History, newest first.\n\n"
     )
-    path.write_text(f"{header}## {stamp}\n\n{body}", encoding="utf-8")
+    history = ""
+    if path.exists():
+        old = path.read_text(encoding="utf-8")
+        latest, _, kept = old.partition(HISTORY)
+        previous = latest[latest.find("\n## ") + 1 :] if "\n## " in latest else ""
+        history = HISTORY + "\n" + previous.rstrip() + "\n\n" + kept.lstrip()
+    path.write_text(f"{header}## {stamp}\n\n{body}\n{history}".rstrip() + "\n", encoding="utf-8")
 
 
 @contextmanager
@@ -660,8 +705,8 @@ def main(argv: list[str] | None = None) -> int:
         db.start()
         ensure_table(db.endpoint, TABLE_NAME)
         counter = start_counter(procs, db.endpoint)
-        gateway = start_runner(procs, db.endpoint, upstream)
-        counted = start_runner(procs, counter, upstream)
+        gateway = start_runner(procs, db.endpoint, upstream, WORK / "runner.log")
+        counted = start_runner(procs, counter, upstream, WORK / "runner-counted.log")
         targets = [
             Target("direct", upstream + "/v1", "sk-fake-upstream", "gpt-4o-mini"),
             Target("aigw", gateway.base_url + "/v1", gateway.team_key, "openai/gpt-4o-mini"),
