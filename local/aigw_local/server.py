@@ -22,10 +22,10 @@ API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
-def load_handler(spec: FunctionSpec, instance: int = 0) -> Handler:
+def load_handler(spec: FunctionSpec) -> Handler:
     module_file, _, attr = spec.handler.rpartition(".")
     path = spec.code_uri / f"{module_file.replace('.', '/')}.py"
-    module_name = f"aigw_fn_{spec.logical_id}" + (f"_{instance}" if instance else "")
+    module_name = f"aigw_fn_{spec.logical_id}"
     loader_spec = importlib.util.spec_from_file_location(module_name, path)
     if loader_spec is None or loader_spec.loader is None:
         raise RuntimeError(f"cannot load handler {spec.handler} from {path}")
@@ -39,41 +39,30 @@ def load_handler(spec: FunctionSpec, instance: int = 0) -> Handler:
 class Gateway:
     """Routes requests to handlers like API Gateway in front of Lambda.
 
-    A handler instance (its module: the Powertools resolver, the current event, the caller's
-    key in the resolver's context) serves one request at a time, as a Lambda container does.
-    Concurrent requests to a function get another instance, loaded when none is idle, as
-    Lambda starts another container; the core package (caches, clients) is shared.
+    A Lambda container serves one request at a time, and handler code may rely on it:
+    Powertools keeps the current event in class attributes shared by every resolver of the
+    process (``BaseRouter.current_event``), so two requests in flight at once would read each
+    other's body and request id. The runner therefore invokes one handler at a time (a stream's
+    body is sent after its handler returned, outside the lock). A request waiting on a slow
+    vendor holds the others back, which Lambda's separate containers would not.
     """
 
     def __init__(self, routes: list[Route], log: Callable[[str], None] | None = None) -> None:
         self.routes = routes
-        self._idle: dict[str, list[Handler]] = {}
-        self._loaded: dict[str, int] = {}
+        self._handlers: dict[str, Handler] = {}
         self._lock = threading.Lock()
+        self._invoke_lock = threading.Lock()
         self._log = log
 
-    def _acquire(self, spec: FunctionSpec) -> Handler:
+    def handler_for(self, spec: FunctionSpec) -> Handler:
         with self._lock:
-            idle = self._idle.setdefault(spec.logical_id, [])
-            if idle:
-                return idle.pop()
-            instance = self._loaded.get(spec.logical_id, 0)
-            self._loaded[spec.logical_id] = instance + 1
-        return load_handler(spec, instance)
-
-    def _release(self, spec: FunctionSpec, handler: Handler) -> None:
-        with self._lock:
-            self._idle[spec.logical_id].append(handler)
-
-    def instances(self, spec: FunctionSpec) -> int:
-        """How many instances ("containers") of a function were loaded so far."""
-        with self._lock:
-            return self._loaded.get(spec.logical_id, 0)
+            if spec.logical_id not in self._handlers:
+                self._handlers[spec.logical_id] = load_handler(spec)
+            return self._handlers[spec.logical_id]
 
     def preload(self) -> None:
-        for spec in {route.function.logical_id: route.function for route in self.routes}.values():
-            if not self.instances(spec):
-                self._release(spec, self._acquire(spec))
+        for route in self.routes:
+            self.handler_for(route.function)
 
     def dispatch(self, request: apigw.HttpRequest) -> apigw.HttpResponse | StreamingResponse:
         started = time.monotonic()
@@ -93,15 +82,14 @@ class Gateway:
                 continue
             event = apigw.build_event(request, route, params)
             context = apigw.LambdaContext(route.function.logical_id, route.function.timeout)
-            handler = self._acquire(route.function)
+            handler = self.handler_for(route.function)
             try:
-                result = handler(event, context)
+                with self._invoke_lock:
+                    result = handler(event, context)
             except Exception as exc:
                 if self._log:
                     self._log(f"handler {route.function.logical_id} raised {type(exc).__name__}: {exc}")
                 return apigw.malformed()
-            finally:
-                self._release(route.function, handler)
             if isinstance(result, StreamingResponse):
                 return result  # API Gateway with ResponseTransferMode STREAM
             return apigw.parse_result(result)
