@@ -13,11 +13,14 @@ What is measured (see docs/bench.md for the method):
 from __future__ import annotations
 
 import argparse
+import compileall
 import io
 import json
 import os
 import platform
+import py_compile
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -41,7 +44,7 @@ sys.path[:0] = [str(ROOT / "layers/core"), str(ROOT / "local"), str(BENCH.parent
 from aigw_local import apigw  # noqa: E402
 from aigw_local import template as tpl  # noqa: E402
 from aigw_local.dynamodb_local import DynamoDBLocal, client, ensure_table, free_port  # noqa: E402
-from aigw_local.runner import TABLE_NAME, local_environment  # noqa: E402
+from aigw_local.runner import DEMO_TEAM, TABLE_NAME, local_environment  # noqa: E402
 from bench import litellm_proxy  # noqa: E402
 from bench.load import Run, StreamProbe, Target, probe_streaming, run  # noqa: E402
 
@@ -145,7 +148,26 @@ class Runner:
     team_key: str
 
 
-def start_runner(procs: Processes, dynamodb: str, upstream: str) -> Runner:
+# The bench team's plan: limits far above what the bench sends, so the gateway does all its
+# billing work (reservation, rate-limit window, settlement) without ever refusing, as LiteLLM
+# does its rpm and budget checks. The runner's free plan (600 rpm) would answer 429s instead.
+BENCH_PLAN = {
+    "name": "bench",
+    "monthly_tokens": 10**12,
+    "spend_cap_micro_usd": 10**15,
+    "requests_per_minute": 1_000_000,
+    "tokens_per_minute": 10**12,
+}
+
+
+def give_bench_plan(base_url: str, admin_key: str) -> None:
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as http:
+        http.put("/admin/plans/bench", json=BENCH_PLAN).raise_for_status()
+        http.put(f"/admin/teams/{DEMO_TEAM}/plan", json={"plan_id": "bench"}).raise_for_status()
+
+
+def start_runner(procs: Processes, dynamodb: str, upstream: str, log: Path) -> Runner:
     port = free_port()
     env = {
         **os.environ,
@@ -161,6 +183,10 @@ def start_runner(procs: Processes, dynamodb: str, upstream: str) -> Runner:
                 "aigw_local",
                 "--in-memory",
                 "--quiet",
+                # Four processes, as four warm Lambda containers: one process runs one
+                # invocation at a time, so throughput at concurrency 8 needs several.
+                "--workers",
+                "4",
                 "--port",
                 str(port),
                 "--dynamodb-endpoint",
@@ -175,16 +201,21 @@ def start_runner(procs: Processes, dynamodb: str, upstream: str) -> Runner:
     )
     lines = _wait_line(process, r"demo team key:", 120)
     found = dict(re.findall(r"demo (admin|team) key:\s+(\S+)", "".join(lines)))
-    # Drain the rest of its output so a chatty runner never blocks on a full pipe.
-    subprocess_drain(process)
-    return Runner(f"http://127.0.0.1:{port}", found["admin"], found["team"])
+    # Drain the rest of its output so a chatty runner never blocks on a full pipe; keep it
+    # (handler errors are logged even with --quiet).
+    subprocess_drain(process, log)
+    runner = Runner(f"http://127.0.0.1:{port}", found["admin"], found["team"])
+    give_bench_plan(runner.base_url, runner.admin_key)
+    return runner
 
 
-def subprocess_drain(process: subprocess.Popen[str]) -> None:
+def subprocess_drain(process: subprocess.Popen[str], log: Path) -> None:
     def drain() -> None:
         assert process.stdout is not None
-        for _ in process.stdout:
-            pass
+        with log.open("w", encoding="utf-8") as out:
+            for line in process.stdout:
+                out.write(line)
+                out.flush()
 
     threading.Thread(target=drain, daemon=True).start()
 
@@ -238,19 +269,48 @@ def measure_targets(targets: list[Target], sizes: Sizes) -> list[TargetResult]:
     ]
 
 
-def dynamodb_put_ms(endpoint: str, puts: int) -> float:
-    """Median PutItem round trip to DynamoDB Local, for reading aigw's added latency: each
-    call writes one usage record synchronously."""
+def dynamodb_round_trips_ms(endpoint: str, n: int) -> tuple[float, float]:
+    """Median round trips to DynamoDB Local of the two requests aigw makes per call, shaped
+    like them: the conditional UpdateItem that reserves, and the TransactWriteItems (counter
+    update + usage record) that settles. For reading aigw's added latency."""
     ddb = client(endpoint)
-    samples = []
-    for n in range(puts):
+    key = {"pk": {"S": "BENCH#billing"}, "sk": {"S": "BILLING"}}
+    ddb.put_item(TableName=TABLE_NAME, Item={**key, "rev": {"N": "1"}, "held": {"N": "0"}})
+    reserve, settle = [], []
+    for i in range(n):
         started = time.perf_counter()
-        ddb.put_item(
+        ddb.update_item(
             TableName=TABLE_NAME,
-            Item={"pk": {"S": "BENCH#put"}, "sk": {"S": f"{n:06d}"}, "pad": {"S": "x" * 300}},
+            Key=key,
+            UpdateExpression="ADD held :t",
+            ConditionExpression="rev = :rev AND held <= :max",
+            ExpressionAttributeValues={":t": {"N": "100"}, ":rev": {"N": "1"}, ":max": {"N": str(10**12)}},
+            ReturnValues="ALL_NEW",
         )
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
+        reserve.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        record = {"pk": {"S": "BENCH#usage"}, "sk": {"S": f"{i:06d}"}, "pad": {"S": "x" * 300}}
+        ddb.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": TABLE_NAME,
+                        "Key": key,
+                        "UpdateExpression": "ADD held :d",
+                        "ExpressionAttributeValues": {":d": {"N": "-100"}},
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": TABLE_NAME,
+                        "Item": record,
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+        )
+        settle.append((time.perf_counter() - started) * 1000)
+    return statistics.median(reserve), statistics.median(settle)
 
 
 def count_dynamodb(runner: Runner, counter: str, calls: int) -> dict[str, float]:
@@ -303,6 +363,7 @@ print(json.dumps({
 class ColdStart:
     function: str
     route: str
+    mode: str
     import_ms: float
     import_cpu_ms: float
     first_ms: float
@@ -369,16 +430,55 @@ def native_layer() -> Path:
     return target
 
 
+def layer_trees() -> dict[str, tuple[Path, list[str]]]:
+    """The layer as Lambda would see it, in two builds: with bytecode (layers/core/Makefile
+    compiles it) and source only (what `sam build`'s python3.13 builder shipped). Lambda's
+    /opt is read-only, so a source-only layer is compiled again by every cold start; ``-B``
+    does the same here. Returns mode -> (tree, extra python flags)."""
+    native = native_layer()
+    trees: dict[str, tuple[Path, list[str]]] = {}
+    for mode, flags in (("bytecode", []), ("source only", ["-B"])):
+        tree = WORK / ("layer-" + mode.replace(" ", "-"))
+        if tree.exists():
+            shutil.rmtree(tree)
+        shutil.copytree(native, tree, symlinks=True)
+        shutil.copytree(
+            ROOT / "layers/core/aigw", tree / "aigw", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        if flags:
+            for cache in list(tree.rglob("__pycache__")):
+                shutil.rmtree(cache)
+        else:
+            compileall.compile_dir(
+                tree / "aigw", quiet=1, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
+            )
+        trees[mode] = (tree, flags)
+    return trees
+
+
 def cold_starts(dynamodb: str, admin_key: str, runs: int) -> list[ColdStart]:
     template = tpl.load()
     routes = tpl.routes(template)
-    env = {
-        **os.environ,
-        **local_environment(template, table_name=TABLE_NAME, endpoint=dynamodb),
+    env = {**os.environ, **local_environment(template, table_name=TABLE_NAME, endpoint=dynamodb)}
+    results = []
+    for mode, (tree, flags) in layer_trees().items():
         # As in Lambda: the layer (aigw and its pinned dependencies) and the function, nothing
         # of the dev virtualenv (-S), whose extras (pyOpenSSL, awscrt) botocore would import.
-        "BENCH_LAYER": os.pathsep.join([str(ROOT / "layers/core"), str(native_layer())]),
-    }
+        results += _cold_starts(
+            template, routes, {**env, "BENCH_LAYER": str(tree)}, flags, mode, admin_key, runs
+        )
+    return results
+
+
+def _cold_starts(
+    template: dict[str, Any],
+    routes: list[tpl.Route],
+    env: dict[str, str],
+    flags: list[str],
+    mode: str,
+    admin_key: str,
+    runs: int,
+) -> list[ColdStart]:
     results = []
     for spec in tpl.functions(template):
         if not any(r.function.logical_id == spec.logical_id for r in routes):
@@ -396,7 +496,7 @@ def cold_starts(dynamodb: str, admin_key: str, runs: int) -> list[ColdStart]:
         for _ in range(runs):
             started = time.perf_counter()
             done = subprocess.run(
-                [sys.executable, "-S", "-c", COLD_CODE],
+                [sys.executable, "-S", *flags, "-c", COLD_CODE],
                 input=json.dumps(event),
                 capture_output=True,
                 text=True,
@@ -412,6 +512,7 @@ def cold_starts(dynamodb: str, admin_key: str, runs: int) -> list[ColdStart]:
             ColdStart(
                 function=spec.logical_id,
                 route=label,
+                mode=mode,
                 import_ms=statistics.median(s["import_ms"] for s, _ in samples),
                 import_cpu_ms=statistics.median(s["import_cpu_ms"] for s, _ in samples),
                 first_ms=statistics.median(s["first_ms"] for s, _ in samples),
@@ -481,7 +582,7 @@ class Report:
     packages: list[PackageSize]
     notes: list[str]
     load: str = ""
-    put_ms: float = float("nan")
+    ddb_ms: tuple[float, float] = (float("nan"), float("nan"))
 
     def by_name(self, name: str) -> TargetResult | None:
         return next((r for r in self.results if r.target.name == name), None)
@@ -498,7 +599,8 @@ class Report:
         w(
             f"Run: {self.started.isoformat(timespec='seconds')} on {platform.node() or 'host'} "
             f"({os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}); "
-            f"LiteLLM {self.litellm_version or 'not run'}; load average at start {self.load}.\n\n"
+            f"LiteLLM {self.litellm_version or 'not run'}; load average at start {self.load}.\n"
+            f"Code measured: {_code_version()}.\n\n"
         )
         w(
             f"Upstream: fake OpenAI-compatible server on loopback, {UPSTREAM_LATENCY_MS:g} ms fixed latency. "
@@ -557,9 +659,18 @@ class Report:
                 f"DynamoDB requests per chat completion (warm cached key, {self.sizes.ddb_calls} calls "
                 "through "
                 f"a counting proxy in front of DynamoDB Local): **{per_call:.2f}** ({ops}). "
-                f"One PutItem to DynamoDB Local takes {_ms(self.put_ms)} ms (median, boto3 from the bench): "
-                "aigw writes each usage record before answering.\n\n"
+                f"Those two round trips, alone against DynamoDB Local from the bench (median, boto3): "
+                f"reserve (UpdateItem) {_ms(self.ddb_ms[0])} ms, settle (TransactWriteItems) "
+                f"{_ms(self.ddb_ms[1])} ms. Both are synchronous by design (admit before the vendor "
+                "is called, record before answering); LiteLLM in this configuration makes none.\n\n"
             )
+            if ours and theirs and direct:
+                net = ours.latency.percentile(50) - floor50 - sum(self.ddb_ms)
+                theirs_added = theirs.latency.percentile(50) - floor50
+                w(
+                    f"aigw's added latency (p50) net of those two round trips: {_ms(net)} ms; "
+                    f"ratio to LiteLLM's added latency: {_ms(net / theirs_added)}.\n\n"
+                )
 
         w(
             f"Cold start per handler (fresh process, median of {self.sizes.cold_runs}; import = importing "
@@ -569,13 +680,13 @@ class Report:
             "ru_maxrss after the first call):\n\n"
         )
         w(
-            "| function | first request | import ms | import CPU ms | first call ms | first call CPU ms "
-            "| process ms | peak RSS MiB | status |\n"
+            "| function | layer | first request | import ms | import CPU ms | first call ms "
+            "| first call CPU ms | process ms | peak RSS MiB | status |\n"
         )
-        w("|---|---|---|---|---|---|---|---|---|\n")
+        w("|---|---|---|---|---|---|---|---|---|---|\n")
         for c in self.cold:
             w(
-                f"| {c.function} | {c.route} | {c.import_ms:.0f} | {c.import_cpu_ms:.0f} | "
+                f"| {c.function} | {c.mode} | {c.route} | {c.import_ms:.0f} | {c.import_cpu_ms:.0f} | "
                 f"{c.first_ms:.0f} | {c.first_cpu_ms:.0f} | {c.process_ms:.0f} | {c.maxrss_mb:.0f} | "
                 f"{c.status} |\n"
             )
@@ -595,8 +706,9 @@ class Report:
             f"| at most {TARGET_DDB_PER_CALL:g} DynamoDB requests per call (cached key) | {_ms(per_call)} | "
             f"{_verdict(ddb_ok)} |\n"
         )
-        worst = max((c.import_ms for c in self.cold), default=float("nan"))
-        worst_cpu = max((c.import_cpu_ms for c in self.cold), default=float("nan"))
+        shipped = [c for c in self.cold if c.mode == "bytecode"]  # what layers/core/Makefile builds
+        worst = max((c.import_ms for c in shipped), default=float("nan"))
+        worst_cpu = max((c.import_cpu_ms for c in shipped), default=float("nan"))
         w(
             f"| handler cold import under {TARGET_COLD_IMPORT_MS:g} ms (wall) | worst {_ms(worst)} | "
             f"{_verdict(None if worst != worst else worst < TARGET_COLD_IMPORT_MS)} |\n"
@@ -610,15 +722,35 @@ class Report:
         return out.getvalue()
 
 
+def _code_version() -> str:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    commit = git("log", "-1", "--format=%h %s") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "layers", "functions", "local")
+    return f"commit {commit}" + (" plus uncommitted changes" if dirty else "")
+
+
+HISTORY = "# History\n"
+
+
 def write_results(report: Report, path: Path) -> None:
-    stamp = report.started.strftime("%Y-%m-%d")
+    """The new run on top; the run it replaces moves to the history below, which is kept."""
+    stamp = report.started.strftime("%Y-%m-%d %H:%M UTC")
     body = report.render()
     header = (
         "# Benchmark results\n\n"
         "Produced by `make bench` (bench/run.py); method and caveats in docs/bench.md. "
-        "Each run replaces the section below.\n\n"
+        "The latest run comes first; earlier runs are kept under History, newest first.\n\n"
     )
-    path.write_text(f"{header}## {stamp}\n\n{body}", encoding="utf-8")
+    history = ""
+    if path.exists():
+        old = path.read_text(encoding="utf-8")
+        latest, _, kept = old.partition(HISTORY)
+        previous = latest[latest.find("\n## ") + 1 :] if "\n## " in latest else ""
+        history = HISTORY + "\n" + previous.rstrip() + "\n\n" + kept.lstrip()
+    path.write_text(f"{header}## {stamp}\n\n{body}\n{history}".rstrip() + "\n", encoding="utf-8")
 
 
 @contextmanager
@@ -647,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     results: list[TargetResult] = []
     ddb_counts: dict[str, float] | None = None
-    put_ms = float("nan")
+    ddb_ms = (float("nan"), float("nan"))
     cold: list[ColdStart] = []
     packages: list[PackageSize] = []
     litellm_mode, litellm_version = "not run", ""
@@ -660,8 +792,8 @@ def main(argv: list[str] | None = None) -> int:
         db.start()
         ensure_table(db.endpoint, TABLE_NAME)
         counter = start_counter(procs, db.endpoint)
-        gateway = start_runner(procs, db.endpoint, upstream)
-        counted = start_runner(procs, counter, upstream)
+        gateway = start_runner(procs, db.endpoint, upstream, WORK / "runner.log")
+        counted = start_runner(procs, counter, upstream, WORK / "runner-counted.log")
         targets = [
             Target("direct", upstream + "/v1", "sk-fake-upstream", "gpt-4o-mini"),
             Target("aigw", gateway.base_url + "/v1", gateway.team_key, "openai/gpt-4o-mini"),
@@ -674,8 +806,8 @@ def main(argv: list[str] | None = None) -> int:
                 targets.append(Target("litellm", proxy.base_url, proxy.api_key, litellm_proxy.MODEL))
         print("- latency, throughput and streaming", flush=True)
         results = measure_targets(targets, sizes)
-        with _step("DynamoDB Local PutItem latency", notes):
-            put_ms = dynamodb_put_ms(db.endpoint, 200)
+        with _step("DynamoDB Local round trips", notes):
+            ddb_ms = dynamodb_round_trips_ms(db.endpoint, 200)
         with _step("counting DynamoDB requests", notes):
             ddb_counts = count_dynamodb(counted, counter, sizes.ddb_calls)
         with _step("cold starts", notes):
@@ -696,7 +828,7 @@ def main(argv: list[str] | None = None) -> int:
         packages,
         notes,
         load,
-        put_ms,
+        ddb_ms,
     )
     text = report.render()
     print("\n" + text)

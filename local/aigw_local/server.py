@@ -40,17 +40,22 @@ def load_handler(spec: FunctionSpec) -> Handler:
 
 
 class Gateway:
-    """Routes requests to handlers; one handler module instance per function, like a warm Lambda."""
+    """Routes requests to handlers like API Gateway in front of Lambda.
+
+    A Lambda container serves one request at a time, and handler code may rely on it:
+    Powertools keeps the current event in class attributes shared by every resolver of the
+    process (``BaseRouter.current_event``), so two requests in flight at once would read each
+    other's body and request id. The runner therefore invokes one handler at a time (a stream's
+    body is sent after its handler returned, outside the lock). A request waiting on a slow
+    vendor holds the others back in this process; ``--workers N`` (:func:`fork_workers`) runs N
+    such processes, as Lambda runs N containers.
+    """
 
     def __init__(self, routes: list[Route], log: Callable[[str], None] | None = None) -> None:
         self.routes = routes
         self._handlers: dict[str, Handler] = {}
         self._lock = threading.Lock()
-        # Powertools keeps the event being resolved in a class attribute (BaseRouter.current_event),
-        # shared by every resolver in the process: two invocations at once would read each
-        # other's request. So the process runs one invocation at a time, like one Lambda
-        # container; the threads still accept connections and send answers and streams in parallel.
-        self._invoke = threading.Lock()
+        self._invoke = threading.Lock()  # one invocation at a time, see the class docstring
         self._log = log
 
     def handler_for(self, spec: FunctionSpec) -> Handler:

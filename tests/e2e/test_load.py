@@ -1,5 +1,6 @@
-"""A short, bounded load run through the local runner (loopback only): no errors, and the
-usage records add up to exactly the requests made. Not a timing test: nothing here measures speed."""
+"""A short, bounded load run through the local runner (loopback only): no errors, the usage
+records add up to exactly the requests made, and the billing counters to the records.
+Not a timing test: nothing here measures speed."""
 
 from __future__ import annotations
 
@@ -88,6 +89,18 @@ def test_load_run_has_no_errors_and_usage_equals_requests(runner: Runner) -> Non
     assert sum(int(i["prompt_tokens"]["N"]) for i in items) == tokens["prompt"]  # type: ignore[index]
     assert sum(int(i["completion_tokens"]["N"]) for i in items) == tokens["completion"]  # type: ignore[index]
     assert {i["status"]["N"] for i in items} == {"200"}  # type: ignore[index]
+    # The team's billing counters agree with the records: every reservation was settled to
+    # exactly what was recorded, none is left held.
+    with httpx.Client(base_url=runner.base_url, timeout=30) as http:
+        billing = http.get("/admin/teams/loadrun/billing", headers=admin).json()
+    recorded_tokens = sum(int(i["prompt_tokens"]["N"]) + int(i["completion_tokens"]["N"]) for i in items)  # type: ignore[index]
+    recorded_cost = sum(int(i["cost_micro_usd"]["N"]) for i in items)  # type: ignore[index]
+    assert recorded_cost > 0  # the vendor half of the calls is priced, so this compares something
+    assert billing["funding"] == "plan"  # the runner's free plan; no credits were granted
+    assert billing["tokens_reserved"] == 0
+    assert billing["tokens_used"] == recorded_tokens
+    assert billing["spend_used_micro_usd"] == recorded_cost
+    assert billing["credits_reserved_micro_usd"] == 0
 
 
 @pytest.mark.e2e

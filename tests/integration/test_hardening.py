@@ -2,24 +2,26 @@
 bodies, header injection, other teams' keys). The real handlers, DynamoDB Local, a fake vendor
 on loopback.
 
-To do once billing and streaming are merged: "a hanging upstream releases the reservation" and
-"an upstream dying mid-stream ends the stream with an error event and bills what was sent".
+Every fault also checks the team's billing counters: a reservation is always released, and
+what is charged equals what the usage records say.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from aigw import clock, keys, metering, teams
+from aigw import clock, entitlements, keys, metering, teams
 from aigw.config import settings
 from aigw_local import template as tpl
 from aigw_local.dynamodb_local import free_port
 from tests.conftest import reset_core
 from tests.helpers.apigw import build_event, call, invoke_event
 from tests.helpers.fake_upstream import FakeUpstream, Recorded, Scripted, openai_completion
+from tests.helpers.fake_vendors import VendorScript, VendorServer
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
@@ -128,6 +130,57 @@ def test_hanging_upstream_gives_504_at_the_timeout_and_a_failed_zero_cost_record
     (record,) = _records()
     assert (record.status, record.error_code, record.cost_micro_usd) == (504, "upstream_timeout", 0)
     assert (record.prompt_tokens, record.completion_tokens, record.usage_source) == (0, 0, "none")
+    billing = entitlements.summary("acme")
+    assert (billing.tokens_reserved, billing.tokens_used, billing.spend_used_micro_usd) == (0, 0, 0)
+
+
+def test_hanging_upstream_on_credits_gives_every_reserved_credit_back(
+    upstream: FakeUpstream, script: Script, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DEFAULT_PLAN")  # no plan: prepaid credits fund the call
+    reset_core()
+    entitlements.grant_credits("acme", 5_000_000)
+    assert entitlements.summary("acme").funding == "credits"
+    script.delay = 8
+    assert call("POST", CHAT, body=BODY, key=key).status == 504
+    billing = entitlements.summary("acme")
+    assert (billing.credits_micro_usd, billing.credits_reserved_micro_usd) == (5_000_000, 0)
+    (record,) = _records()
+    assert (record.status, record.cost_micro_usd, record.funding) == (504, 0, "credits")
+
+
+def test_upstream_hanging_before_the_first_chunk_gives_504_and_releases_the_reservation(
+    upstream: FakeUpstream, script: Script, key: str
+) -> None:
+    script.delay = 8
+    reply = call("POST", CHAT, body={**BODY, "stream": True}, key=key)
+    assert reply.status == 504
+    assert reply.json()["error"]["code"] == "upstream_timeout"
+    (record,) = _records()
+    assert (record.status, record.cost_micro_usd) == (504, 0)
+    assert entitlements.summary("acme").tokens_reserved == 0
+
+
+def test_upstream_dying_mid_stream_ends_with_an_error_event_and_bills_what_was_sent(
+    vendors: VendorServer, key: str
+) -> None:
+    vendors.reset(VendorScript(text="alpha beta gamma delta epsilon zeta", pieces=6, cut_after=4))
+    reply = call("POST", CHAT, body={**BODY, "stream": True}, key=key)
+    assert reply.status == 200
+    events = [json.loads(line[6:]) for line in reply.body.split("\n") if line.startswith("data: {")]
+    assert "error" in events[-1]
+    assert "[DONE]" not in reply.body
+    sent = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1])
+    assert sent  # something went out...
+    assert sent != "alpha beta gamma delta epsilon zeta"  # ...and it was cut short
+    (record,) = _records()
+    assert (record.usage_source, record.status) == ("estimate", 502)
+    assert 0 < record.completion_tokens < 500  # what was sent, not the vendor's full answer
+    assert record.cost_micro_usd > 0
+    billing = entitlements.summary("acme")
+    assert billing.tokens_reserved == 0
+    assert billing.tokens_used == record.prompt_tokens + record.completion_tokens
+    assert billing.spend_used_micro_usd == record.cost_micro_usd
 
 
 # ---- abuse ---------------------------------------------------------------------------------
@@ -271,3 +324,85 @@ def test_usage_of_one_team_is_not_visible_in_another_teams_records(upstream: Fak
     assert len(_records("alpha")) == 3
     (only,) = _records("beta")
     assert only.team_id == "beta"
+
+
+# ---- prompt APIs and the catalog across teams ------------------------------------------------
+
+SECRET_PROMPT = "Internal playbook 7731: summarise for the board."
+
+_API_BODIES: dict[tuple[str, str], object] = {
+    ("POST", "/apis/{slug}"): {"text": "hello"},
+    ("POST", "/apis/{slug}/versions"): None,  # a whole design, filled in below
+    ("POST", "/apis/{slug}/versions/{number}/promote"): {},
+    ("POST", "/apis/{slug}/dry-run"): {"variables": {"text": "hello"}},
+    ("POST", "/apis/{slug}/transitions"): {"to": "deprecated"},
+    ("PUT", "/apis/{slug}/sharing"): {"visibility": "org"},
+    ("POST", "/apis/{slug}/access-requests"): {},
+    ("PUT", "/apis/{slug}/access-requests/{team_id}"): {"status": "approved"},
+}
+
+
+def _api_routes() -> list[tpl.Route]:
+    routes = [r for r in tpl.routes(tpl.load()) if r.path.startswith("/apis/{slug}")]
+    assert len(routes) >= 14, "the template's prompt-API routes moved; this test would check nothing"
+    return routes
+
+
+def _api_call(route: tpl.Route, slug: str, key: str) -> tuple[int, str]:
+    from tests.helpers.prompt_apis import design
+
+    path = route.path.replace("{slug}", slug).replace("{number}", "1").replace("{team_id}", "beta")
+    body = _API_BODIES.get((route.method, route.path))
+    if (route.method, route.path) == ("POST", "/apis/{slug}/versions"):
+        body = {k: v for k, v in design().items() if k != "slug"}
+    reply = call(route.method, path, body=body, key=key)
+    return reply.status, reply.body.replace(slug, "<slug>")
+
+
+def test_a_private_api_looks_exactly_like_a_missing_one_to_other_teams(upstream: FakeUpstream) -> None:
+    from tests.helpers.prompt_apis import make_actors, published
+
+    actors = make_actors()
+    published(actors.owner, "board-notes", prompt={"system": SECRET_PROMPT, "user": "{{text}}"})
+    assert call("POST", "/apis/board-notes", body={"text": "x"}, key=actors.owner).status == 200
+    before = call("GET", "/apis/board-notes", key=actors.owner).json()
+    for route in _api_routes():
+        theirs = _api_call(route, "board-notes", actors.other)
+        nothing = _api_call(route, "no-such-api", actors.other)
+        assert theirs == nothing, (route.method, route.path, theirs)
+        assert theirs[0] == 404, (route.method, route.path, theirs)
+        assert SECRET_PROMPT not in theirs[1]
+    catalog = call("GET", "/catalog?q=board", key=actors.other)
+    assert (catalog.status, catalog.json()["data"]) == (200, [])
+    after = call("GET", "/apis/board-notes", key=actors.owner).json()
+    assert after == before  # nothing was changed by the intruder
+    report = call("GET", "/apis/board-notes/usage", key=actors.owner).json()
+    assert set(report["by_team"]) == {"acme"}  # the intruder's attempts billed nobody
+
+
+def test_a_team_that_may_call_an_api_may_not_manage_it_or_read_its_internals(
+    upstream: FakeUpstream,
+) -> None:
+    from tests.helpers.prompt_apis import make_actors, published
+
+    actors = make_actors()
+    published(actors.owner, "board-notes", prompt={"system": SECRET_PROMPT, "user": "{{text}}"})
+    shared = {"visibility": "shared", "shared_with": ["beta"]}
+    assert call("PUT", "/apis/board-notes/sharing", body=shared, key=actors.owner).status == 200
+    assert call("POST", "/apis/board-notes", body={"text": "hi"}, key=actors.other).status == 200
+    calling = {("POST", "/apis/{slug}"), ("GET", "/apis/{slug}"), ("GET", "/apis/{slug}/openapi.json")}
+    for route in _api_routes():
+        status, body = _api_call(route, "board-notes", actors.other)
+        assert SECRET_PROMPT not in body, (route.method, route.path)
+        if (route.method, route.path) in calling:
+            assert status == 200, (route.method, route.path, body)
+        elif (route.method, route.path) == ("POST", "/apis/{slug}/access-requests"):
+            assert status in (200, 201, 409), body  # asking is allowed; it grants nothing
+        else:
+            assert status in (403, 404), (route.method, route.path, status, body)
+    # The third team sees none of it, the owner's settings are as they were.
+    assert call("GET", "/catalog", key=actors.third).json()["data"] == []
+    assert call("GET", "/apis/board-notes/usage", key=actors.third).status == 404
+    mine = call("GET", "/apis/board-notes", key=actors.owner).json()
+    assert (mine["state"], mine["visibility"], mine["shared_with"]) == ("published", "shared", ["beta"])
+    assert mine.get("effective_version", mine.get("live_version", 1)) == 1
