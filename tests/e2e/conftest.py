@@ -3,6 +3,7 @@ fake OpenAI upstream on loopback; tests drive it with the official SDKs."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -28,6 +29,23 @@ class Runner:
     output: list[str]
     vendors: VendorServer
     dynamodb_endpoint: str
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The ``aigw`` admin CLI against this runner, as a user runs it."""
+        return subprocess.run(
+            [sys.executable, "-m", "aigw.cli", "--url", self.base_url, "--admin-key", self.admin_key, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=os.environ.copy(),
+        )
+
+    def cli_json(self, *args: str) -> dict[str, object]:
+        """``aigw ... --json``, which must succeed."""
+        result = self.cli(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        data: dict[str, object] = json.loads(result.stdout)
+        return data
 
 
 def _respond(request: Recorded) -> Scripted:

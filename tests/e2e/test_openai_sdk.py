@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import httpx
 import openai
 import pytest
@@ -19,26 +14,7 @@ def _client(runner: Runner, key: str | None = None) -> openai.OpenAI:
 
 
 def _aigw(runner: Runner, *args: str) -> dict[str, object]:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aigw.cli",
-            "--url",
-            runner.base_url,
-            "--admin-key",
-            runner.admin_key,
-            *args,
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=os.environ.copy(),
-    )
-    assert result.returncode == 0, result.stderr
-    data: dict[str, object] = json.loads(result.stdout)
-    return data
+    return runner.cli_json(*args)
 
 
 def test_mock_model_answers_the_sdk(runner: Runner) -> None:

@@ -25,23 +25,7 @@ from tests.helpers.prompt_apis import design
 
 def _aigw(runner: Runner, *args: str, key: str | None = None, ok: bool = True) -> Any:
     prefix = ["apis", "--key", key] if key else ["apis"]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aigw.cli",
-            "--url",
-            runner.base_url,
-            "--admin-key",
-            runner.admin_key,
-            *prefix,
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=os.environ.copy(),
-    )
+    result = runner.cli(*prefix, *args)
     if not ok:
         assert result.returncode == 1, result.stdout
         return result.stderr

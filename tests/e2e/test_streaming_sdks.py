@@ -4,9 +4,6 @@ SDKs against the local runner (vendors played by loopback fakes)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import anthropic
@@ -177,27 +174,7 @@ def test_a_client_that_disconnects_mid_stream_is_billed_and_the_vendor_stream_cl
 
 
 def test_cli_alias_routes_sdk_calls(runner: Runner) -> None:
-    def aigw(*args: str) -> dict[str, object]:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "aigw.cli",
-                "--url",
-                runner.base_url,
-                "--admin-key",
-                runner.admin_key,
-                *args,
-                "--json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=os.environ.copy(),
-        )
-        assert result.returncode == 0, result.stderr
-        data: dict[str, object] = json.loads(result.stdout)
-        return data
+    aigw = runner.cli_json
 
     assert aigw("models", "alias", "e2e-fast", "groq/llama-3.1-8b-instant", "mock/echo")["targets"] == [
         "groq/llama-3.1-8b-instant",
