@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import pytest
 
 
 @dataclass
@@ -131,3 +134,22 @@ def openai_error(
         body={"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}},
         headers=headers or {},
     )
+
+
+@contextlib.contextmanager
+def openai_upstream(
+    respond: Responder, monkeypatch: pytest.MonkeyPatch, *, timeout_seconds: int | None = None
+) -> Iterator[FakeUpstream]:
+    """A fake OpenAI server the gateway's OpenAI adapter is pointed at, for one test."""
+    from tests.conftest import reset_core
+
+    server = FakeUpstream(respond).start()
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-upstream-test")
+    if timeout_seconds is not None:
+        monkeypatch.setenv("UPSTREAM_TIMEOUT_SECONDS", str(timeout_seconds))
+    reset_core()
+    try:
+        yield server
+    finally:
+        server.stop()

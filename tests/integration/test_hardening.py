@@ -20,7 +20,7 @@ from aigw_local import template as tpl
 from aigw_local.dynamodb_local import free_port
 from tests.conftest import reset_core
 from tests.helpers.apigw import build_event, call, invoke_event
-from tests.helpers.fake_upstream import FakeUpstream, Recorded, Scripted, openai_completion
+from tests.helpers.fake_upstream import FakeUpstream, Recorded, Scripted, openai_completion, openai_upstream
 from tests.helpers.fake_vendors import VendorScript, VendorServer
 
 CHAT = "/v1/chat/completions"
@@ -44,13 +44,8 @@ def script() -> Script:
 
 @pytest.fixture
 def upstream(script: Script, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeUpstream]:
-    server = FakeUpstream(script).start()
-    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-upstream-test")
-    monkeypatch.setenv("UPSTREAM_TIMEOUT_SECONDS", "1")
-    reset_core()
-    yield server
-    server.stop()
+    with openai_upstream(script, monkeypatch, timeout_seconds=1) as server:
+        yield server
 
 
 @pytest.fixture

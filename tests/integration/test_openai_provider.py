@@ -9,7 +9,14 @@ import pytest
 from aigw import clock, keys, metering, teams
 from tests.conftest import reset_core
 from tests.helpers.apigw import call
-from tests.helpers.fake_upstream import FakeUpstream, Recorded, Scripted, openai_completion, openai_error
+from tests.helpers.fake_upstream import (
+    FakeUpstream,
+    Recorded,
+    Scripted,
+    openai_completion,
+    openai_error,
+    openai_upstream,
+)
 
 CHAT = "/v1/chat/completions"
 BODY = {
@@ -36,13 +43,8 @@ def script() -> Script:
 
 @pytest.fixture
 def upstream(script: Script, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeUpstream]:
-    server = FakeUpstream(script).start()
-    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-upstream-test")
-    monkeypatch.setenv("UPSTREAM_TIMEOUT_SECONDS", "1")
-    reset_core()
-    yield server
-    server.stop()
+    with openai_upstream(script, monkeypatch, timeout_seconds=1) as server:
+        yield server
 
 
 @pytest.fixture

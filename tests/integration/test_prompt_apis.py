@@ -9,9 +9,15 @@ from collections.abc import Iterator
 import pytest
 
 from aigw import clock, metering, sse
-from tests.conftest import reset_core
 from tests.helpers.apigw import call
-from tests.helpers.fake_upstream import FakeUpstream, Recorded, Scripted, openai_completion, openai_error
+from tests.helpers.fake_upstream import (
+    FakeUpstream,
+    Recorded,
+    Scripted,
+    openai_completion,
+    openai_error,
+    openai_upstream,
+)
 from tests.helpers.fake_vendors import VendorScript, VendorServer
 from tests.helpers.prompt_apis import Actors, make_actors, published, share_org
 
@@ -42,12 +48,8 @@ def script() -> Script:
 
 @pytest.fixture
 def upstream(script: Script, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeUpstream]:
-    server = FakeUpstream(script).start()
-    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-upstream-test")
-    reset_core()
-    yield server
-    server.stop()
+    with openai_upstream(script, monkeypatch) as server:
+        yield server
 
 
 @pytest.fixture
