@@ -65,11 +65,7 @@ def _messages(request: ChatRequest) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(role: str, blocks: list[dict[str, Any]]) -> None:
-        # Messages wants user and assistant turns to alternate: merge neighbours of one role.
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": role, "content": blocks})
+        translate.append_turn(out, role, blocks)
 
     for message in translate.conversation(request):
         if message.role == "tool":

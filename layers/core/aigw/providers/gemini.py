@@ -61,10 +61,7 @@ def _contents(request: ChatRequest) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(role: str, parts: list[dict[str, Any]]) -> None:
-        if out and out[-1]["role"] == role:
-            out[-1]["parts"].extend(parts)
-        else:
-            out.append({"role": role, "parts": parts})
+        translate.append_turn(out, role, parts, field="parts")
 
     for message in translate.conversation(request):
         if message.role == "assistant":

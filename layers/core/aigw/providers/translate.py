@@ -149,3 +149,14 @@ def completion(
         choices=[Choice(message=message, finish_reason=finish)],
         usage=usage,
     )
+
+
+def append_turn(
+    turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]], *, field: str = "content"
+) -> None:
+    """Add a turn, merged into the previous one when the role repeats: Anthropic, Bedrock and
+    Gemini want user and assistant turns to alternate (OpenAI's tool results are user turns there)."""
+    if turns and turns[-1]["role"] == role:
+        turns[-1][field].extend(blocks)
+    else:
+        turns.append({"role": role, field: blocks})
