@@ -11,6 +11,7 @@ from aigw import billing, catalog, entitlements, keys, notifications, plans, pro
 from aigw.billing_config import billing_settings
 from aigw.config import settings
 from aigw_local.runner import PASSED_THROUGH
+from tests.helpers import streams
 
 BILLING_ENV = (
     "DEFAULT_PLAN",
@@ -38,6 +39,7 @@ def reset_core() -> None:
     entitlements.forget()
     billing.reset()
     notifications.reset()
+    streams.forget()
 
 
 def give_everyone_a_plan(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from aigw_local import streams
 from aigw_local import template as tpl
 from aigw_local.dynamodb_local import DynamoDBLocal, ensure_table
 from aigw_local.runner import DEMO_KEYS_FILE, LOCAL_DIR, TABLE_NAME, local_environment, seed_demo
@@ -38,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         help="processes serving requests, like warm Lambda containers: each runs one invocation at a "
         "time and keeps its own caches (default 1)",
     )
+    parser.add_argument(
+        "--stream-poll-interval",
+        type=float,
+        default=float(os.environ.get("AIGW_STREAM_POLL_SECONDS", streams.DEFAULT_POLL_SECONDS)),
+        help="seconds between reads of the table stream for the DynamoDB event sources (default 0.1)",
+    )
     args = parser.parse_args(argv)
 
     template = tpl.load()
@@ -58,6 +65,17 @@ def main(argv: list[str] | None = None) -> int:
         base = f"http://{args.host}:{server.server_address[1]}"
         # Children get their own DynamoDB client: the one seeding used holds the parent's sockets.
         workers = fork_workers(server, max(0, args.workers - 1), on_start=reset_table_client)
+        # One poller for the whole runner, in this process (started after the fork: no thread
+        # crosses it); its invocations share the routes' one-at-a-time lock.
+        stream_runner = streams.start(
+            template,
+            endpoint=endpoint,
+            table_name=TABLE_NAME,
+            handler_for=gateway.handler_for,
+            lock=gateway.invocation_lock,
+            interval=args.stream_poll_interval,
+            log=None if args.quiet else _log,
+        )
         _banner(base, demo.admin_key, demo.team_key, gateway)
 
         stop = threading.Event()
@@ -69,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
         server.serve_forever(poll_interval=0.2)
+        stream_runner.stop()
         stop_workers(workers)
         server.server_close()
     finally:

@@ -120,9 +120,13 @@ def ensure_table(endpoint: str, name: str, template: dict[str, Any] | None = Non
     """Create the gateway table (from template.yaml's definition) unless it exists; True if created."""
     template = template or tpl.load()
     ddb = client(endpoint)
+    definition = tpl.table_definition(template, name)
     if name in ddb.list_tables()["TableNames"]:
+        stream = definition.get("StreamSpecification")
+        if stream and not ddb.describe_table(TableName=name)["Table"].get("StreamSpecification"):
+            ddb.update_table(TableName=name, StreamSpecification=stream)  # kept from before streams
         return False
-    ddb.create_table(**tpl.table_definition(template, name))
+    ddb.create_table(**definition)
     ttl = tpl.ttl_attribute(template)
     if ttl:
         ddb.update_time_to_live(

@@ -58,6 +58,11 @@ class Gateway:
         self._invoke = threading.Lock()  # one invocation at a time, see the class docstring
         self._log = log
 
+    @property
+    def invocation_lock(self) -> threading.Lock:
+        """Held while a handler runs; stream event sources (aigw_local.streams) take it too."""
+        return self._invoke
+
     def handler_for(self, spec: FunctionSpec) -> Handler:
         with self._lock:
             if spec.logical_id not in self._handlers:

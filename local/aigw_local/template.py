@@ -132,6 +132,10 @@ def table_definition(template: dict[str, Any], name: str) -> dict[str, Any]:
     }
     if props.get("GlobalSecondaryIndexes"):
         definition["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    stream = props.get("StreamSpecification")
+    if stream:
+        # The stream feeds the DynamoDB event sources (aigw_local.streams), locally too.
+        definition["StreamSpecification"] = {"StreamEnabled": True, **stream}
     return definition
 
 

@@ -1,5 +1,5 @@
-"""Report aggregates against real DynamoDB (Local): the record and its aggregates commit in one
-transaction, concurrent calls of one team all count, and totals equal the records."""
+"""Report aggregates against real DynamoDB (Local), through its real stream and the aggregator
+handler: concurrent calls of one team all count, and totals equal the records."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from aigw import clock, keys, metering, reports, teams
 from aigw.metering import UsageRecord
 from tests.helpers.apigw import call
 from tests.helpers.reports import usage_path
+from tests.helpers.streams import drain_reports
 
 CHAT = {"model": "mock/echo", "messages": [{"role": "user", "content": "ping"}]}
 
@@ -36,6 +37,7 @@ def test_concurrent_records_all_count_and_totals_equal_the_records() -> None:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(metering.record, records))
     metering.record(records[0])  # a retried write: refused by the condition, counted once
+    drain_reports()
 
     day = clock.iso(now_ms // 1000)[:10]
     stored = metering.records_for_day("acme", day)
@@ -56,6 +58,7 @@ def test_report_route_reads_the_aggregates_written_by_real_calls() -> None:
     secret = keys.create_key("acme").secret
     for _ in range(3):
         assert call("POST", "/v1/chat/completions", key=secret, body=CHAT).status == 200
+    drain_reports()
     reply = call("GET", usage_path({"group_by": "model"}), key=secret)
     assert reply.status == 200
     (row,) = reply.json()["rows"]

@@ -12,6 +12,7 @@ from aigw import clock, keys, metering, teams
 from aigw.metering import UsageRecord
 from tests.helpers.apigw import call
 from tests.helpers.reports import usage_path
+from tests.helpers.streams import drain_reports
 
 CHAT = "/v1/chat/completions"
 HELLO = {"model": "mock/echo", "messages": [{"role": "user", "content": "Hello there"}]}
@@ -59,6 +60,7 @@ def fixed_today(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _report(key: str, **query: str) -> dict[str, object]:
+    drain_reports()  # reports are eventually consistent: the stream first
     reply = call("GET", usage_path(query), key=key)
     assert reply.status == 200, reply.body
     data: dict[str, object] = reply.json()
@@ -148,6 +150,7 @@ def test_group_by_model_key_and_route(acme: str, fixed_today: None) -> None:
 def test_csv_export_has_a_header_and_one_row_per_group(acme: str, fixed_today: None) -> None:
     _record("acme", "2026-03-01", n=1, model="mock/echo")
     _record("acme", "2026-03-01", n=2, model="=cmd|evil")
+    drain_reports()
     reply = call(
         "GET",
         usage_path({"group_by": "model", "from": "2026-03-01", "to": "2026-03-01", "format": "csv"}),

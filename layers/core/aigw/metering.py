@@ -33,7 +33,6 @@ from aigw.errors import GatewayError, PermissionDenied, ServiceUnavailable
 from aigw.keys import ApiKey
 from aigw.plans import Plan
 from aigw.pricing import cost_micro_usd
-from aigw.reports import aggregate_updates
 from aigw.table import ConditionFailed, Item, gateway_table, serialize
 from aigw.teams import team_pk
 from aigw.tokens import estimate_messages
@@ -121,10 +120,9 @@ def usage_item(record: UsageRecord) -> dict[str, Any]:
 
 def record(usage: UsageRecord) -> None:
     # Keyed by request id, so a retried write of the same call cannot count twice; the report
-    # aggregates ride in the same transaction, so they move only when the record is written.
-    put = {"Put": {"Item": serialize(usage_item(usage)), "ConditionExpression": "attribute_not_exists(pk)"}}
+    # aggregates follow from the table stream (aigw.report_aggregation), once per record.
     try:
-        gateway_table().transact([put, *aggregate_updates(usage)])
+        gateway_table().put(usage_item(usage), condition="attribute_not_exists(pk)")
     except ConditionFailed:
         return  # already recorded by an earlier attempt of this very write
 
@@ -478,8 +476,9 @@ class Meter:
         update.update(UpdateExpression=expression, ExpressionAttributeValues=serialize(adds))
         put = {"Item": serialize(usage_item(usage)), "ConditionExpression": "attribute_not_exists(pk)"}
         try:
-            # The report aggregates (aigw.reports) commit with the record, or not at all.
-            gateway_table().transact([{"Update": update}, {"Put": put}, *aggregate_updates(usage)])
+            # Two items only: the report aggregates follow from the record through the table
+            # stream (aigw.report_aggregation), off the request path.
+            gateway_table().transact([{"Update": update}, {"Put": put}])
         except ConditionFailed as exc:
             if not (exc.reasons and exc.reasons[0] == "ConditionalCheckFailed"):
                 raise

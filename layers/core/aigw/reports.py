@@ -1,10 +1,10 @@
-"""Usage and cost reports, served from aggregates kept up to date as calls settle.
+"""Usage and cost reports, served from aggregates kept up to date from the usage records.
 
-Every usage record adds its counters to a few aggregate items *in the same transaction* that
-writes the record (see :func:`aggregate_updates`). The record's put is conditional on its
-request id, so a retried write cancels the whole transaction: totals always equal the sum of
-the records and nothing is counted twice. Reports then read a handful of aggregate items
-instead of scanning records.
+Every usage record adds its counters to a few aggregate items (see :func:`contributions`).
+They are applied off the request path, from the table's stream, exactly once per record
+(:mod:`aigw.report_aggregation`): totals equal the sum of the records once the stream has
+caught up, typically well under a second after a call. Reports read a handful of aggregate
+items instead of scanning records.
 
 =====================  ==========================  ==========================================
 item                   pk                          sk
@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -68,22 +68,74 @@ def _day_of(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
 
 
-def aggregate_updates(record: UsageRecord) -> list[dict[str, Any]]:
-    """TransactWriteItems ``Update`` operations that add one usage record to its aggregates.
+@dataclass(frozen=True)
+class Contribution:
+    """What usage records add to one aggregate item: its key, descriptive attributes and counters.
 
-    Called by :func:`aigw.metering.record`, which runs them in the transaction that puts the
-    record. Day items expire with the records they summarise; month items are kept.
-    """
+    Contributions to the same item (same ``sk``) of one team sum with :meth:`plus`, so a batch of
+    records updates each aggregate item once (:mod:`aigw.report_aggregation`)."""
+
+    team_id: str
+    sk: str
+    period: Literal["D", "M"]
+    bucket: str
+    dim: Dimension
+    value: str | None
+    ttl: int | None
+    counters: tuple[int, ...]  # in COUNTERS order
+
+    def plus(self, other: Contribution) -> Contribution:
+        ttl = max(self.ttl, other.ttl) if self.ttl is not None and other.ttl is not None else self.ttl
+        counters = tuple(a + b for a, b in zip(self.counters, other.counters, strict=True))
+        return replace(self, ttl=ttl, counters=counters)
+
+    def update(self) -> dict[str, Any]:
+        """A TransactWriteItems ``Update`` that adds the counters to the aggregate item."""
+        # Every attribute goes through a name placeholder: several are DynamoDB reserved words.
+        attrs: dict[str, Any] = {
+            "team_id": {"S": self.team_id},
+            "type": {"S": "aggregate"},
+            "bucket": {"S": self.bucket},
+            "dim": {"S": self.dim},
+        }
+        if self.value is not None:
+            attrs["dim_value"] = {"S": self.value}
+        if self.ttl is not None:
+            attrs["ttl"] = {"N": str(self.ttl)}
+        names = {f"#{a}": a for a in [*attrs, *COUNTERS]}
+        values = {f":{a}": v for a, v in attrs.items()}
+        values.update(
+            {f":{c}": {"N": str(amount)} for c, amount in zip(COUNTERS, self.counters, strict=True)}
+        )
+        expression = (
+            "SET "
+            + ", ".join(f"#{a} = :{a}" for a in attrs)
+            + " ADD "
+            + ", ".join(f"#{c} :{c}" for c in COUNTERS)
+        )
+        return {
+            "Update": {
+                "Key": {"pk": {"S": agg_pk(self.team_id)}, "sk": {"S": self.sk}},
+                "UpdateExpression": expression,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
+
+
+def contributions(record: UsageRecord) -> list[Contribution]:
+    """What one usage record adds to its team's aggregates: a day and a month item per dimension.
+
+    Day items expire with the records they summarise; month items are kept."""
     day = _day_of(record.created_at_ms)
-    month = day[:7]
-    counters = {
-        "calls": 1,
-        "errors": 1 if record.status >= 400 else 0,
-        "prompt_tokens": record.prompt_tokens,
-        "completion_tokens": record.completion_tokens,
-        "cached_tokens": record.cached_tokens,
-        "cost_micro_usd": record.cost_micro_usd,
-    }
+    counters = (
+        1,
+        1 if record.status >= 400 else 0,
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.cached_tokens,
+        record.cost_micro_usd,
+    )
     day_ttl = record.created_at_ms // 1000 + settings().usage_retention_days * _DAY_SECONDS
     dims: list[tuple[Dimension, str | None]] = [
         ("all", None),
@@ -96,44 +148,24 @@ def aggregate_updates(record: UsageRecord) -> list[dict[str, Any]]:
     slug = record.api_slug or api_slug_of(record.route)
     if slug:
         dims.append(("api", slug))
-    operations: list[dict[str, Any]] = []
-    periods: tuple[tuple[Literal["D", "M"], str], ...] = (("D", day), ("M", month))
-    for period, bucket in periods:
-        for dim, value in dims:
-            # Every attribute goes through a name placeholder: several are DynamoDB reserved words.
-            attrs: dict[str, Any] = {
-                "team_id": {"S": record.team_id},
-                "type": {"S": "aggregate"},
-                "bucket": {"S": bucket},
-                "dim": {"S": dim},
-            }
-            if value is not None:
-                attrs["dim_value"] = {"S": value}
-            if period == "D":
-                attrs["ttl"] = {"N": str(day_ttl)}
-            names = {f"#{a}": a for a in [*attrs, *COUNTERS]}
-            values = {f":{a}": v for a, v in attrs.items()}
-            values.update({f":{c}": {"N": str(amount)} for c, amount in counters.items()})
-            expression = (
-                "SET "
-                + ", ".join(f"#{a} = :{a}" for a in attrs)
-                + " ADD "
-                + ", ".join(f"#{c} :{c}" for c in COUNTERS)
-            )
-            operations.append(
-                {
-                    "Update": {
-                        "Key": {
-                            "pk": {"S": agg_pk(record.team_id)},
-                            "sk": {"S": _agg_sk(period, dim, bucket, value)},
-                        },
-                        "UpdateExpression": expression,
-                        "ExpressionAttributeNames": names,
-                        "ExpressionAttributeValues": values,
-                    }
-                }
-            )
-    return operations
+    periods: tuple[tuple[Literal["D", "M"], str, int | None], ...] = (
+        ("D", day, day_ttl),
+        ("M", day[:7], None),
+    )
+    return [
+        Contribution(
+            team_id=record.team_id,
+            sk=_agg_sk(period, dim, bucket, value),
+            period=period,
+            bucket=bucket,
+            dim=dim,
+            value=value,
+            ttl=ttl,
+            counters=counters,
+        )
+        for period, bucket, ttl in periods
+        for dim, value in dims
+    ]
 
 
 class Totals(BaseModel):
