@@ -12,7 +12,9 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import pytest
 
 from aigw_local.dynamodb_local import free_port
@@ -39,6 +41,40 @@ class Runner:
             timeout=60,
             env=os.environ.copy(),
         )
+
+    def settled_report(self, key: str, team_id: str, **params: str) -> dict[str, Any]:
+        """GET /reports/usage once its totals count every usage record ``team_id`` has today.
+
+        Reports are eventually consistent (the runner's stream poller applies each record to
+        the aggregates, typically well under a second later): poll, with a deadline."""
+        from datetime import UTC, datetime
+
+        from aigw_local.dynamodb_local import client
+
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        ddb = client(self.dynamodb_endpoint)
+        deadline = time.monotonic() + 20
+        while True:
+            records = ddb.query(
+                TableName="aigw-local",
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": f"USAGE#{team_id}#{day}"}},
+                Select="COUNT",
+                ConsistentRead=True,
+            )["Count"]
+            reply = httpx.get(
+                self.base_url + "/reports/usage",
+                params={"team": team_id, **params},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            assert reply.status_code == 200, reply.text
+            report: dict[str, Any] = reply.json()
+            if report["totals"]["calls"] == records:
+                return report
+            assert time.monotonic() < deadline, (
+                f"reports still count {report['totals']['calls']} of {records}"
+            )
+            time.sleep(0.05)
 
     def cli_json(self, *args: str) -> dict[str, object]:
         """``aigw ... --json``, which must succeed."""

@@ -174,11 +174,7 @@ def test_usage_chart_and_csv_after_calls(page: Page, runner: Runner, team_key: s
     for text in ("first call", "second call, a little longer", "third"):
         client.chat.completions.create(model="mock/echo", messages=[{"role": "user", "content": text}])
     client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
-    report = httpx.get(
-        runner.base_url + "/reports/usage",
-        params={"group_by": "day"},
-        headers={"Authorization": f"Bearer {team_key}"},
-    ).json()
+    report = runner.settled_report(team_key, TEAM, group_by="day")
     calls = report["totals"]["calls"]
     assert calls >= 4
 
@@ -221,6 +217,7 @@ def test_usage_chart_and_csv_after_calls(page: Page, runner: Runner, team_key: s
     expect(page.locator("#try-answer .reply")).to_have_text("Echo: from the try-it form")
     _shot(page, "models", tmp_path)
     calls += 1  # the try-it call is metered like any other
+    assert runner.settled_report(team_key, TEAM)["totals"]["calls"] == calls
 
     page.get_by_role("link", name="Overview").click()
     expect(page.locator("[data-testid=month-totals] [data-total=calls]")).to_have_text(str(calls))

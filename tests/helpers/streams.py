@@ -63,5 +63,12 @@ def drain_reports() -> list[tuple[dict[str, Any], Any]]:
     return list(_delivered)
 
 
+def poll_reports() -> list[tuple[dict[str, Any], Any]]:
+    """One read of the stream and what it delivered, failed batches included."""
+    del _delivered[:]
+    poller().poll()
+    return list(_delivered)
+
+
 def forget() -> None:
     _pollers.clear()
