@@ -1,0 +1,206 @@
+"""The local runner's DynamoDB stream event sources: the template's filters, batches, and what
+happens to a batch the handler fails, as Lambda's event source mappings do it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from aigw.config import settings
+from aigw.table import gateway_table, serialize
+from aigw_local import streams
+from aigw_local import template as tpl
+
+
+def _record(event_name: str, image: dict[str, Any]) -> dict[str, Any]:
+    return {"eventName": event_name, "dynamodb": {"NewImage": serialize(image)}}
+
+
+USAGE = {"pk": "USAGE#acme#2026-03-09", "sk": "1#req", "type": "usage", "team_id": "acme"}
+
+
+def _source(logical_id: str) -> streams.StreamSource:
+    return next(s for s in streams.sources(tpl.load()) if s.function.logical_id == logical_id)
+
+
+def test_the_aggregator_sees_inserted_usage_records_only() -> None:
+    source = _source("ReportAggregatorFunction")
+    assert (source.starting_position, source.batch_size, source.report_item_failures) == (
+        "TRIM_HORIZON",
+        100,
+        True,
+    )
+    assert source.accepts(_record("INSERT", USAGE))
+    # Its own aggregated_at mark is a MODIFY of the record: never delivered back to it.
+    assert not source.accepts(_record("MODIFY", {**USAGE, "aggregated_at": 1}))
+    assert not source.accepts(_record("REMOVE", USAGE))
+    assert not source.accepts(_record("INSERT", {**USAGE, "type": "aggregate"}))
+    assert not source.accepts(
+        {"eventName": "INSERT", "dynamodb": {"Keys": serialize({"pk": "x", "sk": "y"})}}
+    )
+
+
+def test_meter_reporting_sees_inserted_records_of_metered_plans_only() -> None:
+    source = _source("MeterReportFunction")
+    metered = {**USAGE, "meter_event_name": "aigw_tokens", "stripe_customer_id": "cus_1"}
+    assert source.accepts(_record("INSERT", metered))
+    assert not source.accepts(_record("MODIFY", {**metered, "aggregated_at": 1}))
+    # The local plan has no meter event: its records never reach Stripe's reporter.
+    assert not source.accepts(_record("INSERT", USAGE))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "record", "expected"),
+    [
+        ({"eventName": ["INSERT", "MODIFY"]}, {"eventName": "MODIFY"}, True),
+        ({"eventName": ["INSERT"]}, {"eventName": "REMOVE"}, False),
+        ({"eventName": ["INSERT"]}, {}, False),
+        ({"a": {"b": [{"exists": True}]}}, {"a": {"b": 0}}, True),
+        ({"a": {"b": [{"exists": True}]}}, {"a": {}}, False),
+        ({"a": {"b": [{"exists": False}]}}, {"a": {}}, True),
+        ({"a": {"b": [{"exists": False}]}}, {"a": {"b": "x"}}, False),
+        ({"a": {"b": [{"exists": False}]}}, {}, True),
+        ({"n": [5]}, {"n": 5.0}, True),
+        ({"n": [5]}, {"n": "5"}, False),
+        ({"tags": ["x"]}, {"tags": ["w", "x"]}, True),
+        ({"v": [None]}, {"v": None}, True),
+        ({"v": [None]}, {}, False),
+        ({"a": ["x"], "b": ["y"]}, {"a": "x", "b": "z"}, False),
+    ],
+)
+def test_filter_rules(pattern: dict[str, Any], record: dict[str, Any], expected: bool) -> None:
+    assert streams.matches(streams.parse_pattern(json.dumps(pattern)), record) is expected
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        '{"eventName": [{"prefix": "INS"}]}',
+        '{"eventName": [{"anything-but": ["REMOVE"]}]}',
+        '{"n": [{"numeric": [">", 0]}]}',
+        '{"a": [{"exists": "yes"}]}',
+        '{"eventName": "INSERT"}',
+        '{"eventName": []}',
+        "not json",
+    ],
+)
+def test_filter_rules_the_runner_cannot_evaluate_are_refused_loudly(pattern: str) -> None:
+    with pytest.raises(streams.FilterError):
+        streams.parse_pattern(pattern)
+
+
+def test_a_template_with_an_unknown_filter_operator_does_not_start() -> None:
+    template = tpl.load()
+    event = template["Resources"]["ReportAggregatorFunction"]["Properties"]["Events"]["UsageStream"]
+    event["Properties"]["FilterCriteria"]["Filters"][0]["Pattern"] = '{"eventName": [{"prefix": "I"}]}'
+    with pytest.raises(streams.FilterError, match="prefix"):
+        streams.sources(template)
+
+
+# ---- delivery, against moto's stream ---------------------------------------------------------
+
+
+class Recorder:
+    """A stream handler that remembers its batches and fails the records it is told to."""
+
+    def __init__(self, fail: set[str] | None = None, *, raise_error: bool = False) -> None:
+        self.batches: list[list[str]] = []
+        self.fail = fail or set()
+        self.raise_error = raise_error
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        assert context.get_remaining_time_in_millis() > 0
+        json.dumps(event)  # as Lambda sends it: plain JSON
+        ids = [r["dynamodb"]["NewImage"]["sk"]["S"] for r in event["Records"]]
+        self.batches.append(ids)
+        for record in event["Records"]:
+            assert (record["eventSource"], record["eventName"]) == ("aws:dynamodb", "INSERT")
+            assert ":table/aigw-test/stream/" in record["eventSourceARN"]
+            assert record["dynamodb"]["Keys"] == {
+                "pk": record["dynamodb"]["NewImage"]["pk"],
+                "sk": record["dynamodb"]["NewImage"]["sk"],
+            }
+        if self.raise_error:
+            raise RuntimeError("the function crashed")
+        failed = [r for r in event["Records"] if r["dynamodb"]["NewImage"]["sk"]["S"] in self.fail]
+        return {"batchItemFailures": [{"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in failed]}
+
+
+def _poller(handler: Recorder, **changes: Any) -> streams.StreamPoller:
+    base = _source("ReportAggregatorFunction")
+    source = streams.StreamSource(**{**base.__dict__, **changes})
+    cfg = settings()
+    return streams.StreamPoller(
+        source,
+        handler,
+        client=streams.streams_client(cfg.dynamodb_endpoint),
+        table_name=cfg.table_name,
+        stream_arn=streams.stream_arn(cfg.dynamodb_endpoint, cfg.table_name),
+    )
+
+
+def _write(*sks: str, kind: str = "usage") -> None:
+    for sk in sks:
+        gateway_table().put({"pk": "USAGE#acme#2026-03-09", "sk": sk, "type": kind})
+
+
+def test_batches_keep_stream_order_and_respect_the_batch_size() -> None:
+    recorder = Recorder()
+    poller = _poller(recorder, batch_size=2)
+    _write("r1", "r2")
+    _write("other", kind="aggregate")
+    _write("r3")
+    gateway_table().update(
+        "USAGE#acme#2026-03-09", "r1", expression="SET aggregated_at = :n", values={":n": 1}
+    )
+    assert poller.drain() == 3
+    assert recorder.batches == [["r1", "r2"], ["r3"]]
+    _write("r4")
+    assert poller.drain() == 1
+    assert recorder.batches[-1] == ["r4"]
+
+
+def test_a_batch_item_failure_is_retried_from_that_record_on() -> None:
+    recorder = Recorder(fail={"r2"})
+    poller = _poller(recorder)
+    _write("r1", "r2", "r3")
+    assert poller.poll() == 1  # r1 went through; r2 failed
+    recorder.fail.clear()
+    poller.drain()
+    assert recorder.batches == [["r1", "r2", "r3"], ["r2", "r3"]]
+
+
+def test_a_crashing_handler_gets_the_whole_batch_again() -> None:
+    recorder = Recorder(raise_error=True)
+    poller = _poller(recorder)
+    _write("r1", "r2")
+    assert poller.poll() == 0
+    recorder.raise_error = False
+    poller.drain()
+    assert recorder.batches == [["r1", "r2"], ["r1", "r2"]]
+
+
+def test_after_its_retries_a_failing_batch_is_dropped_and_the_stream_moves_on() -> None:
+    lines: list[str] = []
+    recorder = Recorder(fail={"r1"})
+    poller = _poller(recorder, max_retries=2)
+    poller.log = lines.append
+    _write("r1", "r2")
+    poller.drain()
+    assert recorder.batches == [["r1", "r2"]] * 3  # the first try and two retries
+    assert any("gave up on 2 record(s) after 2 retries" in line for line in lines)
+    _write("r3")
+    poller.drain()
+    assert recorder.batches[-1] == ["r3"]
+
+
+def test_latest_skips_what_was_written_before_the_start() -> None:
+    _write("old")
+    recorder = Recorder()
+    poller = _poller(recorder, starting_position="LATEST")
+    poller.poll()
+    _write("new")
+    poller.drain()
+    assert recorder.batches == [["new"]]
