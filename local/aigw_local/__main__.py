@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         "--stream-poll-interval",
         type=float,
         default=float(os.environ.get("AIGW_STREAM_POLL_SECONDS", streams.DEFAULT_POLL_SECONDS)),
-        help="seconds between reads of the table stream for the DynamoDB event sources (default 0.1)",
+        help="seconds between reads of the table stream for the DynamoDB event sources (default 0.1; "
+        "0 turns them off: no report aggregates, no meter reporting)",
     )
     args = parser.parse_args(argv)
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         # One poller for the whole runner, in this process (started after the fork: no thread
         # crosses it); its invocations share the routes' one-at-a-time lock.
         stream_runner = streams.start(
-            template,
+            template if args.stream_poll_interval > 0 else {},
             endpoint=endpoint,
             table_name=TABLE_NAME,
             handler_for=gateway.handler_for,

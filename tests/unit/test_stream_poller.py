@@ -204,3 +204,24 @@ def test_latest_skips_what_was_written_before_the_start() -> None:
     _write("new")
     poller.drain()
     assert recorder.batches == [["new"]]
+
+
+def test_calls_on_the_local_plan_never_reach_the_meter_reporter(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aigw import clock, keys, metering, teams
+    from aigw_local.runner import LOCAL_DEFAULT_PLAN, seed_local_plan
+    from tests.conftest import reset_core
+    from tests.helpers import streams as drained
+    from tests.helpers.apigw import call
+
+    seed_local_plan()
+    monkeypatch.setenv("DEFAULT_PLAN", LOCAL_DEFAULT_PLAN)
+    reset_core()
+    teams.create_team("acme")
+    secret = keys.create_key("acme").secret
+    chat = {"model": "mock/echo", "messages": [{"role": "user", "content": "hi"}]}
+    assert call("POST", "/v1/chat/completions", key=secret, body=chat).status == 200
+    (record,) = metering.records_for_day("acme", clock.iso(clock.now())[:10])
+    assert record.meter_event_name is None
+    # Without a Stripe key the runner's meter reporter would fail: it is never invoked.
+    assert drained.poller("MeterReportFunction").drain() == 0
+    assert drained.poller("ReportAggregatorFunction").drain() == 1
