@@ -63,12 +63,26 @@ def test_workers_serve_calls_side_by_side_and_stop_together() -> None:
         assert [status for _, status, _ in results] == [200] * 6
         assert all(team == seen for team, _, seen in results)  # nobody read another's request
         assert slow.most_at_once >= 2  # more than one process held an upstream call at once
+        # Records written by every worker reach the reports through the one stream poller.
+        for team in ("red", "blue"):
+            assert _report_calls(base, secrets[team], expected=3) == 3
     finally:
         started.stop()
         upstream.stop()
     assert started.process.returncode == 0
     # Every worker went with the parent: the port is free again.
     assert free_port_is(port)
+
+
+def _report_calls(base: str, secret: str, *, expected: int) -> int:
+    """The report's call count once it reaches ``expected`` (or the deadline passes)."""
+    deadline = time.monotonic() + 20
+    while True:
+        reply = httpx.get(f"{base}/reports/usage", headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+        calls: int = reply.json()["totals"]["calls"]
+        if calls >= expected or time.monotonic() > deadline:
+            return calls
+        time.sleep(0.05)
 
 
 def free_port_is(port: int) -> bool:

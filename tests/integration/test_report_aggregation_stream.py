@@ -121,3 +121,19 @@ def test_racing_deliveries_of_the_same_records_count_them_once() -> None:
     _report_equals_records("acme")
     by_key = reports.usage_report("acme", "key", reports.Period.parse(_today(), _today())).rows
     assert {r.group: r.calls for r in by_key} == {"key_0": 12, "key_1": 12}
+
+
+def test_a_local_table_kept_from_before_streams_gets_its_stream(dynamodb_local: Any) -> None:
+    from aigw_local import template as tpl
+    from aigw_local.dynamodb_local import client, ensure_table
+
+    ddb = client(dynamodb_local.endpoint)
+    definition = tpl.table_definition(tpl.load(), "aigw-it-before-streams")
+    del definition["StreamSpecification"]
+    ddb.create_table(**definition)
+    assert not ddb.describe_table(TableName="aigw-it-before-streams")["Table"].get("LatestStreamArn")
+
+    assert ensure_table(dynamodb_local.endpoint, "aigw-it-before-streams") is False
+    table = ddb.describe_table(TableName="aigw-it-before-streams")["Table"]
+    assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
+    assert table["LatestStreamArn"]

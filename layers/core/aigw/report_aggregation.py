@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from aigw import clock
 from aigw.errors import ServiceUnavailable
 from aigw.metering import UsageRecord
@@ -122,8 +124,8 @@ def _apply_group(group: list[Pending]) -> set[Key]:
             if not applied or not group:
                 return known
             continue
-        except ServiceUnavailable:
-            return known
+        except (ServiceUnavailable, ClientError):
+            return known  # each record on its own decides what fails, and says so
         return known | {p.key for p in group}
     return known
 
@@ -144,11 +146,11 @@ class StreamBatch:
         self.done: set[Key] = set()
 
     def apply_by_team(self) -> None:
-        by_team: dict[str, list[Pending]] = {}
-        for pending in self.pending:
-            by_team.setdefault(pending.record.team_id, []).append(pending)
+        by_team: dict[str, dict[Key, Pending]] = {}
+        for pending in self.pending:  # a record twice in one batch would be two writes to one item
+            by_team.setdefault(pending.record.team_id, {})[pending.key] = pending
         for group in by_team.values():
-            for chunk in chunks(group):
+            for chunk in chunks(list(group.values())):
                 if len(chunk) > 1:  # a lone record is the per-record path's own transaction
                     self.done |= _apply_group(chunk)
 
