@@ -42,11 +42,13 @@ class Runner:
             env=os.environ.copy(),
         )
 
-    def settled_report(self, key: str, team_id: str, **params: str) -> dict[str, Any]:
-        """GET /reports/usage once its totals count every usage record ``team_id`` has today.
+    def settled_report(self, key: str, team_id: str, *, at_least: int, **params: str) -> dict[str, Any]:
+        """GET /reports/usage once ``team_id`` has at least ``at_least`` usage records today and
+        the report's totals count every one of them.
 
-        Reports are eventually consistent (the runner's stream poller applies each record to
-        the aggregates, typically well under a second later): poll, with a deadline."""
+        Records are written as calls settle (after the answer) and reports are eventually
+        consistent (the runner's stream poller applies each record to the aggregates, typically
+        well under a second later): poll, with a deadline."""
         from datetime import UTC, datetime
 
         from aigw_local.dynamodb_local import client
@@ -69,7 +71,7 @@ class Runner:
             )
             assert reply.status_code == 200, reply.text
             report: dict[str, Any] = reply.json()
-            if report["totals"]["calls"] == records:
+            if records >= at_least and report["totals"]["calls"] == records:
                 return report
             assert time.monotonic() < deadline, (
                 f"reports still count {report['totals']['calls']} of {records}"
