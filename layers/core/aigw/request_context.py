@@ -43,7 +43,7 @@ def response_headers() -> dict[str, str]:
 # Work that may wait until the answer has left (settling a call's meter): the server that sends
 # the answer opens a scope and runs what was deferred once the caller has it. With no scope open
 # (Lambda's stock runtime, a stream's body, tests calling a handler directly) it runs at once,
-# so nothing is ever left undone. See docs/decisions/0011-settle-after-the-answer.md.
+# so nothing is ever left undone. See docs/decisions/0012-settle-after-the-answer.md.
 _deferred: ContextVar[list[Callable[[], None]] | None] = ContextVar("aigw_deferred", default=None)
 
 
