@@ -118,9 +118,7 @@ def test_invocations_never_overlap_in_the_process(tmp_path: Path, monkeypatch: p
         "    entered.set()\n"
         "    return {'statusCode': 200, 'body': 'second'}\n"
     )
-    spec = tpl.FunctionSpec("ConcurrencyProbe", tmp_path, "app.handler")
-    pattern, names = tpl._route_pattern("/{proxy+}")
-    gateway = Gateway([tpl.Route("GET", "/{proxy+}", spec, pattern, names)])
+    gateway = _probe_gateway(tmp_path, "ConcurrencyProbe")
     first = apigw.HttpRequest("GET", "/first", "", [], b"", "127.0.0.1", "h")
     second = apigw.HttpRequest("GET", "/second", "", [], b"", "127.0.0.1", "h")
     with ThreadPoolExecutor(2) as pool:
@@ -129,6 +127,13 @@ def test_invocations_never_overlap_in_the_process(tmp_path: Path, monkeypatch: p
             threading.Event().wait(0.01)
         other = pool.submit(gateway.dispatch, second)
         assert (answer.result().body, other.result().body) == (b"alone", b"second")
+
+
+def _probe_gateway(code: Path, name: str) -> Gateway:
+    """A gateway sending every GET to the probe handler ``app.handler`` written into ``code``."""
+    spec = tpl.FunctionSpec(name, code, "app.handler")
+    pattern, names = tpl._route_pattern("/{proxy+}")
+    return Gateway([tpl.Route("GET", "/{proxy+}", spec, pattern, names)])
 
 
 def gateway_busy(gateway: Gateway) -> bool:
@@ -154,9 +159,7 @@ def test_the_answer_leaves_before_deferred_work_and_the_next_call_waits_for_it(
         "        return {'statusCode': 200, 'body': 'answer'}\n"
         "    return {'statusCode': 200, 'body': ','.join(log) or 'not yet'}\n"
     )
-    spec = tpl.FunctionSpec("DeferProbe", tmp_path, "app.handler")
-    pattern, names = tpl._route_pattern("/{proxy+}")
-    server = make_server(Gateway([tpl.Route("GET", "/{proxy+}", spec, pattern, names)]), "127.0.0.1", 0)
+    server = make_server(_probe_gateway(tmp_path, "DeferProbe"), "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
