@@ -80,6 +80,7 @@ def main() -> None:
                 "--output",
                 str(raw),
                 "--nonblocking",
+                "--subprocesses",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

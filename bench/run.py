@@ -665,14 +665,16 @@ class Report:
                 f"a counting proxy in front of DynamoDB Local): **{per_call:.2f}** ({ops}). "
                 f"Those two round trips, alone against DynamoDB Local from the bench (median, boto3): "
                 f"reserve (UpdateItem) {_ms(self.ddb_ms[0])} ms, settle (TransactWriteItems) "
-                f"{_ms(self.ddb_ms[1])} ms. Both are synchronous by design (admit before the vendor "
-                "is called, record before answering); LiteLLM in this configuration makes none.\n\n"
+                f"{_ms(self.ddb_ms[1])} ms. The reserve is on the caller's path by design (a call is "
+                "admitted before the vendor is contacted); the settle runs after the answer has been "
+                "sent (docs/decisions/0012-settle-after-the-answer.md). LiteLLM in this configuration "
+                "makes none.\n\n"
             )
             if ours and theirs and direct:
-                net = ours.latency.percentile(50) - floor50 - sum(self.ddb_ms)
+                net = ours.latency.percentile(50) - floor50 - self.ddb_ms[0]
                 theirs_added = theirs.latency.percentile(50) - floor50
                 w(
-                    f"aigw's added latency (p50) net of those two round trips: {_ms(net)} ms; "
+                    f"aigw's added latency (p50) net of the reserve round trip: {_ms(net)} ms; "
                     f"ratio to LiteLLM's added latency: {_ms(net / theirs_added)}.\n\n"
                 )
 

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
 
+from aigw import request_context
 from aigw.streaming import StreamingResponse
 from aigw_local import apigw
 from aigw_local.template import FunctionSpec, Route
@@ -23,6 +24,7 @@ from aigw_local.template import FunctionSpec, Route
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 
 Handler = Callable[[dict[str, Any], Any], Any]
+Answer = apigw.HttpResponse | StreamingResponse
 
 
 def load_handler(spec: FunctionSpec) -> Handler:
@@ -73,16 +75,42 @@ class Gateway:
         for route in self.routes:
             self.handler_for(route.function)
 
-    def dispatch(self, request: apigw.HttpRequest) -> apigw.HttpResponse | StreamingResponse:
+    def serve(self, request: apigw.HttpRequest, send: Callable[[Answer], None]) -> None:
+        """Answer one request through ``send``, then run the work its handler deferred until
+        after the answer (:func:`aigw.request_context.defer`, a call's settle). This process
+        takes no other invocation until that work is done, as a Lambda environment takes no
+        event before its runtime asks for the next one; a stream is sent outside the lock."""
         started = time.monotonic()
-        response = self._dispatch(request)
-        if self._log:
-            elapsed = (time.monotonic() - started) * 1000
-            kind = " streaming" if isinstance(response, StreamingResponse) else ""
-            self._log(f"{request.method} {request.path} -> {response.status}{kind} ({elapsed:.0f} ms)")
-        return response
+        self._invoke.acquire()
+        locked = True
+        try:
+            deferred = request_context.open_deferred()
+            try:
+                response = self._dispatch(request)
+            finally:
+                request_context.close_deferred()
+            if self._log:
+                elapsed = (time.monotonic() - started) * 1000
+                kind = " streaming" if isinstance(response, StreamingResponse) else ""
+                self._log(f"{request.method} {request.path} -> {response.status}{kind} ({elapsed:.0f} ms)")
+            if isinstance(response, StreamingResponse):
+                self._invoke.release()
+                locked = False
+            try:
+                send(response)
+            finally:
+                request_context.run_deferred(deferred)
+        finally:
+            if locked:
+                self._invoke.release()
 
-    def _dispatch(self, request: apigw.HttpRequest) -> apigw.HttpResponse | StreamingResponse:
+    def dispatch(self, request: apigw.HttpRequest) -> Answer:
+        """:meth:`serve` returning the answer instead of sending it; deferred work has run."""
+        answers: list[Answer] = []
+        self.serve(request, answers.append)
+        return answers[0]
+
+    def _dispatch(self, request: apigw.HttpRequest) -> Answer:
         path_matched = False
         for route in self.routes:
             params = route.match(request.method, request.path)
@@ -93,8 +121,7 @@ class Gateway:
             context = apigw.LambdaContext(route.function.logical_id, route.function.timeout)
             handler = self.handler_for(route.function)
             try:
-                with self._invoke:
-                    result = handler(event, context)
+                result = handler(event, context)
             except Exception as exc:
                 if self._log:
                     self._log(f"handler {route.function.logical_id} raised {type(exc).__name__}: {exc}")
@@ -219,9 +246,9 @@ def make_server(gateway: Gateway, host: str, port: int) -> ThreadingHTTPServer:
                 client_ip=self.client_address[0],
                 host=self.headers.get("Host", f"{host}:{port}"),
             )
-            self._send(gateway.dispatch(request))
+            gateway.serve(request, self._send)
 
-        def _send(self, response: apigw.HttpResponse | StreamingResponse) -> None:
+        def _send(self, response: Answer) -> None:
             if isinstance(response, StreamingResponse):
                 self._stream(response)
                 return

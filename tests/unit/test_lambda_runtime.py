@@ -9,14 +9,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from aigw import keys, lambda_runtime, teams
+from aigw import clock, keys, lambda_runtime, metering, teams
 from aigw_local import template as tpl
 from tests.helpers.apigw import _handler, build_event
 
@@ -28,6 +28,7 @@ class RuntimeApi:
     event: dict[str, Any]
     posts: list[tuple[str, dict[str, str], list[bytes]]] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    on_post: Callable[[], None] | None = None  # runs as each post arrives, before it is answered
 
     @property
     def address(self) -> str:
@@ -67,6 +68,8 @@ def runtime_api() -> Iterator[RuntimeApi]:
                     self.rfile.readline()
             else:
                 chunks.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            if api.on_post is not None:
+                api.on_post()
             api.posts.append((self.path, dict(self.headers.items()), chunks))
             self.send_response(202)
             self.send_header("Content-Length", "0")
@@ -189,3 +192,19 @@ def test_the_runtime_starts_as_lambda_starts_it(runtime_api: RuntimeApi) -> None
     prelude, payload = _split(chunks)
     assert prelude["statusCode"] == 401
     assert json.loads(payload)["error"]["code"] == "missing_api_key"
+
+
+def test_the_answer_is_posted_before_the_call_is_settled_and_the_settle_still_happens(
+    runtime_api: RuntimeApi, key: str
+) -> None:
+    day = clock.iso(clock.now())[:10]
+    records_when_answered: list[int] = []
+    runtime_api.on_post = lambda: records_when_answered.append(len(metering.records_for_day("acme", day)))
+    _, _, chunks = _run(
+        runtime_api, {"model": "mock/echo", "messages": [{"role": "user", "content": "hi"}]}, key
+    )
+    assert json.loads(_split(chunks)[1])["choices"][0]["message"]["content"] == "Echo: hi"
+    assert records_when_answered == [0]  # the caller had its answer before the usage was written
+    (record,) = metering.records_for_day("acme", day)  # ... which happened before the next /next
+    assert record.status == 200
+    assert record.prompt_tokens > 0

@@ -7,11 +7,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from aigw_local import apigw, runner
 from aigw_local import template as tpl
-from aigw_local.server import Gateway
+from aigw_local.server import Gateway, make_server
 
 
 def test_every_api_event_of_the_template_becomes_a_route() -> None:
@@ -117,9 +118,7 @@ def test_invocations_never_overlap_in_the_process(tmp_path: Path, monkeypatch: p
         "    entered.set()\n"
         "    return {'statusCode': 200, 'body': 'second'}\n"
     )
-    spec = tpl.FunctionSpec("ConcurrencyProbe", tmp_path, "app.handler")
-    pattern, names = tpl._route_pattern("/{proxy+}")
-    gateway = Gateway([tpl.Route("GET", "/{proxy+}", spec, pattern, names)])
+    gateway = _probe_gateway(tmp_path, "ConcurrencyProbe")
     first = apigw.HttpRequest("GET", "/first", "", [], b"", "127.0.0.1", "h")
     second = apigw.HttpRequest("GET", "/second", "", [], b"", "127.0.0.1", "h")
     with ThreadPoolExecutor(2) as pool:
@@ -130,5 +129,44 @@ def test_invocations_never_overlap_in_the_process(tmp_path: Path, monkeypatch: p
         assert (answer.result().body, other.result().body) == (b"alone", b"second")
 
 
+def _probe_gateway(code: Path, name: str) -> Gateway:
+    """A gateway sending every GET to the probe handler ``app.handler`` written into ``code``."""
+    spec = tpl.FunctionSpec(name, code, "app.handler")
+    pattern, names = tpl._route_pattern("/{proxy+}")
+    return Gateway([tpl.Route("GET", "/{proxy+}", spec, pattern, names)])
+
+
 def gateway_busy(gateway: Gateway) -> bool:
     return gateway._invoke.locked()
+
+
+def test_the_answer_leaves_before_deferred_work_and_the_next_call_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A handler defers work (as a call's settle is deferred) that waits until the test has
+    # read the answer over HTTP: a server running it before sending would make it wait 5 s in
+    # vain and say so. The next request in the same process must see that work finished.
+    answered = threading.Event()
+    monkeypatch.setattr(threading, "aigw_probe", (answered, []), raising=False)
+    (tmp_path / "app.py").write_text(
+        "import threading\n"
+        "from aigw import request_context\n"
+        "def handler(event, context):\n"
+        "    answered, log = threading.aigw_probe\n"
+        "    if event['path'] == '/call':\n"
+        "        request_context.defer(\n"
+        "            lambda: log.append('after the answer' if answered.wait(5) else 'before the answer'))\n"
+        "        return {'statusCode': 200, 'body': 'answer'}\n"
+        "    return {'statusCode': 200, 'body': ','.join(log) or 'not yet'}\n"
+    )
+    server = make_server(_probe_gateway(tmp_path, "DeferProbe"), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with httpx.Client(timeout=10) as client:
+            assert client.get(f"{base}/call").text == "answer"
+            answered.set()
+            assert client.get(f"{base}/report").text == "after the answer"
+    finally:
+        server.shutdown()
+        server.server_close()

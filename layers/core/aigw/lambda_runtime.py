@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from aigw import request_context
 from aigw.streaming import StreamingResponse
 
 API_VERSION = "2018-06-01"
@@ -108,15 +109,27 @@ class Runtime:
     def run_once(self) -> None:
         event, context = self.next_invocation()
         request_id = context.aws_request_id
+        deferred = request_context.open_deferred()
         try:
             stream = encode_result(self._handler(event, context))
         except Exception as exc:
+            request_context.close_deferred()
             self._client.post(
                 f"{self._base}/invocation/{request_id}/error",
                 json=_error_body(exc),
                 headers={"Lambda-Runtime-Function-Error-Type": "Unhandled"},
             )
+            request_context.run_deferred(deferred)
             return
+        request_context.close_deferred()
+        try:
+            self._respond(request_id, stream)
+        finally:
+            # The caller has its answer; Lambda keeps this environment running (and billed)
+            # until the next /next, which is when deferred work such as a meter's settle runs.
+            request_context.run_deferred(deferred)
+
+    def _respond(self, request_id: str, stream: StreamingResponse) -> None:
         try:
             self._client.post(
                 f"{self._base}/invocation/{request_id}/response",

@@ -499,7 +499,10 @@ class Meter:
         return reservations.attribute(self.request_id) in (item or {})
 
     def settle(self, usage: Usage, *, source: UsageSource = "provider", status: int = 200) -> UsageRecord:
-        """The call produced output: replace the reservation with its real tokens and cost."""
+        """The call produced output: replace the reservation with its real tokens and cost.
+
+        The record and the billing headers are ready at once; the write runs after the answer
+        is sent where the server supports it (:func:`aigw.request_context.defer`)."""
         cost = cost_micro_usd(self.model, usage)
         res = self.reservation
         metered = res is not None and res.funding == "plan" and res.plan.meter_event_name
@@ -514,10 +517,18 @@ class Meter:
             stripe_customer_id=res.customer_id if res is not None and metered else None,
         )
         tokens = usage.prompt_tokens + usage.completion_tokens
-        self._commit(record_, tokens, cost)
-        if res is not None and self.state is not None:
-            _billing_headers(res, self.state, tokens, cost)
-            _thresholds(res, self.state, tokens, cost)
+        state = self.state
+        if res is not None and state is not None:
+            _billing_headers(res, state, tokens, cost)
+
+        def commit() -> None:
+            # After the answer when the server allows it: the hold already covers the worst
+            # case, so the caller need not wait for its replacement by the real usage.
+            self._commit(record_, tokens, cost)
+            if res is not None and state is not None:
+                _thresholds(res, state, tokens, cost)
+
+        request_context.defer(commit)
         return record_
 
     def fail(self, error: GatewayError) -> UsageRecord:

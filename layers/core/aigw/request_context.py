@@ -1,5 +1,6 @@
 """Per-request context the core can add to and the HTTP edge reads: the gateway's public
-base URL (for links in answers) and extra response headers (quota left, billing warnings).
+base URL (for links in answers), extra response headers (quota left, billing warnings) and
+work deferred until the answer has been sent.
 
 Set and cleared by :func:`aigw.web.handle` around each invocation; context variables keep
 concurrent requests (threads in the local runner) apart.
@@ -7,7 +8,12 @@ concurrent requests (threads in the local runner) apart.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
+
+from aws_lambda_powertools import Logger
+
+_logger = Logger(service="aigw")
 
 _base_url: ContextVar[str | None] = ContextVar("aigw_base_url", default=None)
 _headers: ContextVar[dict[str, str] | None] = ContextVar("aigw_response_headers", default=None)
@@ -32,3 +38,42 @@ def add_headers(headers: dict[str, str]) -> None:
 
 def response_headers() -> dict[str, str]:
     return dict(_headers.get() or {})
+
+
+# Work that may wait until the answer has left (settling a call's meter): the server that sends
+# the answer opens a scope and runs what was deferred once the caller has it. With no scope open
+# (Lambda's stock runtime, a stream's body, tests calling a handler directly) it runs at once,
+# so nothing is ever left undone. See docs/decisions/0012-settle-after-the-answer.md.
+_deferred: ContextVar[list[Callable[[], None]] | None] = ContextVar("aigw_deferred", default=None)
+
+
+def defer(task: Callable[[], None]) -> None:
+    """Run ``task`` after the answer is sent, or now if no server will run it later."""
+    tasks = _deferred.get()
+    if tasks is None:
+        task()
+    else:
+        tasks.append(task)
+
+
+def open_deferred() -> list[Callable[[], None]]:
+    """Called by a server before it invokes a handler; returns the list it must run later."""
+    tasks: list[Callable[[], None]] = []
+    _deferred.set(tasks)
+    return tasks
+
+
+def close_deferred() -> None:
+    """Called by the server once the handler returned: later :func:`defer` calls run at once."""
+    _deferred.set(None)
+
+
+def run_deferred(tasks: list[Callable[[], None]]) -> None:
+    """Run what a handler deferred. The caller already has its answer, so a failure here can
+    only be logged; each task guards what it owns (a meter's hold expires and is released)."""
+    while tasks:
+        task = tasks.pop(0)
+        try:
+            task()
+        except Exception:
+            _logger.exception("work deferred after the answer failed")
