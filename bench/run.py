@@ -401,6 +401,9 @@ def _sample_event(
     return f"{chosen.method} {chosen.path}", apigw.build_event(request, chosen, params)
 
 
+LAYER_MODES = ("bytecode", "source only")
+
+
 def native_layer() -> Path:
     """The layer's dependencies installed for this machine (the arm64 build cannot load on x86)."""
     target = WORK / "layer-native" / "python"
@@ -430,14 +433,14 @@ def native_layer() -> Path:
     return target
 
 
-def layer_trees() -> dict[str, tuple[Path, list[str]]]:
+def layer_trees(modes: tuple[str, ...] = LAYER_MODES) -> dict[str, tuple[Path, list[str]]]:
     """The layer as Lambda would see it, in two builds: with bytecode (layers/core/Makefile
     compiles it) and source only (what `sam build`'s python3.13 builder shipped). Lambda's
     /opt is read-only, so a source-only layer is compiled again by every cold start; ``-B``
     does the same here. Returns mode -> (tree, extra python flags)."""
     native = native_layer()
     trees: dict[str, tuple[Path, list[str]]] = {}
-    for mode, flags in (("bytecode", []), ("source only", ["-B"])):
+    for mode, flags in ((m, f) for m, f in (("bytecode", []), ("source only", ["-B"])) if m in modes):
         tree = WORK / ("layer-" + mode.replace(" ", "-"))
         if tree.exists():
             shutil.rmtree(tree)
@@ -456,12 +459,22 @@ def layer_trees() -> dict[str, tuple[Path, list[str]]]:
     return trees
 
 
-def cold_starts(dynamodb: str, admin_key: str, runs: int) -> list[ColdStart]:
+def cold_starts(
+    dynamodb: str,
+    admin_key: str,
+    runs: int,
+    *,
+    modes: tuple[str, ...] | list[str] = LAYER_MODES,
+    only: list[str] | None = None,
+) -> list[ColdStart]:
+    """``modes``: which layer builds; ``only``: these functions (logical ids), default all."""
     template = tpl.load()
     routes = tpl.routes(template)
+    if only:
+        routes = [r for r in routes if r.function.logical_id in only]
     env = {**os.environ, **local_environment(template, table_name=TABLE_NAME, endpoint=dynamodb)}
     results = []
-    for mode, (tree, flags) in layer_trees().items():
+    for mode, (tree, flags) in layer_trees(tuple(modes)).items():
         # As in Lambda: the layer (aigw and its pinned dependencies) and the function, nothing
         # of the dev virtualenv (-S), whose extras (pyOpenSSL, awscrt) botocore would import.
         results += _cold_starts(
