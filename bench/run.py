@@ -41,6 +41,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT / "layers/core"), str(ROOT / "local"), str(BENCH.parent)]
 
+import slim_botocore  # noqa: E402  (layers/core/slim_botocore.py, as the Makefile runs it)
+
 from aigw_local import apigw  # noqa: E402
 from aigw_local import template as tpl  # noqa: E402
 from aigw_local.dynamodb_local import DynamoDBLocal, client, ensure_table, free_port  # noqa: E402
@@ -434,8 +436,9 @@ def native_layer() -> Path:
 
 
 def layer_trees(modes: tuple[str, ...] = LAYER_MODES) -> dict[str, tuple[Path, list[str]]]:
-    """The layer as Lambda would see it, in two builds: with bytecode (layers/core/Makefile
-    compiles it) and source only (what `sam build`'s python3.13 builder shipped). Lambda's
+    """The layer as Lambda would see it, in two builds: with bytecode and botocore's data cut to
+    the services used (what layers/core/Makefile builds) and source only (what `sam build`'s
+    python3.13 builder shipped). Lambda's
     /opt is read-only, so a source-only layer is compiled again by every cold start; ``-B``
     does the same here. Returns mode -> (tree, extra python flags)."""
     native = native_layer()
@@ -452,6 +455,7 @@ def layer_trees(modes: tuple[str, ...] = LAYER_MODES) -> dict[str, tuple[Path, l
             for cache in list(tree.rglob("__pycache__")):
                 shutil.rmtree(cache)
         else:
+            slim_botocore.slim(tree)
             compileall.compile_dir(
                 tree / "aigw", quiet=1, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
             )
