@@ -41,6 +41,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT / "layers/core"), str(ROOT / "local"), str(BENCH.parent)]
 
+import slim_botocore  # noqa: E402  (layers/core/slim_botocore.py, as the Makefile runs it)
+
 from aigw_local import apigw  # noqa: E402
 from aigw_local import template as tpl  # noqa: E402
 from aigw_local.dynamodb_local import DynamoDBLocal, client, ensure_table, free_port  # noqa: E402
@@ -405,6 +407,9 @@ def _sample_event(
     return f"{chosen.method} {chosen.path}", apigw.build_event(request, chosen, params)
 
 
+LAYER_MODES = ("bytecode", "source only")
+
+
 def native_layer() -> Path:
     """The layer's dependencies installed for this machine (the arm64 build cannot load on x86)."""
     target = WORK / "layer-native" / "python"
@@ -434,14 +439,15 @@ def native_layer() -> Path:
     return target
 
 
-def layer_trees() -> dict[str, tuple[Path, list[str]]]:
-    """The layer as Lambda would see it, in two builds: with bytecode (layers/core/Makefile
-    compiles it) and source only (what `sam build`'s python3.13 builder shipped). Lambda's
+def layer_trees(modes: tuple[str, ...] = LAYER_MODES) -> dict[str, tuple[Path, list[str]]]:
+    """The layer as Lambda would see it, in two builds: with bytecode and botocore's data cut to
+    the services used (what layers/core/Makefile builds) and source only (what `sam build`'s
+    python3.13 builder shipped). Lambda's
     /opt is read-only, so a source-only layer is compiled again by every cold start; ``-B``
     does the same here. Returns mode -> (tree, extra python flags)."""
     native = native_layer()
     trees: dict[str, tuple[Path, list[str]]] = {}
-    for mode, flags in (("bytecode", []), ("source only", ["-B"])):
+    for mode, flags in ((m, f) for m, f in (("bytecode", []), ("source only", ["-B"])) if m in modes):
         tree = WORK / ("layer-" + mode.replace(" ", "-"))
         if tree.exists():
             shutil.rmtree(tree)
@@ -453,6 +459,7 @@ def layer_trees() -> dict[str, tuple[Path, list[str]]]:
             for cache in list(tree.rglob("__pycache__")):
                 shutil.rmtree(cache)
         else:
+            slim_botocore.slim(tree)
             compileall.compile_dir(
                 tree / "aigw", quiet=1, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
             )
@@ -460,12 +467,22 @@ def layer_trees() -> dict[str, tuple[Path, list[str]]]:
     return trees
 
 
-def cold_starts(dynamodb: str, admin_key: str, runs: int) -> list[ColdStart]:
+def cold_starts(
+    dynamodb: str,
+    admin_key: str,
+    runs: int,
+    *,
+    modes: tuple[str, ...] | list[str] = LAYER_MODES,
+    only: list[str] | None = None,
+) -> list[ColdStart]:
+    """``modes``: which layer builds; ``only``: these functions (logical ids), default all."""
     template = tpl.load()
     routes = tpl.routes(template)
+    if only:
+        routes = [r for r in routes if r.function.logical_id in only]
     env = {**os.environ, **local_environment(template, table_name=TABLE_NAME, endpoint=dynamodb)}
     results = []
-    for mode, (tree, flags) in layer_trees().items():
+    for mode, (tree, flags) in layer_trees(tuple(modes)).items():
         # As in Lambda: the layer (aigw and its pinned dependencies) and the function, nothing
         # of the dev virtualenv (-S), whose extras (pyOpenSSL, awscrt) botocore would import.
         results += _cold_starts(

@@ -18,7 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from aigw import clock, streaming, web
 from aigw.errors import InvalidRequest
-from aigw.prompt_apis import access, catalog, design, invoke, lifecycle, openapi, sharing, store, usage
+from aigw.prompt_apis import access, catalog, design, lifecycle, openapi, sharing, store, usage
 from aigw.prompt_apis.model import (
     AccessRequest,
     Design,
@@ -150,6 +150,10 @@ def show_api(slug: str) -> Response[str]:
 
 @app.post("/apis/<slug>")
 def call_api(slug: str) -> Response[str]:
+    # Calling (and dry-running) an API is the only use of the invocation path (metering,
+    # providers, httpx) in this function: the catalog and design routes do not load it.
+    from aigw.prompt_apis import invoke
+
     try:
         body = json.loads(app.current_event.body or "")
     except json.JSONDecodeError as exc:
@@ -188,6 +192,8 @@ def promote_version(slug: str, number: int, body: Promote) -> Response[str]:
 
 @app.post("/apis/<slug>/dry-run")
 def dry_run(slug: str, body: DryRun) -> Response[str]:
+    from aigw.prompt_apis import invoke
+
     answer = invoke.dry_run(
         web.current_key(app), slug, body.variables, version=body.version, request_id=web.request_id(app)
     )

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aigw.config import settings
 from aigw.errors import NotFound
+from aigw.table import ConditionFailed, gateway_table
 
 CATALOG_PK = "CATALOG"
 
@@ -126,8 +127,6 @@ def catalog() -> Catalog:
     current = _cached
     if current is not None and now - current[0] < settings().catalog_cache_seconds:
         return current[1]
-    from aigw.table import gateway_table
-
     items = gateway_table().query("pk = :p", {":p": CATALOG_PK})
     fresh = _merge(items)
     with _lock:
@@ -158,8 +157,6 @@ class Override(BaseModel):
 
 
 def _table() -> Any:
-    from aigw.table import gateway_table
-
     return gateway_table()
 
 
@@ -228,8 +225,6 @@ def put_alias(name: str, targets: list[str]) -> tuple[str, ...]:
 
 def remove_override(kind: str, name: str) -> None:
     """Drop an override: the built-in entry (if any) applies again."""
-    from aigw.table import ConditionFailed
-
     prefix = "MODEL#" if kind == "model" else "ALIAS#"
     try:
         _table().delete(CATALOG_PK, prefix + name, condition="attribute_exists(pk)")

@@ -12,7 +12,7 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -20,10 +20,14 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from aigw import keys, request_context, streaming
+from aigw import request_context, streaming
 from aigw.config import settings
 from aigw.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
-from aigw.keys import ApiKey
+
+if TYPE_CHECKING:
+    # Keys (and with them the table and boto3) load on the first authenticated request: a
+    # function whose routes are all public (the portal's static pages) never needs them.
+    from aigw.keys import ApiKey
 
 logger = Logger(service="aigw")
 
@@ -154,11 +158,15 @@ def header(event: Mapping[str, Any], name: str) -> str | None:
 
 
 def _authenticate_event(event: Mapping[str, Any]) -> ApiKey:
+    from aigw import keys
+
     return keys.authenticate(keys.parse_bearer(_header(event, "authorization")))
 
 
 def current_key(app: APIGatewayRestResolver) -> ApiKey:
     """The caller's key, authenticated by :func:`handle` before routing and validation."""
+    from aigw.keys import ApiKey
+
     key = app.context.get("api_key")
     if not isinstance(key, ApiKey):
         raise AssertionError("route is public: it has no authenticated key")
@@ -298,6 +306,8 @@ def handle_streaming(
         if event.get("resource") not in public_resources:
             key = (authenticate or _authenticate_event)(event)
             if admin_only:
+                from aigw import keys
+
                 keys.require_admin(key)
             app.append_context(api_key=key)
     except GatewayError as exc:

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
 from aigw import clock
 from aigw.errors import InvalidRequest
 from aigw.keys import ApiKey
-from aigw.metering import UsageRecord, api_usage_pk
 from aigw.prompt_apis import access
 from aigw.table import gateway_table
+
+if TYPE_CHECKING:
+    # The metering module (and the billing modules it imports) is needed by report() alone:
+    # the prompt API routes that never read usage do not load it at cold start.
+    from aigw.metering import UsageRecord
 
 MAX_DAYS = 400
 
@@ -71,6 +76,8 @@ def summarise(slug: str, records: Iterable[UsageRecord], since_ms: int, until_ms
 
 
 def report(key: ApiKey, slug: str, *, days: int = 30) -> Report:
+    from aigw.metering import UsageRecord, api_usage_pk
+
     access.require_manager(key, slug)
     if not 1 <= days <= MAX_DAYS:
         raise InvalidRequest(f"days must be between 1 and {MAX_DAYS}", param="days")
