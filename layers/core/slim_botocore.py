@@ -3,7 +3,7 @@
 ``python slim_botocore.py <dir>``: ``<dir>`` holds the installed ``botocore`` package (the layer's
 ``python/``). Run by layers/core/Makefile after pip, and by the bench on its layer copy.
 
-Why (decision 0011): creating the first client of a container lists every service directory of
+Why (decision 0013): creating the first client of a container lists every service directory of
 ``botocore/data`` (about 440, twice: service model and endpoint rules) and parses the 1.2 MB
 ``endpoints.json`` for all services, about 35 ms of CPU in each cold start's first request.
 Botocore reads only the requested service's entries, so dropping the others changes nothing for
