@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         server = make_server(gateway, args.host, args.port)
         base = f"http://{args.host}:{server.server_address[1]}"
         # Children get their own DynamoDB client: the one seeding used holds the parent's sockets.
-        workers = fork_workers(server, max(0, args.workers - 1), on_start=reset_table_client)
+        workers = fork_workers(
+            server, max(0, args.workers - 1), on_start=reset_table_client, on_stop=gateway.drain
+        )
         # One poller for the whole runner, in this process (started after the fork: no thread
         # crosses it); its invocations share the routes' one-at-a-time lock.
         stream_runner = streams.start(
@@ -88,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
         server.serve_forever(poll_interval=0.2)
-        stream_runner.stop()
+        gateway.drain()  # settles deferred after the last answers are written before we go
         stop_workers(workers)
+        stream_runner.stop()
         server.server_close()
     finally:
         db.stop()

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
@@ -59,6 +60,8 @@ class Gateway:
         self._lock = threading.Lock()
         self._invoke = threading.Lock()  # one invocation at a time, see the class docstring
         self._log = log
+        self._after_pool: ThreadPoolExecutor | None = None
+        self._after_pid = 0
 
     @property
     def invocation_lock(self) -> threading.Lock:
@@ -75,16 +78,21 @@ class Gateway:
         for route in self.routes:
             self.handler_for(route.function)
 
-    def serve(self, request: apigw.HttpRequest, send: Callable[[Answer], None]) -> None:
-        """Answer one request through ``send``, then run the work its handler deferred until
-        after the answer (:func:`aigw.request_context.defer`, a call's settle). This process
-        takes no other invocation until that work is done, as a Lambda environment takes no
-        event before its runtime asks for the next one; a stream is sent outside the lock."""
+    def serve(self, request: apigw.HttpRequest, send: Callable[[Answer], None]) -> Future[None] | None:
+        """Answer one request through ``send``; what its handler deferred until after the
+        answer (:func:`aigw.request_context.defer`, a call's settle) then runs on this
+        process's after-answer thread, whose future is returned.
+
+        On AWS the container that answered finishes that work before it takes another event,
+        while API Gateway hands the caller's next request to another container. A keep-alive
+        connection here stays with one process, so running the work on the connection's thread
+        would make the caller's next request wait for it, which no caller of the deployed
+        gateway does; the after-answer thread keeps it off the caller's path the same way."""
         started = time.monotonic()
         self._invoke.acquire()
         locked = True
+        deferred = request_context.open_deferred()
         try:
-            deferred = request_context.open_deferred()
             try:
                 response = self._dispatch(request)
             finally:
@@ -94,21 +102,39 @@ class Gateway:
                 kind = " streaming" if isinstance(response, StreamingResponse) else ""
                 self._log(f"{request.method} {request.path} -> {response.status}{kind} ({elapsed:.0f} ms)")
             if isinstance(response, StreamingResponse):
-                self._invoke.release()
+                self._invoke.release()  # a stream's body is sent outside the lock
                 locked = False
-            try:
-                send(response)
-            finally:
-                request_context.run_deferred(deferred)
+            send(response)
         finally:
             if locked:
                 self._invoke.release()
+            future = self._after_answer().submit(request_context.run_deferred, deferred) if deferred else None
+        return future
 
     def dispatch(self, request: apigw.HttpRequest) -> Answer:
-        """:meth:`serve` returning the answer instead of sending it; deferred work has run."""
+        """:meth:`serve` returning the answer instead of sending it, once deferred work has run."""
         answers: list[Answer] = []
-        self.serve(request, answers.append)
+        future = self.serve(request, answers.append)
+        if future is not None:
+            future.result()
         return answers[0]
+
+    def _after_answer(self) -> ThreadPoolExecutor:
+        # One per process, made in the process that uses it: a forked worker inherits its
+        # parent's executor object but not its thread.
+        with self._lock:
+            if self._after_pid != os.getpid() or self._after_pool is None:
+                self._after_pool = ThreadPoolExecutor(1, thread_name_prefix="aigw-after-answer")
+                self._after_pid = os.getpid()
+            return self._after_pool
+
+    def drain(self) -> None:
+        """Wait for the work deferred after answers: at shutdown no call is left unsettled."""
+        with self._lock:
+            pool = self._after_pool if self._after_pid == os.getpid() else None
+            self._after_pool = None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def _dispatch(self, request: apigw.HttpRequest) -> Answer:
         path_matched = False
@@ -160,19 +186,30 @@ class _SharedSocketServer(ThreadingHTTPServer):
         return connection, address
 
 
-def fork_workers(server: ThreadingHTTPServer, count: int, on_start: Callable[[], None]) -> list[int]:
+def fork_workers(
+    server: ThreadingHTTPServer,
+    count: int,
+    on_start: Callable[[], None],
+    on_stop: Callable[[], None] = lambda: None,
+) -> list[int]:
     """Fork ``count`` more processes serving the same socket: each is one warm "container" that
     runs one invocation at a time, as Lambda scales out. Returns the children's pids; a child
-    never returns from here."""
+    never returns from here. A child asked to stop finishes serving, then runs ``on_stop``
+    (which waits for deferred settles) before it exits."""
     pids = []
     for _ in range(count):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, checked by the runner tests
-            signal.signal(signal.SIGINT, lambda *_: os._exit(0))
-            signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+
+            def stop(*_: object) -> None:
+                threading.Thread(target=server.shutdown, daemon=True).start()
+
+            signal.signal(signal.SIGINT, stop)
+            signal.signal(signal.SIGTERM, stop)
             try:
                 on_start()
                 server.serve_forever(poll_interval=0.2)
+                on_stop()
             finally:
                 os._exit(0)
         pids.append(pid)

@@ -4,10 +4,13 @@ count once however often the stream delivers them, and racing deliveries do not 
 from __future__ import annotations
 
 import copy
+import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aigw import clock, keys, metering, report_aggregation, reports, teams
+import pytest
+
+from aigw import cli, clock, keys, metering, report_aggregation, reports, teams
 from aigw.errors import ServiceUnavailable
 from aigw_local.apigw import LambdaContext
 from tests.helpers.apigw import call
@@ -137,3 +140,30 @@ def test_a_local_table_kept_from_before_streams_gets_its_stream(dynamodb_local: 
     table = ddb.describe_table(TableName="aigw-it-before-streams")["Table"]
     assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
     assert table["LatestStreamArn"]
+
+
+def test_catch_up_adds_what_the_stream_did_not_deliver_and_nothing_twice(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _calls("acme", 3)
+    day = _today()
+    period = reports.Period.parse(day, day)
+    assert reports.usage_report("acme", "day", period).totals.calls == 0  # the stream is not drained
+
+    assert cli.main(["reports", "catch-up", "--team", "acme", "--day", day, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"team_id": "acme", "day": day, "added": 3}
+    _report_equals_records("acme")
+    assert report_aggregation.catch_up("acme", day) == 0
+
+    # The stream delivers the same records late: they are in already and count once.
+    deliveries = drain_reports()
+    assert [answer for _, answer in deliveries] == [{"batchItemFailures": []}] * len(deliveries)
+    _report_equals_records("acme")
+    assert reports.usage_report("acme", "day", period).totals.calls == 3
+
+
+def test_catch_up_refuses_a_day_that_is_not_one(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["reports", "catch-up", "--team", "acme", "--day", "yesterday"])
+    assert exit_.value.code == 2
+    assert "not a day" in capsys.readouterr().err

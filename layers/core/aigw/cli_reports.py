@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from datetime import date
 from typing import Any
 
 import httpx
@@ -17,6 +18,13 @@ import httpx
 from aigw.cli import CliError, _table
 
 GROUP_BYS = ("day", "month", "model", "key", "route", "api", "team")
+
+
+def _day(value: str) -> str:
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a day (YYYY-MM-DD): {value!r}") from None
 
 
 def _get(args: argparse.Namespace, params: dict[str, str]) -> httpx.Response:
@@ -64,6 +72,21 @@ def cmd_usage(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_catch_up(args: argparse.Namespace) -> None:
+    # Straight to DynamoDB, like bootstrap: it repairs what the stream could not deliver.
+    if args.table:
+        os.environ["TABLE_NAME"] = args.table
+    if args.endpoint:
+        os.environ["DYNAMODB_ENDPOINT"] = args.endpoint
+    from aigw.report_aggregation import catch_up
+
+    added = catch_up(args.team, args.day)
+    if args.json:
+        print(json.dumps({"team_id": args.team, "day": args.day, "added": added}))
+    else:
+        print(f"{added} usage record(s) of {args.team} on {args.day} added to the reports")
+
+
 def register(subparsers: Any) -> None:
     reports = subparsers.add_parser("reports", help="usage and cost reports")
     actions = reports.add_subparsers(dest="action", required=True)
@@ -79,3 +102,15 @@ def register(subparsers: Any) -> None:
     output.add_argument("--json", action="store_true")
     output.add_argument("--csv", action="store_true")
     usage.set_defaults(func=cmd_usage)
+
+    catch = actions.add_parser(
+        "catch-up",
+        help="add a day's usage records the table stream did not deliver to the reports "
+        "(writes to DynamoDB directly, like bootstrap)",
+    )
+    catch.add_argument("--team", required=True)
+    catch.add_argument("--day", required=True, type=_day, help="UTC day, YYYY-MM-DD")
+    catch.add_argument("--table", help="table name (default: $TABLE_NAME)")
+    catch.add_argument("--endpoint", help="DynamoDB endpoint, e.g. DynamoDB Local's")
+    catch.add_argument("--json", action="store_true")
+    catch.set_defaults(func=cmd_catch_up)

@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 
 from aigw import clock
 from aigw.errors import ServiceUnavailable
-from aigw.metering import UsageRecord
+from aigw.metering import UsageRecord, usage_pk
 from aigw.reports import Contribution, contributions
 from aigw.table import ConditionFailed, deserialize, gateway_table
 
@@ -161,3 +161,16 @@ class StreamBatch:
             return
         apply_one(pending)
         self.done.add(pending.key)
+
+
+def catch_up(team_id: str, day: str) -> int:
+    """Add the usage records of one team and UTC day that are not in the aggregates yet (a
+    stream batch that ended in the dead-letter queue); returns how many were added. Safe at any
+    time, also while the stream is delivering: a record is added at most once, whoever adds it."""
+    items = gateway_table().query("pk = :p", {":p": usage_pk(team_id, day)}, consistent=True)
+    missing = [
+        Pending(key=(str(item["pk"]), str(item["sk"])), record=UsageRecord.from_item(item))
+        for item in items
+        if item.get("type") == "usage" and MARK not in item
+    ]
+    return sum(apply_one(pending) for pending in missing)
