@@ -170,7 +170,7 @@ def give_bench_plan(base_url: str, admin_key: str) -> None:
 
 
 def start_runner(
-    procs: Processes, dynamodb: str, upstream: str, log: Path, *, streams: bool = True
+    procs: Processes, dynamodb: str, upstream: str, log: Path, *, streams: bool = True, workers: int = 4
 ) -> Runner:
     port = free_port()
     env = {
@@ -192,7 +192,7 @@ def start_runner(
                 # Four processes, as four warm Lambda containers: one process runs one
                 # invocation at a time, so throughput at concurrency 8 needs several.
                 "--workers",
-                "4",
+                str(workers),
                 "--port",
                 str(port),
                 "--dynamodb-endpoint",
@@ -818,7 +818,12 @@ def main(argv: list[str] | None = None) -> int:
         gateway = start_runner(procs, db.endpoint, upstream, WORK / "runner.log")
         # The request path only: the stream consumers' reads and writes (report aggregates,
         # docs/decisions/0011) are off it and would be counted per second, not per call.
-        counted = start_runner(procs, counter, upstream, WORK / "runner-counted.log", streams=False)
+        # One worker: the warm-up and the counted calls reach the same process, so the key and
+        # the billing state are in its cache ("the hot path of a cached key"); with several,
+        # the counted calls could land on a worker whose caches the warm-up never filled.
+        counted = start_runner(
+            procs, counter, upstream, WORK / "runner-counted.log", streams=False, workers=1
+        )
         targets = [
             Target("direct", upstream + "/v1", "sk-fake-upstream", "gpt-4o-mini"),
             Target("aigw", gateway.base_url + "/v1", gateway.team_key, "openai/gpt-4o-mini"),
