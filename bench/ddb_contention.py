@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "local"), str(ROOT / "layers/core")]
+sys.path[:0] = [str(ROOT), str(ROOT / "local"), str(ROOT / "layers/core")]
 
 from aigw_local.dynamodb_local import DynamoDBLocal, client, ensure_table  # noqa: E402
+from bench.run import reserve_like, settle_like  # noqa: E402
 
 TABLE = "contention"
 
@@ -30,32 +31,13 @@ def transactions(endpoint: str, stop: Any, team: str) -> None:
     n = 0
     while not stop.is_set():
         n += 1
-        counters = {"pk": {"S": team}, "sk": {"S": "BILLING"}}
-        record = {"pk": {"S": f"USAGE#{n}"}, "sk": {"S": "r"}, "body": {"S": "x" * 300}}
-        ddb.transact_write_items(
-            TransactItems=[
-                {
-                    "Update": {
-                        "TableName": TABLE,
-                        "Key": counters,
-                        "UpdateExpression": "ADD used :n",
-                        "ExpressionAttributeValues": {":n": {"N": "1"}},
-                    }
-                },
-                {"Put": {"TableName": TABLE, "Item": record}},
-            ]
-        )
+        record = {"pk": {"S": f"USAGE#{team}#{n}"}, "sk": {"S": "r"}, "body": {"S": "x" * 300}}
+        settle_like(ddb, TABLE, {"pk": {"S": team}, "sk": {"S": "BILLING"}}, record)
 
 
 def reserve_ms(ddb: Any) -> float:
     started = time.perf_counter()
-    ddb.update_item(
-        TableName=TABLE,
-        Key={"pk": {"S": "TEAM#a"}, "sk": {"S": "BILLING"}},
-        UpdateExpression="ADD held :n",
-        ExpressionAttributeValues={":n": {"N": "1"}},
-        ReturnValues="ALL_NEW",
-    )
+    reserve_like(ddb, TABLE, {"pk": {"S": "TEAM#a"}, "sk": {"S": "BILLING"}})
     return (time.perf_counter() - started) * 1000
 
 

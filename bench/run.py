@@ -275,46 +275,49 @@ def measure_targets(targets: list[Target], sizes: Sizes) -> list[TargetResult]:
     ]
 
 
+def reserve_like(ddb: Any, table: str, key: dict[str, Any]) -> None:
+    """A request shaped like aigw's reserve: a conditional UpdateItem returning the item."""
+    ddb.update_item(
+        TableName=table,
+        Key=key,
+        UpdateExpression="ADD held :t",
+        ConditionExpression="attribute_not_exists(held) OR held <= :max",
+        ExpressionAttributeValues={":t": {"N": "100"}, ":max": {"N": str(10**12)}},
+        ReturnValues="ALL_NEW",
+    )
+
+
+def settle_like(ddb: Any, table: str, key: dict[str, Any], record: dict[str, Any]) -> None:
+    """A request shaped like aigw's settle: the counters' update and the usage record's put
+    in one transaction."""
+    ddb.transact_write_items(
+        TransactItems=[
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": key,
+                    "UpdateExpression": "ADD held :d",
+                    "ExpressionAttributeValues": {":d": {"N": "-100"}},
+                }
+            },
+            {"Put": {"TableName": table, "Item": record, "ConditionExpression": "attribute_not_exists(pk)"}},
+        ]
+    )
+
+
 def dynamodb_round_trips_ms(endpoint: str, n: int) -> tuple[float, float]:
     """Median round trips to DynamoDB Local of the two requests aigw makes per call, shaped
-    like them: the conditional UpdateItem that reserves, and the TransactWriteItems (counter
-    update + usage record) that settles. For reading aigw's added latency."""
+    like them (:func:`reserve_like`, :func:`settle_like`). For reading aigw's added latency."""
     ddb = client(endpoint)
     key = {"pk": {"S": "BENCH#billing"}, "sk": {"S": "BILLING"}}
-    ddb.put_item(TableName=TABLE_NAME, Item={**key, "rev": {"N": "1"}, "held": {"N": "0"}})
     reserve, settle = [], []
     for i in range(n):
         started = time.perf_counter()
-        ddb.update_item(
-            TableName=TABLE_NAME,
-            Key=key,
-            UpdateExpression="ADD held :t",
-            ConditionExpression="rev = :rev AND held <= :max",
-            ExpressionAttributeValues={":t": {"N": "100"}, ":rev": {"N": "1"}, ":max": {"N": str(10**12)}},
-            ReturnValues="ALL_NEW",
-        )
+        reserve_like(ddb, TABLE_NAME, key)
         reserve.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
         record = {"pk": {"S": "BENCH#usage"}, "sk": {"S": f"{i:06d}"}, "pad": {"S": "x" * 300}}
-        ddb.transact_write_items(
-            TransactItems=[
-                {
-                    "Update": {
-                        "TableName": TABLE_NAME,
-                        "Key": key,
-                        "UpdateExpression": "ADD held :d",
-                        "ExpressionAttributeValues": {":d": {"N": "-100"}},
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": TABLE_NAME,
-                        "Item": record,
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                },
-            ]
-        )
+        settle_like(ddb, TABLE_NAME, key, record)
         settle.append((time.perf_counter() - started) * 1000)
     return statistics.median(reserve), statistics.median(settle)
 
