@@ -25,6 +25,9 @@ BENCH = Path(__file__).resolve().parent
 VENV = BENCH / ".venv-litellm"
 WORK = BENCH / ".work"
 LITELLM_REQUIREMENT = "litellm[proxy]==1.108.7"
+# LiteLLM's database client (its "extra-proxy" extra, without the cloud SDKs that extra adds):
+# installed so the bench really tries the virtual-key mode the issue asks for.
+PRISMA_REQUIREMENT = "prisma>=0.11.0,<1.0"
 MASTER_KEY = "sk-bench-master"  # loopback only; LiteLLM wants an sk- prefix
 MODEL = "gpt-4o-mini"
 
@@ -63,6 +66,15 @@ def ensure_installed(log: Path) -> str:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 timeout=1200,
+            )
+    if not (VENV / "bin" / "prisma").exists():
+        with log.open("ab") as out:
+            subprocess.run(
+                [str(VENV / "bin/pip"), "install", "-q", "--disable-pip-version-check", PRISMA_REQUIREMENT],
+                check=True,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=600,
             )
     result = subprocess.run(
         [str(VENV / "bin/python"), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
