@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -36,11 +36,11 @@ class Scripted:
 Responder = Callable[[Recorded], Scripted]
 
 
-class FakeUpstream:
-    """A threaded HTTP server on 127.0.0.1; ``respond`` decides each answer."""
+class RecordingServer:
+    """A threaded HTTP server on 127.0.0.1 that records every request in ``requests``;
+    subclasses write each answer in :meth:`answer`."""
 
-    def __init__(self, respond: Responder) -> None:
-        self.respond = respond
+    def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -50,13 +50,16 @@ class FakeUpstream:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def start(self) -> FakeUpstream:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def answer(self, handler: BaseHTTPRequestHandler, request: Recorded) -> None:
+        raise NotImplementedError
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -73,26 +76,35 @@ class FakeUpstream:
                     self.command, self.path, dict(self.headers.items()), self.rfile.read(length)
                 )
                 fake.requests.append(recorded)
-                scripted = fake.respond(recorded)
-                if scripted.delay:
-                    time.sleep(scripted.delay)
-                payload = (
-                    scripted.body if isinstance(scripted.body, bytes) else json.dumps(scripted.body).encode()
-                )
-                try:
-                    self.send_response(scripted.status)
-                    self.send_header("Content-Type", "application/json")
-                    for name, value in scripted.headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the gateway gave up waiting, as a timeout test intends
+                fake.answer(self, recorded)
 
             do_GET = do_POST = _serve
 
         return Handler
+
+
+class FakeUpstream(RecordingServer):
+    """Plain JSON answers; ``respond`` decides each one."""
+
+    def __init__(self, respond: Responder) -> None:
+        self.respond = respond
+        super().__init__()
+
+    def answer(self, handler: BaseHTTPRequestHandler, request: Recorded) -> None:
+        scripted = self.respond(request)
+        if scripted.delay:
+            time.sleep(scripted.delay)
+        payload = scripted.body if isinstance(scripted.body, bytes) else json.dumps(scripted.body).encode()
+        try:
+            handler.send_response(scripted.status)
+            handler.send_header("Content-Type", "application/json")
+            for name, value in scripted.headers.items():
+                handler.send_header(name, value)
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the gateway gave up waiting, as a timeout test intends
 
 
 def openai_completion(

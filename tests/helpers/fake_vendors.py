@@ -16,10 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.helpers.fake_upstream import Recorded
+from tests.helpers.fake_upstream import Recorded, RecordingServer
 
 
 @dataclass
@@ -391,7 +391,7 @@ def bedrock_converse(
 Route = Callable[[Recorded, re.Match[str]], Answer]
 
 
-class VendorServer:
+class VendorServer(RecordingServer):
     """Every vendor on one loopback port, under a path prefix each:
 
     ``/openai/v1/chat/completions``, ``/azure/openai/deployments/<d>/chat/completions``,
@@ -402,7 +402,6 @@ class VendorServer:
 
     def __init__(self) -> None:
         self.script = VendorScript()
-        self.requests: list[Recorded] = []
         self._routes: list[tuple[re.Pattern[str], Route]] = [
             (re.compile(r"^/(openai|groq|together|deepseek|ollama|vllm)/v1/chat/completions$"), self._openai),
             (
@@ -419,22 +418,8 @@ class VendorServer:
             ),
             (re.compile(r"^/bedrock/model/([^/]+)/(converse|converse-stream)$"), self._bedrock),
         ]
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self.closed_early = threading.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> VendorServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
 
     def reset(self, script: VendorScript | None = None) -> VendorScript:
         self.script = script or VendorScript()
@@ -501,43 +486,27 @@ class VendorServer:
                 return route(request, match)
         return json_answer({"error": {"message": f"no fake for {request.path}"}}, 404)
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                recorded = Recorded(
-                    self.command, self.path, dict(self.headers.items()), self.rfile.read(length)
-                )
-                fake.requests.append(recorded)
-                answer = fake._answer(recorded)
-                try:
-                    self.send_response(answer.status)
-                    self.send_header("Content-Type", answer.content_type)
-                    for name, value in answer.headers.items():
-                        self.send_header(name, value)
-                    if answer.events is None:
-                        self.send_header("Content-Length", str(len(answer.body)))
-                        self.end_headers()
-                        self.wfile.write(answer.body)
-                        return
-                    self.send_header("Transfer-Encoding", "chunked")
-                    self.end_headers()
-                    for n, event in enumerate(answer.events):
-                        if fake.script.cut_after is not None and n >= fake.script.cut_after:
-                            self.close_connection = True
-                            return  # the vendor hangs up mid-stream
-                        self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
-                        self.wfile.flush()
-                        time.sleep(fake.script.event_delay)
-                    self.wfile.write(b"0\r\n\r\n")
-                except (BrokenPipeError, ConnectionResetError):
-                    fake.closed_early.set()
-
-        return Handler
+    def answer(self, handler: BaseHTTPRequestHandler, request: Recorded) -> None:
+        answer = self._answer(request)
+        try:
+            handler.send_response(answer.status)
+            handler.send_header("Content-Type", answer.content_type)
+            for name, value in answer.headers.items():
+                handler.send_header(name, value)
+            if answer.events is None:
+                handler.send_header("Content-Length", str(len(answer.body)))
+                handler.end_headers()
+                handler.wfile.write(answer.body)
+                return
+            handler.send_header("Transfer-Encoding", "chunked")
+            handler.end_headers()
+            for n, event in enumerate(answer.events):
+                if self.script.cut_after is not None and n >= self.script.cut_after:
+                    handler.close_connection = True
+                    return  # the vendor hangs up mid-stream
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                handler.wfile.flush()
+                time.sleep(self.script.event_delay)
+            handler.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.closed_early.set()
