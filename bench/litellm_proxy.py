@@ -53,29 +53,26 @@ def _python_for_venv() -> str:
     return sys.executable
 
 
+def _pip_install(requirement: str, log: Path, *, timeout: float) -> None:
+    with log.open("ab") as out:
+        subprocess.run(
+            [str(VENV / "bin/pip"), "install", "-q", "--disable-pip-version-check", requirement],
+            check=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+        )
+
+
 def ensure_installed(log: Path) -> str:
     """LiteLLM's version, installing it into bench/.venv-litellm first if it is not there."""
     litellm = VENV / "bin" / "litellm"
     if not litellm.exists():
         print(f"  installing {LITELLM_REQUIREMENT} into {VENV} (first run only) ...", flush=True)
         subprocess.run([_python_for_venv(), "-m", "venv", str(VENV)], check=True)
-        with log.open("ab") as out:
-            subprocess.run(
-                [str(VENV / "bin/pip"), "install", "-q", "--disable-pip-version-check", LITELLM_REQUIREMENT],
-                check=True,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=1200,
-            )
+        _pip_install(LITELLM_REQUIREMENT, log, timeout=1200)
     if not (VENV / "bin" / "prisma").exists():
-        with log.open("ab") as out:
-            subprocess.run(
-                [str(VENV / "bin/pip"), "install", "-q", "--disable-pip-version-check", PRISMA_REQUIREMENT],
-                check=True,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=600,
-            )
+        _pip_install(PRISMA_REQUIREMENT, log, timeout=600)
     result = subprocess.run(
         [str(VENV / "bin/python"), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
         capture_output=True,
