@@ -10,13 +10,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
+from aigw.metering import UsageRecord
 from aigw_local.dynamodb_local import free_port
 from tests.helpers.fake_upstream import FakeUpstream, Recorded, Scripted, openai_completion
 from tests.helpers.fake_vendors import VendorServer
@@ -42,6 +43,46 @@ class Runner:
             env=os.environ.copy(),
         )
 
+    def _usage_items_today(self, team_id: str) -> list[dict[str, Any]]:
+        """Today's usage record items of ``team_id`` in the runner's table, read consistently."""
+        from datetime import UTC, datetime
+
+        from aigw_local.dynamodb_local import client
+
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        pages = (
+            client(self.dynamodb_endpoint)
+            .get_paginator("query")
+            .paginate(
+                TableName="aigw-local",
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": f"USAGE#{team_id}#{day}"}},
+                ConsistentRead=True,
+            )
+        )
+        return [item for page in pages for item in page["Items"]]
+
+    def usage_records(
+        self,
+        team_id: str,
+        where: Callable[[UsageRecord], bool] = lambda _: True,
+        *,
+        at_least: int = 1,
+        timeout: float = 30,
+    ) -> list[UsageRecord]:
+        """Today's usage records of ``team_id`` that ``where`` selects, once there are
+        ``at_least`` of them (or what there is at the deadline): a call is settled just after
+        its answer (docs/decisions/0012-settle-after-the-answer.md), so poll."""
+        from aigw.table import deserialize
+
+        deadline = time.monotonic() + timeout
+        while True:
+            records = [UsageRecord.from_item(deserialize(i)) for i in self._usage_items_today(team_id)]
+            found = [r for r in records if where(r)]
+            if len(found) >= at_least or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
+
     def settled_report(self, key: str, team_id: str, *, at_least: int, **params: str) -> dict[str, Any]:
         """GET /reports/usage once ``team_id`` has at least ``at_least`` usage records today and
         the report's totals count every one of them.
@@ -49,21 +90,9 @@ class Runner:
         Records are written as calls settle (after the answer) and reports are eventually
         consistent (the runner's stream poller applies each record to the aggregates, typically
         well under a second later): poll, with a deadline."""
-        from datetime import UTC, datetime
-
-        from aigw_local.dynamodb_local import client
-
-        day = datetime.now(UTC).strftime("%Y-%m-%d")
-        ddb = client(self.dynamodb_endpoint)
         deadline = time.monotonic() + 20
         while True:
-            records = ddb.query(
-                TableName="aigw-local",
-                KeyConditionExpression="pk = :p",
-                ExpressionAttributeValues={":p": {"S": f"USAGE#{team_id}#{day}"}},
-                Select="COUNT",
-                ConsistentRead=True,
-            )["Count"]
+            records = len(self._usage_items_today(team_id))
             reply = httpx.get(
                 self.base_url + "/reports/usage",
                 params={"team": team_id, **params},

@@ -4,55 +4,16 @@ Not a timing test: nothing here measures speed."""
 
 from __future__ import annotations
 
-import re
 import threading
-import time
 from collections import Counter
 
 import httpx
 import pytest
 
-from aigw_local.dynamodb_local import client
-from aigw_local.runner import TABLE_NAME
 from tests.e2e.conftest import Runner
 
 REQUESTS = 120
 WORKERS = 6
-
-
-def _dynamodb_endpoint(runner: Runner) -> str:
-    for line in runner.output:
-        found = re.search(r"DynamoDB Local on (http://127\.0\.0\.1:\d+)", line)
-        if found:
-            return found.group(1)
-    raise AssertionError("the runner did not say where DynamoDB Local is")
-
-
-def _usage_items(endpoint: str, team: str) -> list[dict[str, object]]:
-    ddb = client(endpoint)
-    items: list[dict[str, object]] = []
-    kwargs: dict[str, object] = {
-        "TableName": TABLE_NAME,
-        "FilterExpression": "begins_with(pk, :p)",
-        "ExpressionAttributeValues": {":p": {"S": f"USAGE#{team}#"}},
-    }
-    while True:
-        page = ddb.scan(**kwargs)
-        items.extend(page["Items"])
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def _settled_usage_items(endpoint: str, team: str, expected: int) -> list[dict[str, object]]:
-    """The team's usage records once ``expected`` are there: a call is settled just after its
-    answer (docs/decisions/0012-settle-after-the-answer.md), so the last few may trail it."""
-    deadline = time.monotonic() + 10
-    while True:
-        items = _usage_items(endpoint, team)
-        if len(items) >= expected or time.monotonic() > deadline:
-            return items
-        time.sleep(0.05)
 
 
 @pytest.mark.e2e
@@ -95,18 +56,18 @@ def test_load_run_has_no_errors_and_usage_equals_requests(runner: Runner) -> Non
         thread.join(timeout=120)
     assert statuses == Counter({200: REQUESTS})
     assert len(runner.upstream.requests) - upstream_before == REQUESTS // 2
-    items = _settled_usage_items(_dynamodb_endpoint(runner), "loadrun", REQUESTS)
-    assert len(items) == REQUESTS
-    assert len({i["request_id"]["S"] for i in items}) == REQUESTS  # type: ignore[index]
-    assert sum(int(i["prompt_tokens"]["N"]) for i in items) == tokens["prompt"]  # type: ignore[index]
-    assert sum(int(i["completion_tokens"]["N"]) for i in items) == tokens["completion"]  # type: ignore[index]
-    assert {i["status"]["N"] for i in items} == {"200"}  # type: ignore[index]
+    records = runner.usage_records("loadrun", at_least=REQUESTS)
+    assert len(records) == REQUESTS
+    assert len({r.request_id for r in records}) == REQUESTS
+    assert sum(r.prompt_tokens for r in records) == tokens["prompt"]
+    assert sum(r.completion_tokens for r in records) == tokens["completion"]
+    assert {r.status for r in records} == {200}
     # The team's billing counters agree with the records: every reservation was settled to
     # exactly what was recorded, none is left held.
     with httpx.Client(base_url=runner.base_url, timeout=30) as http:
         billing = http.get("/admin/teams/loadrun/billing", headers=admin).json()
-    recorded_tokens = sum(int(i["prompt_tokens"]["N"]) + int(i["completion_tokens"]["N"]) for i in items)  # type: ignore[index]
-    recorded_cost = sum(int(i["cost_micro_usd"]["N"]) for i in items)  # type: ignore[index]
+    recorded_tokens = sum(r.prompt_tokens + r.completion_tokens for r in records)
+    recorded_cost = sum(r.cost_micro_usd for r in records)
     assert recorded_cost > 0  # the vendor half of the calls is priced, so this compares something
     assert billing["funding"] == "plan"  # the runner's free plan; no credits were granted
     assert billing["tokens_reserved"] == 0
