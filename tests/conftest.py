@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from aigw import billing, catalog, entitlements, keys, notifications, plans, providers, table
+from aigw import billing, catalog, entitlements, keys, notifications, plans, providers, table, teams
 from aigw.billing_config import billing_settings
 from aigw.config import settings
 from aigw_local.runner import PASSED_THROUGH
@@ -66,3 +66,10 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     reset_core()
     yield
     reset_core()
+
+
+@pytest.fixture
+def key() -> str:
+    """The secret of a new key of team ``acme``, in whatever table the test runs against."""
+    teams.create_team("acme")
+    return keys.create_key("acme").secret

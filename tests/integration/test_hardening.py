@@ -48,12 +48,6 @@ def upstream(script: Script, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeUp
         yield server
 
 
-@pytest.fixture
-def key() -> str:
-    teams.create_team("acme")
-    return keys.create_key("acme").secret
-
-
 def _records(team: str = "acme") -> list[metering.UsageRecord]:
     return metering.records_for_day(team, clock.iso(clock.now())[:10])
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from aigw import clock, keys, metering, teams
+from aigw import clock, metering
 from tests.helpers.apigw import call
 from tests.helpers.fake_vendors import VendorScript, VendorServer
 
@@ -16,12 +14,6 @@ WEATHER = {
     "description": "Weather in a city",
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
 }
-
-
-@pytest.fixture
-def key() -> str:
-    teams.create_team("acme")
-    return keys.create_key("acme").secret
 
 
 def _events(body: str) -> list[tuple[str, dict[str, object]]]:

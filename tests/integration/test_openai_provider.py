@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from aigw import clock, keys, metering, teams
+from aigw import clock, metering
 from tests.conftest import reset_core
 from tests.helpers.apigw import call
 from tests.helpers.fake_upstream import (
@@ -45,12 +45,6 @@ def script() -> Script:
 def upstream(script: Script, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeUpstream]:
     with openai_upstream(script, monkeypatch, timeout_seconds=1) as server:
         yield server
-
-
-@pytest.fixture
-def key() -> str:
-    teams.create_team("acme")
-    return keys.create_key("acme").secret
 
 
 def _records() -> list[metering.UsageRecord]:

@@ -17,12 +17,6 @@ CHAT = "/v1/chat/completions"
 
 
 @pytest.fixture
-def key() -> str:
-    teams.create_team("acme")
-    return keys.create_key("acme").secret
-
-
-@pytest.fixture
 def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     slept: list[float] = []
     monkeypatch.setattr(clock, "sleep", slept.append)

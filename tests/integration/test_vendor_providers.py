@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from aigw import clock, keys, metering, teams
+from aigw import clock, metering
 from tests.helpers.apigw import call
 from tests.helpers.fake_vendors import (
     VendorScript,
@@ -38,12 +38,6 @@ WEATHER_TOOL = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-
-
-@pytest.fixture
-def key() -> str:
-    teams.create_team("acme")
-    return keys.create_key("acme").secret
 
 
 def _records() -> list[metering.UsageRecord]:

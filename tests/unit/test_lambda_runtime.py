@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from aigw import clock, keys, lambda_runtime, metering, teams
+from aigw import clock, lambda_runtime, metering
 from aigw_local import template as tpl
 from tests.helpers.apigw import _handler, build_event
 
@@ -95,12 +95,6 @@ def _run(api: RuntimeApi, body: dict[str, Any], key: str | None) -> tuple[str, d
     lambda_runtime.Runtime(api.address, _handler(route.function.logical_id)).run_once()
     (post,) = api.posts
     return post
-
-
-@pytest.fixture
-def key() -> str:
-    teams.create_team("acme")
-    return keys.create_key("acme").secret
 
 
 def test_a_streamed_answer_goes_out_piece_by_piece_in_the_api_gateway_format(

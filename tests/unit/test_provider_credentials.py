@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from aigw import keys, teams
 from tests.conftest import reset_core
 from tests.helpers.apigw import call
 from tests.helpers.fake_vendors import VendorServer
@@ -23,12 +22,6 @@ def vendors(monkeypatch: pytest.MonkeyPatch) -> Iterator[VendorServer]:
     reset_core()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def key() -> str:
-    teams.create_team("acme")
-    return keys.create_key("acme").secret
 
 
 def test_key_from_an_ssm_securestring(
