@@ -111,18 +111,17 @@ class Runtime:
         request_id = context.aws_request_id
         deferred = request_context.open_deferred()
         try:
-            stream = encode_result(self._handler(event, context))
-        except Exception as exc:
-            request_context.close_deferred()
-            self._client.post(
-                f"{self._base}/invocation/{request_id}/error",
-                json=_error_body(exc),
-                headers={"Lambda-Runtime-Function-Error-Type": "Unhandled"},
-            )
-            request_context.run_deferred(deferred)
-            return
-        request_context.close_deferred()
-        try:
+            try:
+                stream = encode_result(self._handler(event, context))
+            except Exception as exc:
+                self._client.post(
+                    f"{self._base}/invocation/{request_id}/error",
+                    json=_error_body(exc),
+                    headers={"Lambda-Runtime-Function-Error-Type": "Unhandled"},
+                )
+                return
+            finally:
+                request_context.close_deferred()
             self._respond(request_id, stream)
         finally:
             # The caller has its answer; Lambda keeps this environment running (and billed)
