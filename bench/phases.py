@@ -73,12 +73,13 @@ def main() -> None:
         gateway.dispatch(request("PUT", "/admin/plans/bench", BENCH_PLAN, demo.admin_key))
         gateway.dispatch(request("PUT", "/admin/teams/demo/plan", {"plan_id": "bench"}, demo.admin_key))
 
-        from aigw import invocation, metering
+        from aigw import invocation
+        from aigw.billing import meter
         from aigw.providers import openai
 
         invocation.open_meter = timed("reserve", invocation.open_meter)
         openai.OpenAIProvider.complete = timed("vendor call", openai.OpenAIProvider.complete)  # type: ignore[method-assign]
-        metering.Meter._commit = timed("settle", metering.Meter._commit)  # type: ignore[method-assign]
+        meter.Meter._commit = timed("settle", meter.Meter._commit)  # type: ignore[method-assign]
         gateway._dispatch = timed("handler", gateway._dispatch)  # type: ignore[method-assign]
         body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Say something."}]}
         chat = request("POST", "/v1/chat/completions", {**body, "max_tokens": 16}, demo.team_key)

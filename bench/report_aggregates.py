@@ -28,8 +28,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "core"), str(ROOT / "local")]
 
-from aigw.metering import UsageRecord  # noqa: E402
-from aigw.reports import contributions  # noqa: E402
+from aigw.usage.records import UsageRecord  # noqa: E402
+from aigw.usage.reports import contributions  # noqa: E402
 from aigw_local.dynamodb_local import DynamoDBLocal, client, ensure_table, free_port  # noqa: E402
 
 TABLE = "aigw-bench-settle"

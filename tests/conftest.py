@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from aigw import billing, catalog, entitlements, keys, notifications, plans, providers, table, teams
-from aigw.billing_config import billing_settings
+from aigw import catalog, keys, providers, table, teams
+from aigw.billing import account, notifications, plans, stripe_links
+from aigw.billing.config import billing_settings
 from aigw.config import settings
 from aigw_local.runner import PASSED_THROUGH
 from tests.helpers import streams
@@ -36,8 +37,8 @@ def reset_core() -> None:
     providers.reset()
     catalog.clear_cache()
     plans.clear_cache()
-    entitlements.forget()
-    billing.reset()
+    account.forget()
+    stripe_links.reset()
     notifications.reset()
     streams.forget()
 

@@ -11,7 +11,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aigw import billing, entitlements, web
+from aigw import web
+from aigw.billing import account, stripe_links
 
 logger = Logger(service="aigw-billing")
 app = web.resolver()
@@ -26,16 +27,16 @@ def _redirect(url: str) -> Response[str]:
 
 @app.get("/billing/portal")
 def portal(token: Token) -> Response[str]:
-    state = entitlements.load(billing.verify_token(token))
+    state = account.load(stripe_links.verify_token(token))
     if state.customer_id is None:  # nothing to manage yet: buying a plan is the fix
-        return _redirect(billing.open_checkout(state, None).url)
-    return _redirect(billing.open_portal(state).url)
+        return _redirect(stripe_links.open_checkout(state, None).url)
+    return _redirect(stripe_links.open_portal(state).url)
 
 
 @app.get("/billing/checkout")
 def checkout(token: Token, plan: Annotated[str | None, Query(max_length=200)] = None) -> Response[str]:
-    state = entitlements.load(billing.verify_token(token))
-    return _redirect(billing.open_checkout(state, plan).url)
+    state = account.load(stripe_links.verify_token(token))
+    return _redirect(stripe_links.open_checkout(state, plan).url)
 
 
 @app.get(
@@ -55,10 +56,10 @@ def returned(checkout: Annotated[str | None, Query(max_length=20)] = None) -> Re
 @app.get("/billing/status")
 def status() -> Response[str]:
     key = web.current_key(app)
-    view = entitlements.summary(key.team_id)
+    view = account.summary(key.team_id)
     links = {
-        "portal": billing.portal_link(key.team_id) if view.customer_id else None,
-        "checkout": billing.checkout_link(key.team_id, None),
+        "portal": stripe_links.portal_link(key.team_id) if view.customer_id else None,
+        "checkout": stripe_links.checkout_link(key.team_id, None),
     }
     return web.json_response({**view.model_dump(), "links": links})
 

@@ -11,7 +11,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from aigw import entitlements, plans, teams, web
+from aigw import teams, web
+from aigw.billing import account, plans
 from aigw.errors import InvalidRequest
 
 logger = Logger(service="aigw-billing-admin")
@@ -61,7 +62,7 @@ def delete_plan(plan_id: str) -> Response[str]:
 @app.get("/admin/teams/<team_id>/billing")
 def team_billing(team_id: str) -> Response[str]:
     teams.get_team(team_id)
-    return web.json_response(entitlements.summary(team_id).model_dump())
+    return web.json_response(account.summary(team_id).model_dump())
 
 
 @app.put("/admin/teams/<team_id>/plan")
@@ -69,13 +70,13 @@ def assign_plan(team_id: str, body: AssignPlan) -> Response[str]:
     teams.get_team(team_id)
     if body.plan_id is not None:
         plans.get_plan(body.plan_id)
-    return web.json_response(entitlements.assign_plan(team_id, body.plan_id).model_dump())
+    return web.json_response(account.assign_plan(team_id, body.plan_id).model_dump())
 
 
 @app.post("/admin/teams/<team_id>/credits")
 def grant_credits(team_id: str, body: GrantCredits) -> Response[str]:
     teams.get_team(team_id)
-    return web.json_response(entitlements.grant_credits(team_id, body.micro_usd).model_dump())
+    return web.json_response(account.grant_credits(team_id, body.micro_usd).model_dump())
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

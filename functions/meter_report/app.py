@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aigw import meter_reporting
+from aigw.billing import stripe_meters
 
 logger = Logger(service="aigw-meter-report")
 # A batch where every record failed is still answered item by item, not as one exception.
@@ -20,9 +20,9 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire
 
 
 def report_one(record: DynamoDBRecord) -> None:
-    usage = meter_reporting.record_from_stream(record.raw_event)
+    usage = stripe_meters.record_from_stream(record.raw_event)
     if usage is not None:
-        meter_reporting.report(usage)
+        stripe_meters.report(usage)
 
 
 @logger.inject_lambda_context

@@ -1,6 +1,6 @@
 """Adds usage records to the report aggregates, from the table's stream, exactly once each.
 
-The records of one team go in together first (aigw.report_aggregation); the batch processor
+The records of one team go in together first (aigw.usage.aggregation); the batch processor
 then accounts for every record on its own, so a record that fails is reported back as a batch
 item failure and only it (and what follows it on its shard) is retried; after the retries it
 lands in the dead-letter queue (see template.yaml)."""
@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aigw.report_aggregation import StreamBatch
+from aigw.usage.aggregation import StreamBatch
 
 logger = Logger(service="aigw-report-aggregator")
 # A batch where every record failed is still answered item by item, not as one exception.

@@ -10,8 +10,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aigw import reports, web
-from aigw.reports import GroupBy
+from aigw import web
+from aigw.usage import reports
+from aigw.usage.reports import GroupBy
 
 logger = Logger(service="aigw-reports")
 app = web.resolver()

@@ -1,7 +1,7 @@
 """Releases the reservations of calls that died before settling, on a schedule.
 
 Reservations are also released lazily on a team's next call; this catches teams that went
-quiet. See :mod:`aigw.reservations`."""
+quiet. See :mod:`aigw.billing.holds`."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aigw import reservations
+from aigw.billing import holds
 
 logger = Logger(service="aigw-reservation-sweeper")
 
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    released = reservations.sweep()
+    released = holds.sweep()
     logger.info("swept reservations", extra={"released": released})
     return {"released": released}

@@ -11,8 +11,9 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aigw import stripe_events, web
-from aigw.billing import webhook_secret
+from aigw import web
+from aigw.billing import stripe_events
+from aigw.billing.stripe_links import webhook_secret
 from aigw.errors import InvalidRequest
 
 logger = Logger(service="aigw-stripe-webhook")

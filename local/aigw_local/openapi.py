@@ -106,7 +106,7 @@ def _error_responses(path: str) -> dict[str, Any]:
         if openai_route and status != 402:
             content = {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAIError"}}}
         elif openai_route:
-            # Money problems on /v1 carry both shapes (see aigw.web.error_body).
+            # Money problems on /v1 carry both shapes (see aigw.problems.error_body).
             both = {
                 "allOf": [
                     {"$ref": "#/components/schemas/Problem"},

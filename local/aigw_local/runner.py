@@ -120,7 +120,7 @@ class DemoKeys:
 
 def seed_local_plan() -> None:
     """The plan every local team without a subscription is on (see ``LOCAL_DEFAULT_PLAN``)."""
-    from aigw import plans
+    from aigw.billing import plans
     from aigw.errors import NotFound
 
     try:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from aigw.metering import UsageRecord
+from aigw.usage.records import UsageRecord
 from aigw_local.dynamodb_local import free_port
 from tests.helpers.fake_upstream import FakeUpstream, Recorded, Scripted, openai_completion
 from tests.helpers.fake_vendors import VendorServer

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from aigw import clock, entitlements, invocation, keys, metering, plans, teams
+from aigw import clock, invocation, keys, teams
+from aigw.billing import account, plans
 from aigw.chat import ChatRequest
 from aigw.errors import GatewayError
 from aigw.table import gateway_table, serialize
+from aigw.usage import records as usage_records
 from aigw_local import template as tpl
 from aigw_local.apigw import LambdaContext
 from aigw_local.server import load_handler
@@ -62,18 +64,18 @@ def _parallel(key: str, n: int) -> list[str]:
         return list(pool.map(one, range(n)))
 
 
-def _records(team: str = "acme") -> list[metering.UsageRecord]:
-    return metering.records_for_day(team, clock.iso(clock.now())[:10])
+def _records(team: str = "acme") -> list[usage_records.UsageRecord]:
+    return usage_records.records_for_day(team, clock.iso(clock.now())[:10])
 
 
 def test_concurrent_calls_never_pass_the_quota(acme: str) -> None:
     plans.put_plan("tight", plans.PlanSpec(monthly_tokens=600))
-    entitlements.assign_plan("acme", "tight")
+    account.assign_plan("acme", "tight")
     outcomes = _parallel(acme, 64)
     assert "ok" in outcomes
     assert "quota_exhausted" in outcomes
     assert set(outcomes) <= {"ok", "quota_exhausted", "admission_contended"}
-    view = entitlements.summary("acme")
+    view = account.summary("acme")
     records = _records()
     assert len(records) == outcomes.count("ok")
     assert view.tokens_used == sum(r.total_tokens for r in records) <= 600
@@ -81,10 +83,10 @@ def test_concurrent_calls_never_pass_the_quota(acme: str) -> None:
 
 
 def test_concurrent_calls_never_take_credits_below_zero(acme: str) -> None:
-    entitlements.grant_credits("acme", 1_000)
+    account.grant_credits("acme", 1_000)
     outcomes = _parallel(acme, 64)
     assert "credits_exhausted" in outcomes
-    view = entitlements.summary("acme")
+    view = account.summary("acme")
     spent = sum(r.cost_micro_usd for r in _records())
     assert spent > 0
     assert view.credits_micro_usd == 1_000 - spent >= 0
@@ -132,18 +134,18 @@ def test_no_subscription_402_links_to_checkout_for_the_plan(
 def test_credit_pack_checkout_is_a_one_off_payment(acme: str, fake_stripe: FakeStripe) -> None:
     plans.put_plan("credits-10", plans.PlanSpec(kind="credits", credits_micro_usd=10_000_000))
     fake_stripe.prices["credits-10"] = "price_credits10"
-    from aigw import billing
+    from aigw.billing import stripe_links
 
-    opened = open_link(str(billing.checkout_link("acme", "credits-10")))
+    opened = open_link(str(stripe_links.checkout_link("acme", "credits-10")))
     assert opened.status == 303
     (sent,) = fake_stripe.calls("/v1/checkout/sessions")
     assert (sent["mode"], sent["metadata[aigw_credits_micro_usd]"]) == ("payment", "10000000")
 
 
 def test_altered_links_are_refused(acme: str) -> None:
-    from aigw import billing
+    from aigw.billing import stripe_links
 
-    url = str(billing.portal_link("acme"))
+    url = str(stripe_links.portal_link("acme"))
     reply = open_link(url.replace("acme.", "other.", 1))
     assert (reply.status, reply.json()["code"]) == (400, "invalid_billing_link")
 
@@ -181,7 +183,9 @@ def test_metered_usage_reaches_stripe_meters_once(acme: str, fake_stripe: FakeSt
     body = call("POST", CHAT, body=HELLO, key=acme).json()
     (record,) = _records()
     assert (record.meter_event_name, record.stripe_customer_id) == ("aigw_tokens", "cus_TestAcme")
-    raw = gateway_table().query("pk = :p", {":p": metering.usage_pk("acme", clock.iso(clock.now())[:10])})
+    raw = gateway_table().query(
+        "pk = :p", {":p": usage_records.usage_pk("acme", clock.iso(clock.now())[:10])}
+    )
     event = _stream_event(raw)
     handler = _meter_handler()
     assert handler(event, LambdaContext("MeterReportFunction", 60)) == {"batchItemFailures": []}
@@ -201,7 +205,9 @@ def test_meter_report_failures_are_retried_item_by_item(
     plans.put_plan("pro-monthly", plans.PlanSpec(meter_event_name="aigw_tokens"))
     deliver(stripe_event("customer.subscription.created"))
     call("POST", CHAT, body=HELLO, key=acme)
-    raw = gateway_table().query("pk = :p", {":p": metering.usage_pk("acme", clock.iso(clock.now())[:10])})
+    raw = gateway_table().query(
+        "pk = :p", {":p": usage_records.usage_pk("acme", clock.iso(clock.now())[:10])}
+    )
     monkeypatch.setenv("STRIPE_API_KEY", "rk_wrong")
     reset_core()
     result = _meter_handler()(_stream_event(raw), LambdaContext("MeterReportFunction", 60))
@@ -211,13 +217,13 @@ def test_meter_report_failures_are_retried_item_by_item(
 def test_portal_link_without_a_customer_goes_to_checkout(
     acme: str, fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aigw import billing
+    from aigw.billing import stripe_links
 
     monkeypatch.setenv("CHECKOUT_PLAN", "pro-monthly")
     reset_core()
     plans.put_plan("pro-monthly", plans.PlanSpec())
     fake_stripe.prices["pro-monthly"] = "price_1SgwPro"
-    opened = open_link(str(billing.portal_link("acme")))
+    opened = open_link(str(stripe_links.portal_link("acme")))
     assert (opened.status, opened.header("Location")) == (
         303,
         "https://checkout.stripe.com/c/pay/cs_test_fake",

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from aigw import clock, metering
+from aigw import clock
+from aigw.usage import records as usage_records
 from aigw_local.dynamodb_local import free_port
 from tests.conftest import reset_core
 from tests.helpers.apigw import call
@@ -54,7 +55,7 @@ def test_bootstrap_then_manage_teams_and_keys_then_call() -> None:
     reply = call("POST", "/v1/chat/completions", body=CHAT, key=secret)
     assert reply.status == 200
     assert reply.json()["choices"][0]["message"]["content"] == "Echo: ping"
-    (record,) = metering.records_for_day("acme", clock.iso(clock.now())[:10])
+    (record,) = usage_records.records_for_day("acme", clock.iso(clock.now())[:10])
     assert record.status == 200
 
     assert {t["team_id"] for t in call("GET", "/admin/teams", key=admin).json()["data"]} == {"admin", "acme"}

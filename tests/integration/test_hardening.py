@@ -14,8 +14,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from aigw import clock, entitlements, keys, metering, teams
+from aigw import clock, keys, teams
+from aigw.billing import account
 from aigw.config import settings
+from aigw.usage import records as usage_records
 from aigw_local import template as tpl
 from aigw_local.dynamodb_local import free_port
 from tests.conftest import reset_core
@@ -48,8 +50,8 @@ def upstream(script: Script, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeUp
         yield server
 
 
-def _records(team: str = "acme") -> list[metering.UsageRecord]:
-    return metering.records_for_day(team, clock.iso(clock.now())[:10])
+def _records(team: str = "acme") -> list[usage_records.UsageRecord]:
+    return usage_records.records_for_day(team, clock.iso(clock.now())[:10])
 
 
 def _database_goes_away(monkeypatch: pytest.MonkeyPatch) -> str:
@@ -119,7 +121,7 @@ def test_hanging_upstream_gives_504_at_the_timeout_and_a_failed_zero_cost_record
     (record,) = _records()
     assert (record.status, record.error_code, record.cost_micro_usd) == (504, "upstream_timeout", 0)
     assert (record.prompt_tokens, record.completion_tokens, record.usage_source) == (0, 0, "none")
-    billing = entitlements.summary("acme")
+    billing = account.summary("acme")
     assert (billing.tokens_reserved, billing.tokens_used, billing.spend_used_micro_usd) == (0, 0, 0)
 
 
@@ -128,11 +130,11 @@ def test_hanging_upstream_on_credits_gives_every_reserved_credit_back(
 ) -> None:
     monkeypatch.delenv("DEFAULT_PLAN")  # no plan: prepaid credits fund the call
     reset_core()
-    entitlements.grant_credits("acme", 5_000_000)
-    assert entitlements.summary("acme").funding == "credits"
+    account.grant_credits("acme", 5_000_000)
+    assert account.summary("acme").funding == "credits"
     script.delay = 8
     assert call("POST", CHAT, body=BODY, key=key).status == 504
-    billing = entitlements.summary("acme")
+    billing = account.summary("acme")
     assert (billing.credits_micro_usd, billing.credits_reserved_micro_usd) == (5_000_000, 0)
     (record,) = _records()
     assert (record.status, record.cost_micro_usd, record.funding) == (504, 0, "credits")
@@ -147,7 +149,7 @@ def test_upstream_hanging_before_the_first_chunk_gives_504_and_releases_the_rese
     assert reply.json()["error"]["code"] == "upstream_timeout"
     (record,) = _records()
     assert (record.status, record.cost_micro_usd) == (504, 0)
-    assert entitlements.summary("acme").tokens_reserved == 0
+    assert account.summary("acme").tokens_reserved == 0
 
 
 def test_upstream_dying_mid_stream_ends_with_an_error_event_and_bills_what_was_sent(
@@ -166,7 +168,7 @@ def test_upstream_dying_mid_stream_ends_with_an_error_event_and_bills_what_was_s
     assert (record.usage_source, record.status) == ("estimate", 502)
     assert 0 < record.completion_tokens < 500  # what was sent, not the vendor's full answer
     assert record.cost_micro_usd > 0
-    billing = entitlements.summary("acme")
+    billing = account.summary("acme")
     assert billing.tokens_reserved == 0
     assert billing.tokens_used == record.prompt_tokens + record.completion_tokens
     assert billing.spend_used_micro_usd == record.cost_micro_usd

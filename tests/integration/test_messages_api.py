@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from aigw import clock, metering
+from aigw import clock
+from aigw.usage import records as usage_records
 from tests.helpers.apigw import call
 from tests.helpers.fake_vendors import VendorScript, VendorServer
 
@@ -45,7 +46,7 @@ def test_anthropic_format_reaches_an_openai_model(vendors: VendorServer, key: st
     sent = vendors.requests[0].json()
     assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
     assert (sent["max_tokens"], sent["stop"]) == (100, ["END"])
-    (record,) = metering.records_for_day("acme", clock.iso(clock.now())[:10])
+    (record,) = usage_records.records_for_day("acme", clock.iso(clock.now())[:10])
     assert (record.route, record.model) == ("/v1/messages", "openai/gpt-4o-mini")
 
 

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from aigw import clock, metering
+from aigw import clock
+from aigw.usage import records as usage_records
 from tests.conftest import reset_core
 from tests.helpers.apigw import call
 from tests.helpers.fake_upstream import (
@@ -47,8 +48,8 @@ def upstream(script: Script, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeUp
         yield server
 
 
-def _records() -> list[metering.UsageRecord]:
-    return metering.records_for_day("acme", clock.iso(clock.now())[:10])
+def _records() -> list[usage_records.UsageRecord]:
+    return usage_records.records_for_day("acme", clock.iso(clock.now())[:10])
 
 
 def test_request_is_forwarded_with_upstream_model_and_vendor_key(upstream: FakeUpstream, key: str) -> None:

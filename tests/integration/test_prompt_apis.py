@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from aigw import clock, metering, sse
+from aigw import clock, sse
+from aigw.usage import records as usage_records
 from tests.helpers.apigw import call
 from tests.helpers.fake_upstream import (
     FakeUpstream,
@@ -101,7 +102,7 @@ def test_broken_json_is_retried_with_the_reason(
     retry = upstream.requests[1].json()["messages"]
     assert retry[-2] == {"role": "assistant", "content": '{"summary": "no word count"}'}
     assert "'words' is required" in retry[-1]["content"]
-    assert len(metering.records_for_day("acme", clock.iso(clock.now())[:10])) == 2
+    assert len(usage_records.records_for_day("acme", clock.iso(clock.now())[:10])) == 2
 
 
 def test_json_contract_with_no_retries_refuses_at_once(
@@ -152,7 +153,7 @@ def test_usage_report_across_calling_teams(upstream: FakeUpstream, actors: Actor
     assert beta["cost_micro_usd"] == 900
     assert report["totals"]["calls"] == 2
     day = clock.iso(clock.now())[:10]
-    assert metering.records_for_day("acme", day) == []
+    assert usage_records.records_for_day("acme", day) == []
     assert json.loads(json.dumps(report))["by_route"] == {"/apis/summarize": beta}
 
 
@@ -171,6 +172,6 @@ def test_a_vendor_failing_mid_stream_ends_the_stream_with_a_problem_event(
     problem = last["error"]
     assert (problem["status"], problem["type"]) == (502, "urn:aigw:problem:" + problem["code"])
     assert problem["detail"]
-    (record,) = metering.records_for_day("acme", clock.iso(clock.now())[:10])
+    (record,) = usage_records.records_for_day("acme", clock.iso(clock.now())[:10])
     assert (record.route, record.usage_source) == ("/apis/summarize", "estimate")
     assert record.completion_tokens > 0  # what reached the caller is billed

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from aigw import catalog, clock, keys, metering, teams
+from aigw import catalog, clock, keys, teams
 from aigw.chat import ChatRequest
 from aigw.invocation import stream_chat_completion
+from aigw.usage import records as usage_records
 from tests.conftest import reset_core
 from tests.helpers.apigw import call
 from tests.helpers.fake_vendors import VendorScript, VendorServer, anthropic_error, gemini_error, openai_error
@@ -23,9 +24,9 @@ def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return slept
 
 
-def _records() -> list[metering.UsageRecord]:
+def _records() -> list[usage_records.UsageRecord]:
     return sorted(
-        metering.records_for_day("acme", clock.iso(clock.now())[:10]), key=lambda r: r.created_at_ms
+        usage_records.records_for_day("acme", clock.iso(clock.now())[:10]), key=lambda r: r.created_at_ms
     )
 
 

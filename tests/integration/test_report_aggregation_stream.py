@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from aigw import cli, clock, keys, metering, report_aggregation, reports, teams
+from aigw import cli, clock, keys, teams
 from aigw.errors import ServiceUnavailable
+from aigw.usage import aggregation, reports
+from aigw.usage import records as usage_records
 from aigw_local.apigw import LambdaContext
 from tests.helpers.apigw import call
 from tests.helpers.streams import drain_reports, handler
@@ -25,7 +27,7 @@ def _today() -> str:
 
 def _report_equals_records(team: str) -> None:
     day = _today()
-    records = metering.records_for_day(team, day)
+    records = usage_records.records_for_day(team, day)
     totals = reports.usage_report(team, "day", reports.Period.parse(day, day)).totals
     assert totals.calls == len(records)
     assert totals.errors == sum(1 for r in records if r.status >= 400)
@@ -83,8 +85,8 @@ def test_racing_deliveries_of_the_same_records_count_them_once() -> None:
     teams.create_team("acme")
     now = clock.now_ms()
     for i in range(24):
-        metering.record(
-            metering.UsageRecord(
+        usage_records.record(
+            usage_records.UsageRecord(
                 request_id=f"req-{i}",
                 team_id="acme",
                 key_id=f"key_{i % 2}",
@@ -109,7 +111,7 @@ def test_racing_deliveries_of_the_same_records_count_them_once() -> None:
     assert len(records) == 24
 
     def deliver(part: list[dict[str, Any]]) -> None:
-        batch = report_aggregation.StreamBatch(part)
+        batch = aggregation.StreamBatch(part)
         batch.apply_by_team()
         for raw in part:
             for attempt in range(5):  # a record that fails is retried, as the stream does
@@ -153,7 +155,7 @@ def test_catch_up_adds_what_the_stream_did_not_deliver_and_nothing_twice(
     assert cli.main(["reports", "catch-up", "--team", "acme", "--day", day, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"team_id": "acme", "day": day, "added": 3}
     _report_equals_records("acme")
-    assert report_aggregation.catch_up("acme", day) == 0
+    assert aggregation.catch_up("acme", day) == 0
 
     # The stream delivers the same records late: they are in already and count once.
     deliveries = drain_reports()

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from aigw import clock, keys, metering, reports, teams
-from aigw.metering import UsageRecord
+from aigw import clock, keys, teams
+from aigw.usage import records as usage_records
+from aigw.usage import reports
+from aigw.usage.records import UsageRecord
 from tests.helpers.apigw import call
 from tests.helpers.reports import usage_path
 from tests.helpers.streams import drain_reports
@@ -35,12 +37,12 @@ def test_concurrent_records_all_count_and_totals_equal_the_records() -> None:
     now_ms = clock.now_ms()
     records = [_record(i, now_ms) for i in range(40)]
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(metering.record, records))
-    metering.record(records[0])  # a retried write: refused by the condition, counted once
+        list(pool.map(usage_records.record, records))
+    usage_records.record(records[0])  # a retried write: refused by the condition, counted once
     drain_reports()
 
     day = clock.iso(now_ms // 1000)[:10]
-    stored = metering.records_for_day("acme", day)
+    stored = usage_records.records_for_day("acme", day)
     assert len(stored) == 40
     period = reports.Period.parse(day, day)
     for group_by in ("day", "month", "model", "key", "route"):
@@ -63,6 +65,6 @@ def test_report_route_reads_the_aggregates_written_by_real_calls() -> None:
     assert reply.status == 200
     (row,) = reply.json()["rows"]
     day = clock.iso(clock.now())[:10]
-    records = metering.records_for_day("acme", day)
+    records = usage_records.records_for_day("acme", day)
     assert (row["group"], row["calls"]) == ("mock/echo", 3)
     assert row["cost_micro_usd"] == sum(r.cost_micro_usd for r in records)

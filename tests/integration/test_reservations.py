@@ -9,10 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from aigw import clock, entitlements, invocation, keys, metering, plans, reservations, teams
-from aigw.billing_config import billing_settings
+from aigw import clock, invocation, keys, teams
+from aigw.billing import account, holds, meter, plans
+from aigw.billing.config import billing_settings
 from aigw.chat import ChatRequest, Usage
 from aigw.table import gateway_table
+from aigw.usage import records as usage_records
 from aigw_local import template as tpl
 from aigw_local.apigw import LambdaContext
 from aigw_local.server import load_handler
@@ -28,7 +30,7 @@ USED = Usage(prompt_tokens=12, completion_tokens=8, total_tokens=20)
 def acme() -> str:
     teams.create_team("acme")
     plans.put_plan("pro", plans.PlanSpec(monthly_tokens=100_000))
-    entitlements.assign_plan("acme", "pro")
+    account.assign_plan("acme", "pro")
     return keys.create_key("acme").secret
 
 
@@ -43,12 +45,10 @@ def later(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
     return move
 
 
-def _open(secret: str, request_id: str) -> metering.Meter:
+def _open(secret: str, request_id: str) -> meter.Meter:
     key = keys.authenticate(secret)
     model = invocation.resolve_model(key, "mock/echo")
-    return metering.open_meter(
-        key, model, ChatRequest.model_validate(HELLO), request_id=request_id, route=CHAT
-    )
+    return meter.open_meter(key, model, ChatRequest.model_validate(HELLO), request_id=request_id, route=CHAT)
 
 
 def _sweep() -> int:
@@ -58,13 +58,13 @@ def _sweep() -> int:
     return released
 
 
-def _records() -> list[metering.UsageRecord]:
-    return metering.records_for_day("acme", clock.iso(clock.now())[:10])
+def _records() -> list[usage_records.UsageRecord]:
+    return usage_records.records_for_day("acme", clock.iso(clock.now())[:10])
 
 
 def _held(team: str = "acme") -> list[str]:
-    item = gateway_table().get(f"TEAM#{team}", entitlements.BILLING_SK, consistent=True)
-    return [h.request_id for h in reservations.holds(item)]
+    item = gateway_table().get(f"TEAM#{team}", account.BILLING_SK, consistent=True)
+    return [h.request_id for h in holds.holds(item)]
 
 
 def test_a_dead_calls_reservation_is_released_after_its_expiry_then_a_late_settle_charges_once(
@@ -72,25 +72,25 @@ def test_a_dead_calls_reservation_is_released_after_its_expiry_then_a_late_settl
 ) -> None:
     dead = _open(acme, "req-dead")
     assert dead.reservation is not None
-    assert entitlements.summary("acme").tokens_reserved == dead.reservation.tokens > 0
+    assert account.summary("acme").tokens_reserved == dead.reservation.tokens > 0
     assert _held() == ["req-dead"]
 
     assert _sweep() == 0  # still within its expiry: the call may be running
     later()
     assert _sweep() == 1
-    view = entitlements.summary("acme")
+    view = account.summary("acme")
     assert (view.tokens_used, view.tokens_reserved) == (0, 0)
     assert _held() == []
     assert _sweep() == 0  # released once, never twice
 
     # The call was not dead after all: its settle arrives after the release.
     dead.settle(USED)
-    view = entitlements.summary("acme")
+    view = account.summary("acme")
     assert (view.tokens_used, view.tokens_reserved) == (20, 0)  # charged once, nothing released again
     (record,) = _records()
     assert (record.request_id, record.total_tokens) == ("req-dead", 20)
     assert _sweep() == 0
-    assert entitlements.summary("acme").tokens_used == sum(r.total_tokens for r in _records())
+    assert account.summary("acme").tokens_used == sum(r.total_tokens for r in _records())
 
 
 def test_a_settled_call_leaves_nothing_to_release(acme: str, later: Callable[[], None]) -> None:
@@ -99,7 +99,7 @@ def test_a_settled_call_leaves_nothing_to_release(acme: str, later: Callable[[],
     assert _held() == []
     later()
     assert _sweep() == 0
-    view = entitlements.summary("acme")
+    view = account.summary("acme")
     assert (view.tokens_used, view.tokens_reserved) == (20, 0)
 
 
@@ -108,12 +108,12 @@ def test_the_teams_next_call_releases_an_expired_credit_hold(
 ) -> None:
     monkeypatch.delenv("DEFAULT_PLAN")  # credits fund the calls of a team with no plan
     reset_core()
-    entitlements.assign_plan("acme", None)
-    entitlements.grant_credits("acme", 1_000_000)
+    account.assign_plan("acme", None)
+    account.grant_credits("acme", 1_000_000)
     dead = _open(acme, "req-dead-credits")
     assert dead.reservation is not None
     assert dead.reservation.funding == "credits"
-    held = entitlements.summary("acme")
+    held = account.summary("acme")
     assert held.credits_reserved_micro_usd == dead.reservation.cost > 0
     assert held.credits_micro_usd == 1_000_000 - dead.reservation.cost
 
@@ -122,13 +122,13 @@ def test_the_teams_next_call_releases_an_expired_credit_hold(
     assert reply.status == 200, reply.body
     assert _held() == []
     (record,) = _records()
-    view = entitlements.summary("acme")
+    view = account.summary("acme")
     assert view.credits_reserved_micro_usd == 0
     assert view.credits_micro_usd == 1_000_000 - record.cost_micro_usd
 
     dead.settle(USED)  # a late settle after the release: its real cost, once
     late = next(r for r in _records() if r.request_id == "req-dead-credits")
-    view = entitlements.summary("acme")
+    view = account.summary("acme")
     assert view.credits_micro_usd == 1_000_000 - record.cost_micro_usd - late.cost_micro_usd
     assert view.credits_reserved_micro_usd == 0
 
@@ -138,14 +138,14 @@ def test_release_and_settle_racing_each_other_count_every_call_once(
 ) -> None:
     meters = [_open(acme, f"req-race-{n}") for n in range(24)]
     later()
-    item = gateway_table().get("TEAM#acme", entitlements.BILLING_SK, consistent=True)
-    expired = {h.request_id: h for h in reservations.expired(item, clock.now())}
+    item = gateway_table().get("TEAM#acme", account.BILLING_SK, consistent=True)
+    expired = {h.request_id: h for h in holds.expired(item, clock.now())}
     assert len(expired) == 24
 
-    def release(meter: metering.Meter) -> bool:
-        return reservations.release("acme", expired[meter.request_id])
+    def release(meter: meter.Meter) -> bool:
+        return holds.release("acme", expired[meter.request_id])
 
-    def settle(meter: metering.Meter) -> metering.UsageRecord:
+    def settle(meter: meter.Meter) -> usage_records.UsageRecord:
         return meter.settle(USED)
 
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -161,7 +161,7 @@ def test_release_and_settle_racing_each_other_count_every_call_once(
         released = sum(f.result() for f in releases)
         for f in settles:
             f.result()
-    view = entitlements.summary("acme")
+    view = account.summary("acme")
     records = _records()
     assert len(records) == 24
     assert view.tokens_used == sum(r.total_tokens for r in records) == 24 * 20
@@ -173,18 +173,18 @@ def test_release_and_settle_racing_each_other_count_every_call_once(
 def test_a_stale_or_repeated_release_changes_nothing(acme: str, later: Callable[[], None]) -> None:
     meter = _open(acme, "req-slow")
     later()
-    item = gateway_table().get("TEAM#acme", entitlements.BILLING_SK, consistent=True)
-    (hold,) = reservations.expired(item, clock.now())
+    item = gateway_table().get("TEAM#acme", account.BILLING_SK, consistent=True)
+    (hold,) = holds.expired(item, clock.now())
     meter.settle(USED)  # the call settles just after the sweeper read the item
-    assert reservations.release("acme", hold) is False
-    view = entitlements.summary("acme")
+    assert holds.release("acme", hold) is False
+    view = account.summary("acme")
     assert (view.tokens_used, view.tokens_reserved) == (20, 0)
 
     dead = _open(acme, "req-dead-twice")
     assert dead.reservation is not None
-    item = gateway_table().get("TEAM#acme", entitlements.BILLING_SK, consistent=True)
-    (hold,) = reservations.holds(item)
-    assert reservations.release("acme", hold) is True
-    assert reservations.release("acme", hold) is False
-    view = entitlements.summary("acme")
+    item = gateway_table().get("TEAM#acme", account.BILLING_SK, consistent=True)
+    (hold,) = holds.holds(item)
+    assert holds.release("acme", hold) is True
+    assert holds.release("acme", hold) is False
+    view = account.summary("acme")
     assert (view.tokens_used, view.tokens_reserved) == (20, 0)

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from aigw import clock, metering
+from aigw import clock
+from aigw.usage import records as usage_records
 from tests.helpers.apigw import call
 from tests.helpers.fake_vendors import (
     VendorScript,
@@ -40,8 +41,8 @@ WEATHER_TOOL = {
 }
 
 
-def _records() -> list[metering.UsageRecord]:
-    return metering.records_for_day("acme", clock.iso(clock.now())[:10])
+def _records() -> list[usage_records.UsageRecord]:
+    return usage_records.records_for_day("acme", clock.iso(clock.now())[:10])
 
 
 def _body(model: str, **extra: object) -> dict[str, object]:

@@ -10,7 +10,8 @@ from typing import Any
 import boto3
 import pytest
 
-from aigw import keys, plans, teams
+from aigw import keys, teams
+from aigw.billing import plans
 from tests.conftest import reset_core
 from tests.helpers.stripe import WEBHOOK_SECRET
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from aigw import clock, entitlements, metering, plans
+from aigw import clock
+from aigw.billing import account, plans
+from aigw.usage import records as usage_records
 from tests.helpers.apigw import call
 from tests.unit.billing_fixtures import CHAT, HELLO, acme_key, billing_env
 
@@ -14,15 +16,15 @@ __all__ = ["acme_key", "billing_env"]
 
 def _plan(**limits: object) -> None:
     plans.put_plan("custom", plans.PlanSpec.model_validate(limits))
-    entitlements.assign_plan("acme", "custom")
+    account.assign_plan("acme", "custom")
 
 
-def _records() -> list[metering.UsageRecord]:
-    return metering.records_for_day("acme", clock.iso(clock.now())[:10])
+def _records() -> list[usage_records.UsageRecord]:
+    return usage_records.records_for_day("acme", clock.iso(clock.now())[:10])
 
 
 def _counters_agree_with_records() -> None:
-    view = entitlements.summary("acme")
+    view = account.summary("acme")
     records = _records()
     assert view.tokens_used == sum(r.total_tokens for r in records if r.funding == "plan")
     assert view.spend_used_micro_usd == sum(r.cost_micro_usd for r in records if r.funding == "plan")
@@ -57,7 +59,7 @@ def test_quota_runs_out_with_402_and_the_date_it_returns(acme_key: str) -> None:
     assert (last_ok.header("X-Billing-Warning") or "").startswith("quota_low; ")  # warned before the 402
     body = replies[-1].json()
     assert body["error"]["code"] == "quota_exhausted"
-    view = entitlements.summary("acme")
+    view = account.summary("acme")
     assert body["access_returns_at"] == view.period_end
     assert view.tokens_used <= 300
     _counters_agree_with_records()
@@ -77,12 +79,12 @@ def test_spend_cap(acme_key: str) -> None:
         call("POST", CHAT, body=HELLO, key=acme_key).json().get("error", {}).get("code") for _ in range(5)
     }
     assert "spend_cap_reached" in codes
-    assert entitlements.summary("acme").spend_used_micro_usd <= 200
+    assert account.summary("acme").spend_used_micro_usd <= 200
     _counters_agree_with_records()
 
 
 def test_credits_are_drawn_down_by_each_calls_cost_and_never_below_zero(acme_key: str) -> None:
-    entitlements.grant_credits("acme", 500)
+    account.grant_credits("acme", 500)
     costs = []
     while True:
         reply = call("POST", CHAT, body=HELLO, key=acme_key)
@@ -92,7 +94,7 @@ def test_credits_are_drawn_down_by_each_calls_cost_and_never_below_zero(acme_key
     assert reply.status == 402
     assert reply.json()["error"]["code"] == "credits_exhausted"
     assert "plan=credits-10" in reply.json()["fix_url"]
-    view = entitlements.summary("acme")
+    view = account.summary("acme")
     spent = sum(r.cost_micro_usd for r in _records() if r.funding == "credits")
     assert view.credits_micro_usd == 500 - spent >= 0
     assert costs == sorted(costs, reverse=True)
@@ -103,7 +105,7 @@ def test_failed_calls_release_their_reservation(acme_key: str) -> None:
     _plan(monthly_tokens=10_000)
     reply = call("POST", CHAT, body={**HELLO, "model": "openai/gpt-4o-mini"}, key=acme_key)
     assert reply.status == 502  # no OpenAI key configured
-    view = entitlements.summary("acme")
+    view = account.summary("acme")
     assert (view.tokens_used, view.tokens_reserved) == (0, 0)
     (record,) = _records()
     assert record.status == 502
@@ -159,17 +161,17 @@ def test_calendar_month_rolls_over_without_a_subscription(
     _plan(monthly_tokens=300)
     while call("POST", CHAT, body=HELLO, key=acme_key).status == 200:
         pass
-    period_end = entitlements.load("acme").period_end
+    period_end = account.load("acme").period_end
     assert period_end is not None
     monkeypatch.setattr(clock, "now", lambda: period_end + 5)
-    entitlements.forget()
+    account.forget()
     assert call("POST", CHAT, body=HELLO, key=acme_key).status == 200
-    assert entitlements.load("acme").period_start == period_end
+    assert account.load("acme").period_start == period_end
 
 
 def test_quota_thresholds_notify_once(acme_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[tuple[str, dict[str, object]]] = []
-    monkeypatch.setattr("aigw.notifications.emit", lambda kind, team, **d: sent.append((kind, d)))
+    monkeypatch.setattr("aigw.billing.notifications.emit", lambda kind, team, **d: sent.append((kind, d)))
     _plan(monthly_tokens=250)
     for _ in range(30):
         call("POST", CHAT, body={**HELLO, "max_tokens": 5}, key=acme_key)
@@ -193,7 +195,7 @@ def test_credits_pay_for_calls_beyond_an_exhausted_quota(acme_key: str) -> None:
     _plan(monthly_tokens=300)
     while call("POST", CHAT, body=HELLO, key=acme_key).status == 200:
         pass
-    entitlements.grant_credits("acme", 400)
+    account.grant_credits("acme", 400)
     reply = call("POST", CHAT, body=HELLO, key=acme_key)
     assert reply.status == 200
     assert int(reply.header("X-Billing-Credits-Remaining-Micro-Usd") or 0) < 400
@@ -201,6 +203,6 @@ def test_credits_pay_for_calls_beyond_an_exhausted_quota(acme_key: str) -> None:
     while reply.status == 200:
         reply = call("POST", CHAT, body=HELLO, key=acme_key)
     assert reply.json()["error"]["code"] == "quota_exhausted"  # the plan's refusal, once credits are short
-    view = entitlements.summary("acme")
+    view = account.summary("acme")
     assert view.tokens_used <= 300
     assert view.credits_micro_usd == 400 - sum(r.cost_micro_usd for r in _records() if r.funding == "credits")

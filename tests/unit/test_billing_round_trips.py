@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aigw import entitlements, plans
+from aigw.billing import account, plans
 from aigw.table import gateway_table
 from tests.helpers.apigw import call
 from tests.unit.billing_fixtures import CHAT, HELLO, acme_key, billing_env
@@ -24,7 +24,7 @@ def _count_calls() -> list[str]:
 
 def test_a_warm_call_is_one_reservation_and_one_settlement(acme_key: str) -> None:
     plans.put_plan("limited", plans.PlanSpec(monthly_tokens=100_000, requests_per_minute=100))
-    entitlements.assign_plan("acme", "limited")
+    account.assign_plan("acme", "limited")
     assert call("POST", CHAT, body=HELLO, key=acme_key).status == 200  # warms key, plan, entitlement
     seen = _count_calls()
     assert call("POST", CHAT, body=HELLO, key=acme_key).status == 200
@@ -32,12 +32,12 @@ def test_a_warm_call_is_one_reservation_and_one_settlement(acme_key: str) -> Non
 
 
 def test_a_changed_entitlement_costs_no_extra_read(acme_key: str) -> None:
-    entitlements.grant_credits("acme", 1_000_000)
+    account.grant_credits("acme", 1_000_000)
     assert call("POST", CHAT, body=HELLO, key=acme_key).status == 200
     # Another container (a webhook, an admin) changes the entitlement behind this one's cache.
     gateway_table().update(
         "TEAM#acme",
-        entitlements.BILLING_SK,
+        account.BILLING_SK,
         expression="ADD credits :c SET rev = rev + :one",
         values={":c": 1_000_000, ":one": 1},
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aigw import bootstrap, clock, keys, metering, teams
+from aigw import bootstrap, clock, keys, teams
+from aigw.usage import records as usage_records
 from tests.helpers.apigw import call
 
 NEW_MODEL = {
@@ -72,7 +73,7 @@ def test_price_override_changes_what_calls_cost(admin: str, member: str) -> None
         body={"model": "mock/echo", "messages": [{"role": "user", "content": "Hello"}]},
         key=member,
     )
-    (record,) = metering.records_for_day("acme", clock.iso(clock.now())[:10])
+    (record,) = usage_records.records_for_day("acme", clock.iso(clock.now())[:10])
     assert record.cost_micro_usd == 10 * record.prompt_tokens + 20 * record.completion_tokens
 
 

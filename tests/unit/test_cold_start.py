@@ -31,7 +31,7 @@ NOT_AT_IMPORT: dict[str, tuple[str, ...]] = {
     # imports the bare botocore package for its user agent, not the client machinery).
     "PortalFunction": ("stripe", "httpx", "aigw.keys", "aigw.table", "boto3", "botocore.client"),
     # Catalog, design, lifecycle, sharing: only POST /apis/{slug} (and dry runs) call a model.
-    "PromptApisFunction": ("stripe", "httpx", "aigw.invocation", "aigw.metering", "aigw.providers"),
+    "PromptApisFunction": ("stripe", "httpx", "aigw.invocation", "aigw.billing.meter", "aigw.providers"),
     "InvokeFunction": ("stripe",),
     "MessagesFunction": ("stripe",),
     "StripeWebhookFunction": ("aigw.invocation", "aigw.providers"),

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from aigw import clock, keys, metering, teams
+from aigw import clock, keys, teams
+from aigw.usage import records as usage_records
 from tests.helpers.apigw import call
 
 CHAT = "/v1/chat/completions"
@@ -41,7 +42,7 @@ def test_mock_model_answers_in_openai_shape(key: str) -> None:
 def test_each_call_writes_a_usage_record_with_tokens_and_cost(key: str) -> None:
     body = call("POST", CHAT, body=HELLO, key=key).json()
     day = clock.iso(clock.now())[:10]
-    (record,) = metering.records_for_day("acme", day)
+    (record,) = usage_records.records_for_day("acme", day)
     assert record.model == "mock/echo"
     assert record.status == 200
     assert record.prompt_tokens == body["usage"]["prompt_tokens"]
@@ -55,7 +56,7 @@ def test_each_call_writes_a_usage_record_with_tokens_and_cost(key: str) -> None:
 def test_failed_calls_are_recorded_too(key: str) -> None:
     reply = call("POST", CHAT, body={**HELLO, "model": "openai/gpt-4o-mini"}, key=key)
     assert reply.status == 502  # no OpenAI key configured in this test
-    (record,) = metering.records_for_day("acme", clock.iso(clock.now())[:10])
+    (record,) = usage_records.records_for_day("acme", clock.iso(clock.now())[:10])
     assert (record.status, record.error_code, record.cost_micro_usd) == (502, "provider_not_configured", 0)
 
 

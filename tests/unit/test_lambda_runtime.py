@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from aigw import clock, lambda_runtime, metering
+from aigw import clock, lambda_runtime
+from aigw.usage import records as usage_records
 from aigw_local import template as tpl
 from tests.helpers.apigw import _handler, build_event
 
@@ -193,12 +194,14 @@ def test_the_answer_is_posted_before_the_call_is_settled_and_the_settle_still_ha
 ) -> None:
     day = clock.iso(clock.now())[:10]
     records_when_answered: list[int] = []
-    runtime_api.on_post = lambda: records_when_answered.append(len(metering.records_for_day("acme", day)))
+    runtime_api.on_post = lambda: records_when_answered.append(
+        len(usage_records.records_for_day("acme", day))
+    )
     _, _, chunks = _run(
         runtime_api, {"model": "mock/echo", "messages": [{"role": "user", "content": "hi"}]}, key
     )
     assert json.loads(_split(chunks)[1])["choices"][0]["message"]["content"] == "Echo: hi"
     assert records_when_answered == [0]  # the caller had its answer before the usage was written
-    (record,) = metering.records_for_day("acme", day)  # ... which happened before the next /next
+    (record,) = usage_records.records_for_day("acme", day)  # ... which happened before the next /next
     assert record.status == 200
     assert record.prompt_tokens > 0

@@ -4,10 +4,10 @@ from decimal import Decimal
 
 import pytest
 
+from aigw.billing.pricing import cost_micro_usd
 from aigw.catalog import ModelInfo, catalog
 from aigw.chat import Usage
 from aigw.errors import NotFound
-from aigw.pricing import cost_micro_usd
 
 MODEL = ModelInfo(
     id="x/y",

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from aigw import clock, metering
+from aigw import clock
+from aigw.usage import records as usage_records
 from tests.helpers.apigw import call
 from tests.helpers.prompt_apis import Actors, create, design, make_actors, move
 
@@ -136,7 +137,7 @@ def test_dry_run_tries_a_version_and_shows_the_rendered_prompt(actors: Actors) -
     assert first["output"] == "Echo: Summarise (): hi"
     assert first["messages"][0] == {"role": "system", "content": "You summarise texts."}
     # A dry run is a real call: metered and billed to the owner's team under its own route.
-    records = metering.records_for_day("acme", clock.iso(clock.now())[:10])
+    records = usage_records.records_for_day("acme", clock.iso(clock.now())[:10])
     assert {r.route for r in records} == {"/apis/summarize/dry-run"}
     assert all(r.cost_micro_usd > 0 for r in records)
     bad = call("POST", "/apis/summarize/dry-run", body={"variables": {"text": 3}}, key=actors.owner)

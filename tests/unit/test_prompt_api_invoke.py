@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from aigw import clock, entitlements, metering, plans, sse
+from aigw import clock, sse
+from aigw.billing import account, plans
 from aigw.streaming import StreamingResponse
+from aigw.usage import records as usage_records
 from aigw_local.apigw import LambdaContext
 from tests.conftest import reset_core
 from tests.helpers.apigw import Reply, _handler, build_event, call
@@ -21,8 +23,8 @@ def actors() -> Actors:
     return make_actors()
 
 
-def _today(team: str) -> list[metering.UsageRecord]:
-    return metering.records_for_day(team, clock.iso(clock.now())[:10])
+def _today(team: str) -> list[usage_records.UsageRecord]:
+    return usage_records.records_for_day(team, clock.iso(clock.now())[:10])
 
 
 def _grant(actors: Actors) -> None:
@@ -152,12 +154,12 @@ def paying_owner(actors: Actors, monkeypatch: pytest.MonkeyPatch) -> Actors:
     reset_core()
     plans.put_plan("pro", plans.PlanSpec(name="Pro", monthly_tokens=100_000))
     plans.put_plan("credits-10", plans.PlanSpec(kind="credits", credits_micro_usd=10_000_000))
-    entitlements.assign_plan("acme", "pro")
+    account.assign_plan("acme", "pro")
     return actors
 
 
 def _counters(team: str) -> tuple[int, int, int, int]:
-    s = entitlements.summary(team)
+    s = account.summary(team)
     return s.tokens_used, s.tokens_reserved, s.credits_micro_usd, s.credits_reserved_micro_usd
 
 
@@ -169,7 +171,7 @@ def test_402_when_the_caller_cannot_pay_and_nothing_is_billed(
     published(actors.owner)
     _grant(actors)
     if credits:
-        entitlements.grant_credits("beta", credits)  # far less than one call's worst case
+        account.grant_credits("beta", credits)  # far less than one call's worst case
     before = {team: _counters(team) for team in ("acme", "beta")}
 
     for stream in (False, True):
@@ -193,7 +195,7 @@ def test_a_call_draws_on_the_callers_counters_not_the_owners(paying_owner: Actor
     actors = paying_owner
     published(actors.owner)
     _grant(actors)
-    entitlements.grant_credits("beta", 10_000_000)  # beta pays with prepaid credits
+    account.grant_credits("beta", 10_000_000)  # beta pays with prepaid credits
 
     reply = call("POST", "/apis/summarize", body={"text": "bill me"}, key=actors.other)
     assert reply.status == 200, reply.body

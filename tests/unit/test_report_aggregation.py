@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from aigw import metering, reports, teams
-from aigw.metering import UsageRecord
+from aigw import teams
 from aigw.table import gateway_table
+from aigw.usage import records as usage_records
+from aigw.usage import reports
+from aigw.usage.records import UsageRecord
 from aigw_local.apigw import LambdaContext
 from tests.helpers.streams import drain_reports, handler, poll_reports
 
@@ -41,7 +43,7 @@ def _record(
         cost_micro_usd=1_000 + n,
         created_at_ms=_ms() + n,
     )
-    metering.record(usage)
+    usage_records.record(usage)
     return usage
 
 
@@ -210,7 +212,7 @@ def test_a_malformed_record_is_reported_alone_and_the_others_count() -> None:
     for item in gateway_table().query("pk = :p", {":p": reports.agg_pk("acme")}):
         gateway_table().delete(item["pk"], item["sk"])
     for usage in records:
-        key = metering.usage_item(usage)
+        key = usage_records.usage_item(usage)
         gateway_table().update(key["pk"], key["sk"], expression="REMOVE aggregated_at")
     broken = copy.deepcopy(event)
     broken["Records"][1]["dynamodb"]["NewImage"]["prompt_tokens"] = {"S": "lots"}

@@ -8,8 +8,9 @@ from datetime import datetime
 
 import pytest
 
-from aigw import clock, keys, metering, teams
-from aigw.metering import UsageRecord
+from aigw import clock, keys, teams
+from aigw.usage import records as usage_records
+from aigw.usage.records import UsageRecord
 from tests.helpers.apigw import call
 from tests.helpers.reports import usage_path
 from tests.helpers.streams import drain_reports
@@ -39,7 +40,7 @@ def _record(
         "created_at_ms": _ms(day),
         **kw,
     }
-    metering.record(UsageRecord.model_validate(fields))
+    usage_records.record(UsageRecord.model_validate(fields))
 
 
 @pytest.fixture
@@ -78,7 +79,7 @@ def test_totals_equal_the_sum_of_the_usage_records_after_real_calls(acme: str) -
     failed = call("POST", CHAT, key=acme, body={**HELLO, "model": "openai/gpt-4o-mini"})
     assert failed.status == 502
     day = clock.iso(clock.now())[:10]
-    records = metering.records_for_day("acme", day)
+    records = usage_records.records_for_day("acme", day)
     assert len(records) == 4
 
     report = _report(acme, group_by="day", **{"from": day, "to": day})
@@ -99,7 +100,7 @@ def test_a_retried_record_write_is_not_counted_twice(acme: str, fixed_today: Non
     _record("acme", "2026-03-09", n=1)  # same request id: a retry of the same write
     (row,) = [r for r in _report(acme, group_by="day", **{"from": "2026-03-09", "to": "2026-03-09"})["rows"]]  # type: ignore[union-attr]
     assert (row["calls"], row["cost_micro_usd"]) == (1, 1_007)
-    assert len(metering.records_for_day("acme", "2026-03-09")) == 1
+    assert len(usage_records.records_for_day("acme", "2026-03-09")) == 1
 
 
 def test_group_by_day_fills_the_range_and_month_sums_days(acme: str, fixed_today: None) -> None:

@@ -207,7 +207,8 @@ def test_latest_skips_what_was_written_before_the_start() -> None:
 
 
 def test_calls_on_the_local_plan_never_reach_the_meter_reporter(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aigw import clock, keys, metering, teams
+    from aigw import clock, keys, teams
+    from aigw.usage import records as usage_records
     from aigw_local.runner import LOCAL_DEFAULT_PLAN, seed_local_plan
     from tests.conftest import reset_core
     from tests.helpers import streams as drained
@@ -220,7 +221,7 @@ def test_calls_on_the_local_plan_never_reach_the_meter_reporter(monkeypatch: pyt
     secret = keys.create_key("acme").secret
     chat = {"model": "mock/echo", "messages": [{"role": "user", "content": "hi"}]}
     assert call("POST", "/v1/chat/completions", key=secret, body=chat).status == 200
-    (record,) = metering.records_for_day("acme", clock.iso(clock.now())[:10])
+    (record,) = usage_records.records_for_day("acme", clock.iso(clock.now())[:10])
     assert record.meter_event_name is None
     # Without a Stripe key the runner's meter reporter would fail: it is never invoked.
     assert drained.poller("MeterReportFunction").drain() == 0

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from aigw import clock, entitlements
+from aigw import clock
+from aigw.billing import account
 from tests.helpers.apigw import call
 from tests.helpers.stripe import deliver, signature, stripe_event
 from tests.unit.billing_fixtures import CHAT, HELLO, Notes, acme_key, billing_env, notes
@@ -64,7 +65,7 @@ def test_subscription_created_grants_the_plan(acme_key: str) -> None:
     assert status == 200, body
     assert headers["X-Billing-Quota-Tokens-Limit"] == "100000"
     assert 0 < int(headers["X-Billing-Quota-Tokens-Remaining"]) < 100_000
-    view = entitlements.summary("acme")
+    view = account.summary("acme")
     assert (view.plan_id, view.subscription_status, view.customer_id) == (
         "pro-monthly",
         "active",
@@ -77,7 +78,7 @@ def test_duplicate_delivery_takes_effect_once(acme_key: str) -> None:
     assert deliver(event).json()["outcome"] == "applied"
     assert deliver(event).json()["outcome"] == "duplicate"
     assert deliver(event).status == 200
-    assert entitlements.summary("acme").credits_micro_usd == 10_000_000
+    assert account.summary("acme").credits_micro_usd == 10_000_000
 
 
 def test_out_of_order_events_never_roll_back(acme_key: str) -> None:
@@ -143,7 +144,7 @@ def test_payment_failure_warns_during_grace_then_refuses(
 
     real_now = clock.now
     monkeypatch.setattr(clock, "now", lambda: real_now() + 3700)  # an hour after the failure at +60 s
-    entitlements.forget()
+    account.forget()
     reply = call("POST", CHAT, body=HELLO, key=acme_key)
     assert reply.status == 402
     assert reply.json()["error"]["code"] == "payment_failed"
@@ -198,10 +199,10 @@ def test_a_new_period_resets_the_quota_counters(acme_key: str) -> None:
     now = clock.now()
     deliver(stripe_event("customer.subscription.created", at=now))
     _chat(acme_key)
-    assert entitlements.summary("acme").tokens_used > 0
+    assert account.summary("acme").tokens_used > 0
     renewed = stripe_event("customer.subscription.updated", at=now + 30 * 86_400, status="active")
     deliver(renewed)
-    assert entitlements.summary("acme").tokens_used == 0
+    assert account.summary("acme").tokens_used == 0
 
 
 def test_unknown_events_and_unknown_teams_are_acknowledged(acme_key: str) -> None:
@@ -223,21 +224,21 @@ def test_an_old_payment_failure_after_a_newer_payment_starts_no_grace(acme_key: 
     deliver(stripe_event("customer.subscription.created", at=now))
     deliver(stripe_event("invoice.paid", at=now))  # created at +180
     assert deliver(stripe_event("invoice.payment_failed", at=now)).json()["outcome"] == "unchanged"  # +60
-    assert entitlements.load("acme").first_failed_at is None
+    assert account.load("acme").first_failed_at is None
 
 
 def test_delayed_payment_checkout_adds_credits_when_it_succeeds(acme_key: str) -> None:
     pending = stripe_event("checkout.session.completed.credits", payment_status="unpaid")
     deliver(pending)
-    assert entitlements.summary("acme").credits_micro_usd == 0
+    assert account.summary("acme").credits_micro_usd == 0
     succeeded = stripe_event("checkout.session.completed.credits")
     succeeded["type"] = "checkout.session.async_payment_succeeded"
     deliver(succeeded)
-    assert entitlements.summary("acme").credits_micro_usd == 10_000_000
+    assert account.summary("acme").credits_micro_usd == 10_000_000
 
 
 def test_plan_can_be_named_in_product_metadata(acme_key: str) -> None:
-    from aigw import plans
+    from aigw.billing import plans
 
     plans.put_plan("team-annual", plans.PlanSpec(monthly_tokens=7))
     event = stripe_event("customer.subscription.created")
@@ -245,13 +246,13 @@ def test_plan_can_be_named_in_product_metadata(acme_key: str) -> None:
     price["lookup_key"] = None
     price["product"] = {"id": "prod_TestTeam", "object": "product", "metadata": {"aigw_plan": "team-annual"}}
     deliver(event)
-    assert entitlements.summary("acme").monthly_tokens == 7
+    assert account.summary("acme").monthly_tokens == 7
 
 
 def test_webhook_secret_comes_from_ssm_in_aws(acme_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
 
-    from aigw.billing_config import billing_settings
+    from aigw.billing.config import billing_settings
     from tests.helpers.stripe import WEBHOOK_SECRET
 
     boto3.client("ssm", region_name="us-east-1").put_parameter(

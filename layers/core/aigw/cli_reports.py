@@ -78,7 +78,7 @@ def cmd_catch_up(args: argparse.Namespace) -> None:
         os.environ["TABLE_NAME"] = args.table
     if args.endpoint:
         os.environ["DYNAMODB_ENDPOINT"] = args.endpoint
-    from aigw.report_aggregation import catch_up
+    from aigw.usage.aggregation import catch_up
 
     added = catch_up(args.team, args.day)
     if args.json:

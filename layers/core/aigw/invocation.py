@@ -13,7 +13,9 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from aigw import clock, entitlements
+from aigw import clock
+from aigw.billing import account
+from aigw.billing.meter import Meter, open_meter
 from aigw.catalog import ModelInfo, catalog
 from aigw.chat import (
     ChatCompletion,
@@ -26,7 +28,6 @@ from aigw.chat import (
 from aigw.config import settings
 from aigw.errors import GatewayError, InvalidRequest
 from aigw.keys import ApiKey, require_model
-from aigw.metering import Meter, open_meter
 from aigw.providers import Provider, get_provider
 from aigw.providers.upstream import can_fall_back, is_retryable
 from aigw.tokens import estimate_messages, estimate_text
@@ -36,7 +37,7 @@ CHAT_ROUTE = "/v1/chat/completions"
 
 def list_models(key: ApiKey) -> ModelList:
     """The models this key may call: its own allow-list and its team's plan both allow them."""
-    plan = entitlements.governing_plan(key.team_id)
+    plan = account.governing_plan(key.team_id)
     cards = [
         ModelCard(id=m.id, created=m.created, owned_by=m.provider)
         for m in catalog().all()
@@ -56,7 +57,7 @@ def candidates(key: ApiKey, requested: str) -> list[ModelInfo]:
     allowed = [m for m in chain if key.allows_model(m.id)]
     if not allowed:
         require_model(key, chain[0].id)  # raises the 403 naming the model
-    plan = entitlements.governing_plan(key.team_id)
+    plan = account.governing_plan(key.team_id)
     in_plan = [m for m in allowed if plan is None or plan.allows_model(m.id)]
     # None in the plan: the first one's admission refuses (403 model_not_in_plan) on a fresh view.
     return in_plan or allowed[:1]

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from aigw import request_context, streaming
 from aigw.config import settings
 from aigw.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
+from aigw.problems import JSON, error_body
 
 if TYPE_CHECKING:
     # Keys (and with them the table and boto3) load on the first authenticated request: a
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
 
 logger = Logger(service="aigw")
 
-JSON = "application/json"
-PROBLEM_JSON = "application/problem+json"
-PROBLEM_TYPE_PREFIX = "urn:aigw:problem:"
-
 LambdaResult = dict[str, Any]
 
 # Deeper JSON than this is refused before parsing: Python's parser recurses, and a body of
@@ -42,48 +39,6 @@ LambdaResult = dict[str, Any]
 # included, stay far below it.
 MAX_JSON_DEPTH = 100
 _JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
-
-
-ANTHROPIC_ROUTES = frozenset({"/v1/messages"})
-_ANTHROPIC_ERROR_TYPES = frozenset(
-    {
-        "invalid_request_error",
-        "authentication_error",
-        "permission_error",
-        "not_found_error",
-        "rate_limit_error",
-    }
-)
-
-
-def is_openai_route(path: str) -> bool:
-    return path == "/v1" or path.startswith("/v1/")
-
-
-def error_body(err: GatewayError, path: str) -> tuple[str, dict[str, Any]]:
-    problem: dict[str, Any] = {
-        "type": PROBLEM_TYPE_PREFIX + err.code,
-        "title": err.title,
-        "status": err.status,
-        "detail": err.message,
-        "code": err.code,
-        **err.extra,
-    }
-    if err.param:
-        problem["param"] = err.param
-    if not is_openai_route(path):
-        return PROBLEM_JSON, problem
-    if path in ANTHROPIC_ROUTES:
-        # Anthropic's error shape, so Claude SDKs raise the matching exception.
-        kind = err.error_type if err.error_type in _ANTHROPIC_ERROR_TYPES else "api_error"
-        return JSON, {"type": "error", "error": {"type": kind, "message": err.message, "code": err.code}}
-    body: dict[str, Any] = {
-        "error": {"message": err.message, "type": err.error_type, "param": err.param, "code": err.code}
-    }
-    if err.status == 402:
-        # Money problems are both: SDKs read "error", billing tooling reads the problem fields.
-        return PROBLEM_JSON, {**problem, **body}
-    return JSON, body
 
 
 def error_response(err: GatewayError, path: str) -> Response[str]:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aigw import invocation, sse, web
+from aigw import invocation, problems, sse
 from aigw.chat import ChatCompletion, ChatMessage, ChatRequest, Usage
 from aigw.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError
 from aigw.keys import ApiKey
@@ -75,7 +75,7 @@ class StreamedAnswer:
             yield sse.DONE
         except GatewayError as exc:
             # The status line has been sent: the problem travels as the last event.
-            yield sse.encode({"error": web.error_body(exc, self.route)[1]})
+            yield sse.encode({"error": problems.error_body(exc, self.route)[1]})
         finally:
             self.stream.close()
 

@@ -1,7 +1,7 @@
 """Usage of one prompt API, for its owner: calls, tokens, cost and errors, per calling team.
 
 Calls are billed to the caller's team; their usage records also carry the API's slug and sit
-in a per-API partition of gsi1 (see :func:`aigw.metering.usage_item`), read here.
+in a per-API partition of gsi1 (see :func:`aigw.usage.records.usage_item`), read here.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from aigw.table import gateway_table
 if TYPE_CHECKING:
     # The metering module (and the billing modules it imports) is needed by report() alone:
     # the prompt API routes that never read usage do not load it at cold start.
-    from aigw.metering import UsageRecord
+    from aigw.usage.records import UsageRecord
 
 MAX_DAYS = 400
 
@@ -76,7 +76,7 @@ def summarise(slug: str, records: Iterable[UsageRecord], since_ms: int, until_ms
 
 
 def report(key: ApiKey, slug: str, *, days: int = 30) -> Report:
-    from aigw.metering import UsageRecord, api_usage_pk
+    from aigw.usage.records import UsageRecord, api_usage_pk
 
     access.require_manager(key, slug)
     if not 1 <= days <= MAX_DAYS:

@@ -2,7 +2,7 @@
 
 ``settle`` writes the billing counters and the usage record, nothing else (two items, one
 transaction). The record's INSERT reaches :class:`StreamBatch` through the table stream; the
-record's contributions (:func:`aigw.reports.contributions`) are added to the aggregates in a
+record's contributions (:func:`aigw.usage.reports.contributions`) are added to the aggregates in a
 transaction that also marks the record itself (``SET aggregated_at``, on condition that it is
 not set yet). A redelivered record therefore cancels its transaction and is skipped: the
 aggregates move once per record, however often the stream delivers it.
@@ -24,9 +24,9 @@ from botocore.exceptions import ClientError
 
 from aigw import clock
 from aigw.errors import ServiceUnavailable
-from aigw.metering import UsageRecord, usage_pk
-from aigw.reports import Contribution, contributions
 from aigw.table import ConditionFailed, deserialize, gateway_table
+from aigw.usage.records import UsageRecord, usage_pk
+from aigw.usage.reports import Contribution, contributions
 
 MARK = "aggregated_at"
 # DynamoDB's limit on the items of one TransactWriteItems.

@@ -17,10 +17,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aigw import clock, request_context
-from aigw.billing_config import billing_settings
-from aigw.entitlements import BillingState, Decision, RefusalCode
+from aigw.billing.config import billing_settings
+from aigw.billing.plans import Plan, cached_plan
+from aigw.billing.rules import BillingState, Decision, RefusalCode
 from aigw.errors import GatewayError, InvalidRequest, NotFound, PaymentRequired, UpstreamError
-from aigw.plans import Plan, cached_plan
 
 _PORTAL_CODES = frozenset({"payment_failed", "subscription_paused", "quota_exhausted", "spend_cap_reached"})
 _TITLES: dict[str, str] = {

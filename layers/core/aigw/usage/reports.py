@@ -2,7 +2,7 @@
 
 Every usage record adds its counters to a few aggregate items (see :func:`contributions`).
 They are applied off the request path, from the table's stream, exactly once per record
-(:mod:`aigw.report_aggregation`): totals equal the sum of the records once the stream has
+(:mod:`aigw.usage.aggregation`): totals equal the sum of the records once the stream has
 caught up, typically well under a second after a call. Reports read a handful of aggregate
 items instead of scanning records.
 
@@ -37,7 +37,7 @@ from aigw.keys import ApiKey
 from aigw.table import Item, gateway_table
 
 if TYPE_CHECKING:
-    from aigw.metering import UsageRecord
+    from aigw.usage.records import UsageRecord
 
 GroupBy = Literal["day", "month", "model", "key", "route", "api", "team"]
 GROUP_BYS: tuple[str, ...] = ("day", "month", "model", "key", "route", "api", "team")
@@ -73,7 +73,7 @@ class Contribution:
     """What usage records add to one aggregate item: its key, descriptive attributes and counters.
 
     Contributions to the same item (same ``sk``) of one team sum with :meth:`plus`, so a batch of
-    records updates each aggregate item once (:mod:`aigw.report_aggregation`)."""
+    records updates each aggregate item once (:mod:`aigw.usage.aggregation`)."""
 
     team_id: str
     sk: str
@@ -143,7 +143,7 @@ def contributions(record: UsageRecord) -> list[Contribution]:
         ("key", record.key_id),
         ("route", record.route),
     ]
-    from aigw.metering import api_slug_of  # metering imports this module
+    from aigw.usage.records import api_slug_of  # metering imports this module
 
     slug = record.api_slug or api_slug_of(record.route)
     if slug:

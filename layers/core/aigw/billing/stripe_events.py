@@ -21,11 +21,13 @@ from typing import Any, Literal
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from aigw import clock, entitlements, notifications
-from aigw.billing_config import billing_settings
-from aigw.entitlements import BILLING_SK, INACTIVE, BillingState
+from aigw import clock
+from aigw.billing import account, notifications, rules
+from aigw.billing.account import BILLING_SK
+from aigw.billing.config import billing_settings
+from aigw.billing.plans import cached_plan
+from aigw.billing.rules import INACTIVE, BillingState
 from aigw.errors import NotFound, ServiceUnavailable
-from aigw.plans import cached_plan
 from aigw.table import ConditionFailed, gateway_table, serialize
 from aigw.teams import get_team, team_pk
 
@@ -172,14 +174,12 @@ def subscription_change(state: BillingState, event: StripeEvent) -> Change:
             change.sets["first_failed_at"] = event.created
         grace = (state.first_failed_at or event.created) + billing_settings().grace_seconds
         change.notes.append(("Grace Started", {"grace_until": clock.iso(grace), "subscription": sub_id}))
-    if status in entitlements.ALLOWING:
+    if status in rules.ALLOWING:
         change.removes.append("first_failed_at")
         change.sets["suspended_notified"] = False
     if status in INACTIVE and state.sub_status not in INACTIVE:
         # Without a live subscription the period is the calendar month again.
-        change.sets.update(
-            zip(("period_start", "period_end"), entitlements.month_bounds(clock.now()), strict=True)
-        )
+        change.sets.update(zip(("period_start", "period_end"), rules.month_bounds(clock.now()), strict=True))
     return change
 
 
@@ -309,7 +309,7 @@ def _update_op(state: BillingState, change: Change) -> dict[str, Any]:
 
 
 def _allowed(state: BillingState, now: int) -> bool:
-    return entitlements.decide(state, now).allowed
+    return rules.decide(state, now).allowed
 
 
 def process(event: StripeEvent) -> Outcome:
@@ -341,7 +341,7 @@ def process(event: StripeEvent) -> Outcome:
         }
     }
     for _ in range(5):
-        state = entitlements.load(team_id)
+        state = account.load(team_id)
         change = _change_for(state, event)
         assert change is not None
         ops: list[dict[str, Any]] = [marker]
@@ -359,7 +359,7 @@ def process(event: StripeEvent) -> Outcome:
                 return "duplicate"
             continue  # the billing item moved (another event, a rollover): decide again
         _announce(state, change, event)
-        entitlements.forget(team_id)
+        account.forget(team_id)
         return "applied" if len(ops) > 1 else "unchanged"
     raise ServiceUnavailable("Billing state is contended; Stripe will retry", headers={"Retry-After": "5"})
 

@@ -8,7 +8,7 @@ two (a Lambda crash or timeout) leaves its hold behind; once ``expires_at`` has 
 well beyond any function's timeout), :func:`release` returns its amounts to the counters and
 removes it, under the same condition. Exactly one of settle and release therefore succeeds:
 never two releases, and a settle that arrives after a release charges the real usage alone
-(see :meth:`aigw.metering.Meter.settle`).
+(see :meth:`aigw.billing.meter.Meter.settle`).
 
 Expired holds are released lazily when the team's item is next written by a reservation, and
 by the scheduled sweeper (``ReservationSweeperFunction``) for teams that have gone quiet.
@@ -22,8 +22,8 @@ from typing import Any, Literal
 from aws_lambda_powertools import Logger
 
 from aigw import clock, teams
-from aigw.billing_config import billing_settings
-from aigw.entitlements import BILLING_SK
+from aigw.billing.account import BILLING_SK
+from aigw.billing.config import billing_settings
 from aigw.table import ConditionFailed, Item, gateway_table
 from aigw.teams import team_pk
 

@@ -15,7 +15,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from aigw import clock
-from aigw.billing_config import billing_settings
+from aigw.billing.config import billing_settings
 from aigw.config import settings
 
 SOURCE = "aigw.billing"

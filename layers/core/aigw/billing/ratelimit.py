@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aigw.billing.plans import Plan
 from aigw.errors import RateLimited
-from aigw.plans import Plan
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aigw.billing import stripe_client
-from aigw.metering import UsageRecord
+from aigw.billing.stripe_links import stripe_client
 from aigw.table import deserialize
+from aigw.usage.records import UsageRecord
 
 
 def record_from_stream(record: dict[str, Any]) -> UsageRecord | None:

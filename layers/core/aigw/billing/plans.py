@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from aigw import clock
-from aigw.billing_config import billing_settings
+from aigw.billing.config import billing_settings
 from aigw.errors import NotFound
 from aigw.table import Item, gateway_table
 

@@ -1,0 +1,56 @@
+"""How a :class:`~aigw.errors.GatewayError` is written: OpenAI's error object on ``/v1``,
+Anthropic's on ``/v1/messages``, RFC 9457 problem+json everywhere else. Shared by the HTTP edge
+(:mod:`aigw.web`), streamed error events (:mod:`aigw.streaming`) and prompt APIs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aigw.errors import GatewayError
+
+JSON = "application/json"
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:aigw:problem:"
+
+
+ANTHROPIC_ROUTES = frozenset({"/v1/messages"})
+_ANTHROPIC_ERROR_TYPES = frozenset(
+    {
+        "invalid_request_error",
+        "authentication_error",
+        "permission_error",
+        "not_found_error",
+        "rate_limit_error",
+    }
+)
+
+
+def is_openai_route(path: str) -> bool:
+    return path == "/v1" or path.startswith("/v1/")
+
+
+def error_body(err: GatewayError, path: str) -> tuple[str, dict[str, Any]]:
+    problem: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + err.code,
+        "title": err.title,
+        "status": err.status,
+        "detail": err.message,
+        "code": err.code,
+        **err.extra,
+    }
+    if err.param:
+        problem["param"] = err.param
+    if not is_openai_route(path):
+        return PROBLEM_JSON, problem
+    if path in ANTHROPIC_ROUTES:
+        # Anthropic's error shape, so Claude SDKs raise the matching exception.
+        kind = err.error_type if err.error_type in _ANTHROPIC_ERROR_TYPES else "api_error"
+        return JSON, {"type": "error", "error": {"type": kind, "message": err.message, "code": err.code}}
+    body: dict[str, Any] = {
+        "error": {"message": err.message, "type": err.error_type, "param": err.param, "code": err.code}
+    }
+    if err.status == 402:
+        # Money problems are both: SDKs read "error", billing tooling reads the problem fields.
+        return PROBLEM_JSON, {**problem, **body}
+    return JSON, body

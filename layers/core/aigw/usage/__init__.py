@@ -1,0 +1,1 @@
+"""Usage: the record of every metered call, and the reports built from those records."""
