@@ -45,7 +45,7 @@ def reset_core() -> None:
 
 def give_everyone_a_plan(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests that are not about billing run as a deployment with an unlimited default plan."""
-    plans.put_plan(EVERYONE_PLAN, plans.PlanSpec(name="Unlimited (tests)"))
+    plans.put_plan(EVERYONE_PLAN, plans.PlanSpec(name="Unlimited (tests)", unlimited=True))
     monkeypatch.setenv("DEFAULT_PLAN", EVERYONE_PLAN)
     reset_core()
 

@@ -1,5 +1,6 @@
 """Billing links: /billing/portal and /billing/checkout open Stripe sessions and redirect there
-(signed links from 402 answers, usable in a browser); /billing/status shows a team its terms."""
+(short-lived signed links from 402 answers, usable in a browser); /billing/status shows a team
+its terms, and hands the calling key links of its own team, bound to that key."""
 
 from __future__ import annotations
 
@@ -11,23 +12,24 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aigw import web
+from aigw import clock, web
 from aigw.billing import account, stripe_links
 
 logger = Logger(service="aigw-billing")
 app = web.resolver()
 PUBLIC = frozenset({"/billing/portal", "/billing/checkout", "/billing/return"})
 
-Token = Annotated[str, Query(min_length=1, max_length=300)]
+Token = Annotated[str, Query(min_length=1, max_length=600)]
 
 
 def _redirect(url: str) -> Response[str]:
-    return Response(303, "text/plain", f"See {url}\n", headers={"Location": url, "Cache-Control": "no-store"})
+    headers = {"Location": url, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    return Response(303, "text/plain", f"See {url}\n", headers=headers)
 
 
 @app.get("/billing/portal")
 def portal(token: Token) -> Response[str]:
-    state = account.load(stripe_links.verify_token(token))
+    state = stripe_links.redeem(token, "portal").state
     if state.customer_id is None:  # nothing to manage yet: buying a plan is the fix
         return _redirect(stripe_links.open_checkout(state, None).url)
     return _redirect(stripe_links.open_portal(state).url)
@@ -35,8 +37,8 @@ def portal(token: Token) -> Response[str]:
 
 @app.get("/billing/checkout")
 def checkout(token: Token, plan: Annotated[str | None, Query(max_length=200)] = None) -> Response[str]:
-    state = account.load(stripe_links.verify_token(token))
-    return _redirect(stripe_links.open_checkout(state, plan).url)
+    link = stripe_links.redeem(token, "checkout", plan)
+    return _redirect(stripe_links.open_checkout(link.state, link.grant.plan_id).url)
 
 
 @app.get(
@@ -55,13 +57,17 @@ def returned(checkout: Annotated[str | None, Query(max_length=20)] = None) -> Re
 
 @app.get("/billing/status")
 def status() -> Response[str]:
+    # Any active key of a team sees its own team's billing and gets links for it, bound to
+    # that key (revoking the key voids them) and short-lived: the same links a 402 on one of
+    # its calls would carry. No key ever gets another team's links.
     key = web.current_key(app)
     view = account.summary(key.team_id)
     links = {
         "portal": stripe_links.portal_link(key.team_id) if view.customer_id else None,
         "checkout": stripe_links.checkout_link(key.team_id, None),
+        "expires_at": clock.iso(stripe_links.links_expire_at(key.team_id)),
     }
-    return web.json_response({**view.model_dump(), "links": links})
+    return web.json_response({**view.model_dump(), "links": links}, headers={"Cache-Control": "no-store"})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

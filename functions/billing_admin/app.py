@@ -68,8 +68,6 @@ def team_billing(team_id: str) -> Response[str]:
 @app.put("/admin/teams/<team_id>/plan")
 def assign_plan(team_id: str, body: AssignPlan) -> Response[str]:
     teams.get_team(team_id)
-    if body.plan_id is not None:
-        plans.get_plan(body.plan_id)
     return web.json_response(account.assign_plan(team_id, body.plan_id).model_dump())
 
 
@@ -77,6 +75,13 @@ def assign_plan(team_id: str, body: AssignPlan) -> Response[str]:
 def grant_credits(team_id: str, body: GrantCredits) -> Response[str]:
     teams.get_team(team_id)
     return web.json_response(account.grant_credits(team_id, body.micro_usd).model_dump())
+
+
+@app.post("/admin/teams/<team_id>/billing/revoke-links")
+def revoke_links(team_id: str) -> Response[str]:
+    """Void every billing link issued to the team so far (402 fix links, /billing/status links)."""
+    teams.get_team(team_id)
+    return web.json_response({"team_id": team_id, "link_generation": account.revoke_links(team_id)})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -21,6 +21,7 @@ from aigw.usage.records import UsageRecord
 from aigw_local.dynamodb_local import free_port
 from tests.helpers.fake_upstream import FakeUpstream, Recorded, Scripted, openai_completion
 from tests.helpers.fake_vendors import VendorServer
+from tests.helpers.stripe import WEBHOOK_SECRET
 
 
 @dataclass
@@ -181,6 +182,8 @@ def runner() -> Iterator[Runner]:
         "ANTHROPIC_API_KEY": "sk-ant-fake",
         "GROQ_BASE_URL": vendors.url + "/groq/v1",
         "GROQ_API_KEY": "gsk-fake",
+        # Tests deliver Stripe events signed as Stripe signs them (tests/helpers/stripe.py).
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
     }
     started = start_runner(env)
     keys, output, dynamodb_endpoint = started.keys, started.output, started.dynamodb_endpoint

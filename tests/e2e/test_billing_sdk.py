@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import time
+
+import httpx
 import openai
 import pytest
 
 from tests.e2e.conftest import Runner
 from tests.e2e.test_openai_sdk import _aigw, _client
+from tests.helpers.stripe import signature, stripe_event
 
 HELLO = [{"role": "user", "content": "Hello there"}]
 
@@ -61,3 +66,105 @@ def test_rate_limits_are_429_with_retry_after(runner: Runner) -> None:
         client.chat.completions.create(model="mock/echo", messages=HELLO)
     assert limited.value.code == "requests_per_minute_exceeded"
     assert 1 <= int(limited.value.response.headers["retry-after"]) <= 60
+
+
+# ---- issue 11, items 5 to 8, as a user and an attacker meet them on the local runner --------------
+
+
+def _deliver(runner: Runner, event: dict[str, object]) -> str:
+    payload = json.dumps(event)
+    reply = httpx.post(
+        runner.base_url + "/webhooks/stripe",
+        content=payload,
+        headers={"Stripe-Signature": signature(payload), "Content-Type": "application/json"},
+    )
+    assert reply.status_code == 200, reply.text
+    return str(reply.json()["outcome"])
+
+
+def _subscription(team: str, customer: str, **obj: object) -> dict[str, object]:
+    return stripe_event(
+        "customer.subscription.created",
+        id=f"sub_{team}",
+        customer=customer,
+        metadata={"team_id": team},
+        **obj,
+    )
+
+
+def test_a_credit_pack_is_not_a_plan_and_no_limit_is_said(runner: Runner) -> None:
+    _aigw(runner, "teams", "create", "e2e-prepaid")
+    _aigw(runner, "plans", "create", "e2e-pack", "--kind", "credits", "--credits", "10")
+    _aigw(runner, "billing", "grant", "--team", "e2e-prepaid", "--usd", "1")
+    refused = runner.cli("billing", "assign", "--team", "e2e-prepaid", "--plan", "e2e-pack")
+    assert refused.returncode == 1
+    assert "400" in refused.stderr
+    assert "credit pack" in refused.stderr
+    view = _aigw(runner, "billing", "show", "--team", "e2e-prepaid")
+    assert (view["plan_id"], view["credits_micro_usd"]) == ("local-free", 1_000_000)  # unchanged
+
+    nolimit = runner.cli("plans", "create", "e2e-open")
+    assert nolimit.returncode == 1
+    assert "--unlimited" in nolimit.stderr
+    assert _aigw(runner, "plans", "create", "e2e-open", "--unlimited")["unlimited"] is True
+    server_side = httpx.put(
+        runner.base_url + "/admin/plans/e2e-open2",
+        json={"name": "no limits said"},
+        headers={"Authorization": f"Bearer {runner.admin_key}"},
+    )
+    assert (server_side.status_code, server_side.json()["param"]) == (400, "unlimited")
+
+
+def test_invoice_paid_restores_and_a_customer_stays_with_its_team(runner: Runner) -> None:
+    _aigw(runner, "plans", "create", "pro-monthly", "--tokens", "100000")
+    for team in ("e2e-paid", "e2e-thief"):
+        _aigw(runner, "teams", "create", team)
+    paid = _client(runner, str(_aigw(runner, "keys", "create", "--team", "e2e-paid")["secret"]))
+    thief = _client(runner, str(_aigw(runner, "keys", "create", "--team", "e2e-thief")["secret"]))
+    now = int(time.time())
+    assert _deliver(runner, _subscription("e2e-paid", "cus_E2EPaid", status="unpaid")) == "applied"
+    with pytest.raises(openai.APIStatusError) as unpaid:
+        paid.chat.completions.create(model="mock/echo", messages=HELLO)
+    assert (unpaid.value.status_code, unpaid.value.code) == (402, "payment_failed")
+
+    invoice = stripe_event("invoice.paid", at=now, customer="cus_E2EPaid")
+    invoice["data"]["object"]["parent"]["subscription_details"] = {
+        "metadata": {"team_id": "e2e-paid"},
+        "subscription": "sub_e2e-paid",
+    }
+    assert _deliver(runner, invoice) == "applied"
+    assert paid.chat.completions.create(model="mock/echo", messages=HELLO).choices[0].message.content
+
+    hijack = stripe_event(
+        "checkout.session.completed.subscription",
+        customer="cus_E2EPaid",
+        client_reference_id="e2e-thief",
+        metadata={"team_id": "e2e-thief"},
+    )
+    assert _deliver(runner, hijack) == "conflict"
+    view = _aigw(runner, "billing", "show", "--team", "e2e-thief")
+    assert view.get("customer_id") is None
+    assert thief.chat.completions.create(model="mock/echo", messages=HELLO)  # on the local free plan
+
+
+def test_a_402_link_is_only_in_fix_url_and_link_and_dies_with_its_key(runner: Runner) -> None:
+    _aigw(runner, "teams", "create", "e2e-links")
+    _aigw(runner, "plans", "create", "e2e-links-plan", "--tokens", "10")
+    _aigw(runner, "billing", "assign", "--team", "e2e-links", "--plan", "e2e-links-plan")
+    issued = _aigw(runner, "keys", "create", "--team", "e2e-links")
+    client = _client(runner, str(issued["secret"]))
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.chat.completions.create(model="mock/echo", messages=HELLO, max_tokens=50)
+    err = refused.value
+    assert (err.status_code, err.code) == (402, "quota_exhausted")
+    assert "token=" not in err.message
+    problem = err.response.json()
+    assert "token=" not in problem["detail"]
+    assert err.response.headers["link"] == f'<{problem["fix_url"]}>; rel="payment"'
+    link = problem["fix_url"]
+    # The link verifies; then there is nothing to buy (this runner sets no CHECKOUT_PLAN).
+    opened = httpx.get(link)
+    assert (opened.status_code, opened.json()["code"]) == (400, "plan_required"), opened.text
+    _aigw(runner, "keys", "revoke", str(issued["key_id"]), "--team", "e2e-links")
+    dead = httpx.get(link)
+    assert (dead.status_code, dead.json()["code"]) == (400, "revoked_billing_link")

@@ -178,7 +178,7 @@ def _meter_handler() -> Any:
 
 
 def test_metered_usage_reaches_stripe_meters_once(acme: str, fake_stripe: FakeStripe) -> None:
-    plans.put_plan("pro-monthly", plans.PlanSpec(meter_event_name="aigw_tokens"))
+    plans.put_plan("pro-monthly", plans.PlanSpec(meter_event_name="aigw_tokens", unlimited=True))
     deliver(stripe_event("customer.subscription.created"))
     body = call("POST", CHAT, body=HELLO, key=acme).json()
     (record,) = _records()
@@ -202,7 +202,7 @@ def test_metered_usage_reaches_stripe_meters_once(acme: str, fake_stripe: FakeSt
 def test_meter_report_failures_are_retried_item_by_item(
     acme: str, fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plans.put_plan("pro-monthly", plans.PlanSpec(meter_event_name="aigw_tokens"))
+    plans.put_plan("pro-monthly", plans.PlanSpec(meter_event_name="aigw_tokens", unlimited=True))
     deliver(stripe_event("customer.subscription.created"))
     call("POST", CHAT, body=HELLO, key=acme)
     raw = gateway_table().query(
@@ -221,7 +221,7 @@ def test_portal_link_without_a_customer_goes_to_checkout(
 
     monkeypatch.setenv("CHECKOUT_PLAN", "pro-monthly")
     reset_core()
-    plans.put_plan("pro-monthly", plans.PlanSpec())
+    plans.put_plan("pro-monthly", plans.PlanSpec(unlimited=True))
     fake_stripe.prices["pro-monthly"] = "price_1SgwPro"
     opened = open_link(str(stripe_links.portal_link("acme")))
     assert (opened.status, opened.header("Location")) == (

@@ -27,7 +27,7 @@ def test_models_list_is_the_intersection_of_key_and_plan(acme_key: str) -> None:
     everything = _listed(acme_key)
     assert {"mock/echo", "openai/gpt-4o-mini"} <= everything
 
-    plans.put_plan("mock-only", plans.PlanSpec(allowed_models=["mock/*"]))
+    plans.put_plan("mock-only", plans.PlanSpec(allowed_models=["mock/*"], unlimited=True))
     account.assign_plan("acme", "mock-only")
     in_plan = _listed(acme_key)
     assert in_plan == {m for m in everything if m.startswith("mock/")}
@@ -52,8 +52,8 @@ def test_a_model_outside_the_plan_is_403_and_nothing_is_held(acme_key: str) -> N
 
 
 def test_a_plan_change_is_seen_before_a_refusal(acme_key: str) -> None:
-    plans.put_plan("mock-only", plans.PlanSpec(allowed_models=["mock/*"]))
-    plans.put_plan("all", plans.PlanSpec())
+    plans.put_plan("mock-only", plans.PlanSpec(allowed_models=["mock/*"], unlimited=True))
+    plans.put_plan("all", plans.PlanSpec(unlimited=True))
     account.assign_plan("acme", "mock-only")
     assert call("POST", CHAT, body=_chat("mock/echo"), key=acme_key).status == 200  # warm cache
     # Another container upgrades the team; this one still caches the old plan.
@@ -70,7 +70,7 @@ def test_a_plan_change_is_seen_before_a_refusal(acme_key: str) -> None:
 
 def test_an_alias_skips_targets_the_plan_excludes(acme_key: str) -> None:
     catalog.put_alias("team-default", ["openai/gpt-4o-mini", "mock/echo"])
-    plans.put_plan("mock-only", plans.PlanSpec(allowed_models=["mock/*"]))
+    plans.put_plan("mock-only", plans.PlanSpec(allowed_models=["mock/*"], unlimited=True))
     account.assign_plan("acme", "mock-only")
     reply = call("POST", CHAT, body=_chat("team-default"), key=acme_key)
     assert reply.status == 200, reply.body

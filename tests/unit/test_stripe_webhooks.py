@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from aigw import clock
+from aigw import clock, keys, teams
 from aigw.billing import account
 from tests.helpers.apigw import call
+from tests.helpers.sdk import openai_client, refusal
 from tests.helpers.stripe import deliver, signature, stripe_event
 from tests.unit.billing_fixtures import CHAT, HELLO, Notes, acme_key, billing_env, notes
 
@@ -263,3 +264,200 @@ def test_webhook_secret_comes_from_ssm_in_aws(acme_key: str, monkeypatch: pytest
     billing_settings.cache_clear()
     assert deliver(stripe_event("customer.subscription.created")).json()["outcome"] == "applied"
     assert deliver(stripe_event("customer.subscription.created"), secret="whsec_other").status == 400
+
+
+# ---- issue 11 item 6: a newer invoice.paid ends a payment failure ---------------------------------
+
+
+def _past_grace(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Subscribed, then a failed payment whose grace (an hour here) has run out; returns the
+    time the clock now says."""
+    now = clock.now()
+    deliver(stripe_event("customer.subscription.created", at=now))
+    deliver(stripe_event("invoice.payment_failed", at=now))  # created now+60
+    deliver(stripe_event("customer.subscription.updated", at=now))  # past_due, now+60
+    later = now + 3_700
+    monkeypatch.setattr(clock, "now", lambda: later)
+    account.forget()
+    err = refusal(openai_client(_key()))
+    assert (err.status_code, err.code) == (402, "payment_failed")
+    return later
+
+
+def _key() -> str:
+    return keys.create_key("acme", name="sdk").secret
+
+
+def test_a_newer_invoice_paid_alone_ends_the_payment_failure(
+    acme_key: str, notes: Notes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails on the old main: calls stayed 402 payment_failed until a separate
+    customer.subscription.updated(active) arrived."""
+    later = _past_grace(monkeypatch)
+    notes()
+    paid = stripe_event("invoice.paid", at=later)
+    assert deliver(paid).json()["outcome"] == "applied"
+    completion = openai_client(acme_key).chat.completions.with_raw_response.create(
+        model="mock/echo", messages=[{"role": "user", "content": "Hello there"}]
+    )
+    assert completion.status_code == 200
+    assert completion.headers.get("x-billing-warning") is None  # no grace warning left either
+    view = account.summary("acme")
+    assert (view.subscription_status, view.grace_until, view.allowed) == ("active", None, True)
+    assert [kind for kind, _ in notes()] == ["Access Restored"]
+    assert deliver(paid).json()["outcome"] == "duplicate"
+    # Stripe's own subscription.updated(active) arriving afterwards changes nothing visible.
+    deliver(stripe_event("customer.subscription.resumed", at=later + 60))
+    assert _chat(acme_key)[0] == 200
+
+
+def test_after_invoice_paid_only_a_newer_subscription_event_refuses_again(
+    acme_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    later = _past_grace(monkeypatch)
+    deliver(stripe_event("invoice.paid", at=later))  # created later+180
+    # A past_due created before the payment, delivered late (Stripe retries for days): stale.
+    late = stripe_event("customer.subscription.updated", at=later)  # later+60
+    assert deliver(late).json()["outcome"] == "unchanged"
+    assert _chat(acme_key)[0] == 200
+    # A newer one says otherwise: the subscription is unpaid again.
+    newer = stripe_event("customer.subscription.updated", at=later + 600, status="unpaid")
+    assert deliver(newer).json()["outcome"] == "applied"
+    assert refusal(openai_client(acme_key)).code == "payment_failed"
+
+
+def test_invoice_paid_for_an_older_invoice_or_another_subscription_ends_nothing(
+    acme_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    later = _past_grace(monkeypatch)
+    other_sub = stripe_event("invoice.paid", at=later, id="in_OtherSub")
+    other_sub["data"]["object"]["parent"]["subscription_details"]["subscription"] = "sub_Other"
+    deliver(other_sub)
+    assert refusal(openai_client(acme_key)).code == "payment_failed"
+    older_invoice = stripe_event(
+        "invoice.paid", at=later + 10, id="in_Older", created=clock.now() - 86_400 * 40
+    )
+    deliver(older_invoice)  # an old open invoice paid late; the newer one's failure stands
+    assert refusal(openai_client(acme_key)).code == "payment_failed"
+    deliver(stripe_event("invoice.paid", at=later + 20))  # the invoice that failed
+    assert _chat(acme_key)[0] == 200
+
+
+@pytest.mark.parametrize("status", ["unpaid", "incomplete"])
+def test_invoice_paid_ends_unpaid_and_incomplete_too(acme_key: str, status: str) -> None:
+    now = clock.now()
+    deliver(stripe_event("customer.subscription.updated", at=now, status=status))
+    assert refusal(openai_client(acme_key)).code == "payment_failed"
+    deliver(stripe_event("invoice.paid", at=now))  # created now+180, after the update at now+60
+    assert _chat(acme_key)[0] == 200
+
+
+def test_invoice_paid_does_not_resume_a_paused_or_canceled_subscription(acme_key: str) -> None:
+    now = clock.now()
+    deliver(stripe_event("customer.subscription.paused", at=now))  # now+60
+    deliver(stripe_event("invoice.paid", at=now))  # now+180
+    assert refusal(openai_client(acme_key)).code == "subscription_paused"
+
+
+# ---- issue 11 item 7: a customer belongs to one team ----------------------------------------------
+
+
+def _beta() -> str:
+    teams.create_team("beta")
+    return keys.create_key("beta").secret
+
+
+def test_a_mapped_customer_is_never_re_pointed_to_another_team(
+    acme_key: str, notes: Notes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails on the old main: checkout for beta with acme's customer made cus_TestAcme beta's;
+    acme's later payment failure then landed on beta, and beta's portal opened acme's customer."""
+    beta_key = _beta()
+    deliver(stripe_event("checkout.session.completed.subscription"))  # cus_TestAcme -> acme
+    deliver(stripe_event("customer.subscription.created"))
+    notes()
+    hijack = stripe_event(
+        "checkout.session.completed.subscription",
+        client_reference_id="beta",
+        metadata={"team_id": "beta", "aigw_plan": "pro-monthly"},
+    )
+    reply = deliver(hijack)
+    assert (reply.status, reply.json()) == (200, {"received": True, "outcome": "conflict"})
+    assert account.summary("beta").customer_id is None
+    ((kind, detail),) = notes()
+    assert (kind, detail["team_id"], detail["claimed_team"]) == ("Billing Conflict", "acme", "beta")
+    assert deliver(hijack).json()["outcome"] == "conflict"  # a retry is answered the same
+
+    # The same through a subscription event naming beta for acme's customer.
+    sub = stripe_event("customer.subscription.created", metadata={"team_id": "beta"})
+    assert deliver(sub).json()["outcome"] == "conflict"
+
+    # acme's payment failure (no metadata: found by the customer) is acme's, not beta's.
+    failed = stripe_event("invoice.payment_failed")
+    failed["data"]["object"]["parent"]["subscription_details"]["metadata"] = {}
+    deliver(failed)
+    assert account.load("acme").first_failed_at is not None
+    assert account.load("beta").first_failed_at is None
+    assert _chat(beta_key)[0] == 402  # beta gained nothing
+    assert refusal(openai_client(beta_key)).code == "no_subscription"
+    links = call("GET", "/billing/status", key=beta_key).json()["links"]
+    assert links["portal"] is None  # beta has no portal: it would have been acme's customer
+
+
+def test_a_team_with_a_customer_does_not_take_another(acme_key: str) -> None:
+    """Fails on the old main: a second customer replaced acme's and was mapped to it."""
+    deliver(stripe_event("checkout.session.completed.subscription"))  # acme: cus_TestAcme
+    other = stripe_event("checkout.session.completed.credits", customer="cus_Stranger")
+    assert deliver(other).json()["outcome"] == "conflict"
+    view = account.summary("acme")
+    assert (view.customer_id, view.credits_micro_usd) == ("cus_TestAcme", 0)
+    # cus_Stranger was not mapped to acme: its events, naming no team, are not acme's.
+    stray = stripe_event("customer.subscription.created", metadata={}, customer="cus_Stranger")
+    assert deliver(stray).json()["outcome"] == "ignored"
+    assert _code(acme_key) == "no_subscription"
+
+
+def test_the_customer_mapping_write_is_conditional(acme_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two events racing to map one customer: the one that read "unmapped" before the other
+    committed must not overwrite it. Fails on the old main (the mapping Put was unconditional)."""
+    from aigw.billing import stripe_events
+
+    _beta()
+    deliver(stripe_event("checkout.session.completed.subscription"))  # cus_TestAcme -> acme
+    real = stripe_events._customer_team
+    reads: list[str | None] = []
+
+    def stale_once(customer: str | None) -> str | None:
+        found = None if not reads else real(customer)  # the first read predates acme's commit
+        reads.append(found)
+        return found
+
+    monkeypatch.setattr(stripe_events, "_customer_team", stale_once)
+    racing = stripe_event(
+        "checkout.session.completed.credits", client_reference_id="beta", metadata={"team_id": "beta"}
+    )
+    assert deliver(racing).json()["outcome"] == "conflict"
+    assert reads == [None, "acme"]  # refused by the condition, decided again, found acme
+    monkeypatch.setattr(stripe_events, "_customer_team", real)
+    assert real("cus_TestAcme") == "acme"
+    assert account.summary("beta").credits_micro_usd == 0
+
+
+# ---- issue 11 item 5, through Stripe: a subscription whose price maps to a credit pack ------------
+
+
+def test_a_subscription_priced_as_a_credit_pack_grants_nothing_by_itself(acme_key: str) -> None:
+    """Fails on the old main: the subscription made the credit pack the team's plan, with no
+    limits, and calls were free."""
+    event = stripe_event("customer.subscription.created")
+    event["data"]["object"]["items"]["data"][0]["price"]["lookup_key"] = "credits-10"
+    assert deliver(event).json()["outcome"] == "applied"
+    err = refusal(openai_client(acme_key))
+    assert (err.status_code, err.code) == (402, "no_subscription")
+    assert "credit pack" in err.message
+    deliver(stripe_event("checkout.session.completed.credits"))  # bought credits: they pay
+    raw = openai_client(acme_key).chat.completions.with_raw_response.create(
+        model="mock/echo", messages=[{"role": "user", "content": "Hello there"}]
+    )
+    assert int(raw.headers["x-billing-credits-remaining-micro-usd"]) < 10_000_000
+    assert account.summary("acme").funding == "credits"

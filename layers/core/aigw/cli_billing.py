@@ -45,6 +45,14 @@ def cmd_plans(args: argparse.Namespace) -> None:
             body["credits_micro_usd"] = micro_usd(args.credits)
         if args.models:
             body["allowed_models"] = [m.strip() for m in args.models.split(",") if m.strip()]
+        if args.unlimited:
+            body["unlimited"] = True
+        limited = any(v is not None for v in (args.tokens, args.spend_cap, args.rpm, args.tpm))
+        if args.kind == "subscription" and not limited and not args.unlimited:
+            raise CliError(
+                "a subscription plan needs a limit: pass --tokens, --spend-cap, --rpm or --tpm, "
+                "or --unlimited if it really has none"
+            )
         plan = client.call("PUT", f"/admin/plans/{args.plan_id}", body)
         _print(plan, args.json, f"saved plan {plan['plan_id']}")
     elif args.action == "list":
@@ -69,6 +77,10 @@ def cmd_billing(args: argparse.Namespace) -> None:
         view = client.call("GET", f"{base}/billing")
     elif args.action == "assign":
         view = client.call("PUT", f"{base}/plan", {"plan_id": None if args.plan == "none" else args.plan})
+    elif args.action == "revoke-links":
+        done = client.call("POST", f"{base}/billing/revoke-links")
+        _print(done, args.json, f"billing links of team {args.team} issued until now no longer open")
+        return
     else:
         view = client.call("POST", f"{base}/credits", {"micro_usd": micro_usd(args.usd)})
     state = "allowed" if view.get("allowed") else f"refused ({view.get('refusal_code')})"
@@ -95,6 +107,11 @@ def register(sub: Any) -> None:
     create.add_argument("--max-tokens", type=int, help="output limit assumed when a call names none")
     create.add_argument("--credits", help="credit pack: USD of credits granted per purchase")
     create.add_argument("--meter-event", help="Stripe meter event name (usage-based plans)")
+    create.add_argument(
+        "--unlimited",
+        action="store_true",
+        help="a subscription plan with no limit at all (without a limit or this flag, refused)",
+    )
     listing = actions.add_parser("list")
     show = actions.add_parser("show")
     show.add_argument("plan_id")
@@ -110,7 +127,10 @@ def register(sub: Any) -> None:
     assign.add_argument("--plan", required=True)
     grant = billing.add_parser("grant", help="grant prepaid credits")
     grant.add_argument("--usd", required=True)
-    for p in (show_b, assign, grant):
+    revoke = billing.add_parser(
+        "revoke-links", help="make every billing link issued to the team so far invalid"
+    )
+    for p in (show_b, assign, grant, revoke):
         p.add_argument("--team", required=True)
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=cmd_billing)

@@ -165,6 +165,12 @@ def list_keys(team_id: str) -> list[ApiKey]:
     return sorted((ApiKey.from_item(i) for i in items), key=lambda k: k.created_at)
 
 
+def find_key(team_id: str, key_id: str) -> ApiKey | None:
+    """A key of ``team_id`` by its id, as stored now (consistent read, no cache)."""
+    pointer = gateway_table().get(team_pk(team_id), _pointer_sk(key_id), consistent=True)
+    return ApiKey.from_item(pointer) if pointer else None
+
+
 def revoke_key(team_id: str, key_id: str) -> ApiKey:
     table = gateway_table()
     pointer = table.get(team_pk(team_id), _pointer_sk(key_id), consistent=True)

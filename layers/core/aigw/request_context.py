@@ -1,6 +1,6 @@
 """Per-request context the core can add to and the HTTP edge reads: the gateway's public
-base URL (for links in answers), extra response headers (quota left, billing warnings) and
-work deferred until the answer has been sent.
+base URL (for links in answers), the caller's key (links are bound to it), extra response
+headers (quota left, billing warnings) and work deferred until the answer has been sent.
 
 Set and cleared by :func:`aigw.web.handle` around each invocation; context variables keep
 concurrent requests (threads in the local runner) apart.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
 
@@ -19,13 +20,34 @@ _base_url: ContextVar[str | None] = ContextVar("aigw_base_url", default=None)
 _headers: ContextVar[dict[str, str] | None] = ContextVar("aigw_response_headers", default=None)
 
 
+@dataclass(frozen=True)
+class Caller:
+    """The API key the request was authenticated with (billing links are bound to it)."""
+
+    key_id: str
+    team_id: str
+    expires_at: int | None = None
+
+
+_caller: ContextVar[Caller | None] = ContextVar("aigw_caller", default=None)
+
+
 def begin(base_url: str | None) -> None:
     _base_url.set(base_url)
     _headers.set({})
+    _caller.set(None)
 
 
 def base_url() -> str | None:
     return _base_url.get()
+
+
+def set_caller(caller: Caller) -> None:
+    _caller.set(caller)
+
+
+def caller() -> Caller | None:
+    return _caller.get()
 
 
 def add_headers(headers: dict[str, str]) -> None:

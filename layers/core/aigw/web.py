@@ -265,6 +265,7 @@ def handle_streaming(
 
                 keys.require_admin(key)
             app.append_context(api_key=key)
+            request_context.set_caller(request_context.Caller(key.key_id, key.team_id, key.expires_at))
     except GatewayError as exc:
         app.clear_context()
         return _refusal(exc, event)

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from aigw import clock
-from aigw.billing.plans import Plan, cached_plan
+from aigw.billing.plans import Plan, cached_plan, subscription_plan
 from aigw.billing.rules import BillingState, Funding, decide, month_bounds, plan_id_for
 from aigw.config import settings
 from aigw.table import ConditionFailed, Item, gateway_table
@@ -179,7 +179,10 @@ def summary(team_id: str) -> BillingSummary:
 
 
 def assign_plan(team_id: str, plan_id: str | None) -> BillingSummary:
-    """An admin-granted plan (no Stripe); ``None`` removes it. A Stripe subscription still wins."""
+    """An admin-granted plan (no Stripe); ``None`` removes it. A Stripe subscription still wins.
+    A credit pack is refused (400): credits are bought or granted, never assigned."""
+    if plan_id is not None:
+        subscription_plan(plan_id)
     ensure_item(team_id)
     values: dict[str, Any]
     if plan_id is None:
@@ -201,3 +204,19 @@ def grant_credits(team_id: str, micro_usd: int) -> BillingSummary:
     )
     forget(team_id)
     return summary(team_id)
+
+
+def revoke_links(team_id: str) -> int:
+    """Invalidate every billing link issued to the team so far; returns the new generation.
+    (Not an entitlement change: ``rev`` stays, reservations in flight are not disturbed.)"""
+    ensure_item(team_id)
+    item = gateway_table().update(
+        team_pk(team_id),
+        BILLING_SK,
+        expression="ADD link_gen :one",
+        values={":one": 1},
+        return_new=True,
+    )
+    forget(team_id)
+    assert item is not None
+    return int(item["link_gen"])

@@ -44,7 +44,8 @@ class BillingSettings:
             stripe_webhook_secret_parameter=_opt("STRIPE_WEBHOOK_SECRET_PARAMETER"),
             link_secret=_opt("BILLING_LINK_SECRET"),
             link_secret_id=_opt("BILLING_LINK_SECRET_ID"),
-            link_ttl_seconds=_int("BILLING_LINK_TTL_SECONDS", 7 * 86_400),
+            # Billing links are bearer tokens: an hour by default, never more than a day.
+            link_ttl_seconds=min(max(_int("BILLING_LINK_TTL_SECONDS", 3_600), 1), 86_400),
             plan_cache_seconds=_int("PLAN_CACHE_SECONDS", 30),
             # Longer than any model-calling function's Timeout: a hold older than this is dead.
             reservation_ttl_seconds=_int("RESERVATION_TTL_SECONDS", 600),

@@ -2,7 +2,12 @@
 
 A plan is keyed by the Stripe Price ``lookup_key`` (``plan_id``); a price without one can name
 its plan in the price's or product's metadata (``aigw_plan``). A plan of kind ``credits`` is a
-prepaid credit pack bought once through Checkout.
+prepaid credit pack bought once through Checkout: it is never the plan a team is on (assigned,
+subscribed to or the default), only the terms of calls its credits pay for.
+
+A subscription plan names at least one limit, or says ``unlimited``: no limit at all is an
+explicit choice, never what a forgotten field means. Plans stored before that rule keep
+working as they were (read back with ``unlimited`` derived from their limits).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aigw import clock
 from aigw.billing.config import billing_settings
-from aigw.errors import NotFound
+from aigw.errors import InvalidRequest, NotFound
 from aigw.table import Item, gateway_table
 
 PLAN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
@@ -25,10 +30,12 @@ DEFAULT_MAX_TOKENS = 4096
 
 NonNegative = Annotated[int, Field(ge=0)]
 Positive = Annotated[int, Field(ge=1)]
+# What bounds a subscription plan's use; a plan without any of them must say ``unlimited``.
+LIMITS = ("monthly_tokens", "spend_cap_micro_usd", "requests_per_minute", "tokens_per_minute")
 
 
 class PlanSpec(BaseModel):
-    """What an admin sends; every limit left out is unlimited."""
+    """What an admin sends; a limit left out does not bound, ``unlimited`` says none is meant."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -42,6 +49,37 @@ class PlanSpec(BaseModel):
     default_max_tokens: Positive = DEFAULT_MAX_TOKENS
     credits_micro_usd: NonNegative = 0
     meter_event_name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    unlimited: bool = False
+
+    def limits(self) -> list[str]:
+        return [name for name in LIMITS if getattr(self, name) is not None]
+
+
+def check_spec(spec: PlanSpec) -> None:
+    """Refuse a plan whose terms are not what its admin meant (400 naming the field)."""
+    limits = spec.limits()
+    if spec.kind == "credits":
+        if spec.unlimited:
+            raise InvalidRequest(
+                "A credit pack is bounded by its credits; 'unlimited' applies to subscription plans only",
+                code="invalid_plan",
+                param="unlimited",
+            )
+        return
+    if spec.unlimited and limits:
+        raise InvalidRequest(
+            f"'unlimited' contradicts the limits this plan sets ({', '.join(limits)}); send one or the other",
+            code="invalid_plan",
+            param="unlimited",
+        )
+    if not spec.unlimited and not limits:
+        raise InvalidRequest(
+            "A subscription plan needs a limit: set monthly_tokens, spend_cap_micro_usd, "
+            'requests_per_minute or tokens_per_minute, or send "unlimited": true (CLI: --unlimited) '
+            "if it really has no limit at all",
+            code="plan_limits_missing",
+            param="unlimited",
+        )
 
 
 class Plan(PlanSpec):
@@ -51,7 +89,17 @@ class Plan(PlanSpec):
     @classmethod
     def from_item(cls, item: Item) -> Plan:
         # DynamoDB numbers arrive as Decimal; pydantic turns whole ones into int.
-        return cls.model_validate({k: item[k] for k in cls.model_fields if k in item})
+        fields = {k: item[k] for k in cls.model_fields if k in item}
+        if "unlimited" not in item:
+            # Stored before plans had to say so: a subscription plan without limits was unlimited.
+            fields["unlimited"] = item.get("kind", "subscription") == "subscription" and not any(
+                item.get(name) is not None for name in LIMITS
+            )
+        return cls.model_validate(fields)
+
+    @property
+    def is_subscription(self) -> bool:
+        return self.kind == "subscription"
 
     def allows_model(self, model_id: str) -> bool:
         import fnmatch
@@ -70,6 +118,7 @@ def valid_plan_id(plan_id: str) -> bool:
 
 
 def put_plan(plan_id: str, spec: PlanSpec) -> Plan:
+    check_spec(spec)
     plan = Plan(plan_id=plan_id, updated_at=clock.now(), **spec.model_dump())
     if plan.name is None:
         plan = plan.model_copy(update={"name": plan_id})
@@ -91,6 +140,19 @@ def get_plan(plan_id: str) -> Plan:
     if item is None:
         raise NotFound(f"plan '{plan_id}' does not exist", code="plan_not_found")
     return Plan.from_item(item)
+
+
+def subscription_plan(plan_id: str) -> Plan:
+    """The plan ``plan_id`` if a team may be put on it: it exists and is not a credit pack."""
+    plan = get_plan(plan_id)
+    if not plan.is_subscription:
+        raise InvalidRequest(
+            f"plan '{plan_id}' is a credit pack (kind credits): a team buys it through Checkout "
+            "or is granted credits ('aigw billing grant'); it cannot be the team's plan",
+            code="plan_is_credit_pack",
+            param="plan_id",
+        )
+    return plan
 
 
 def delete_plan(plan_id: str) -> Plan:

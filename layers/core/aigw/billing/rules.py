@@ -9,6 +9,7 @@ Who may call (first rule that applies):
    allows until ``GRACE_PERIOD_SECONDS`` after the first failed payment; ``unpaid``,
    ``incomplete``, ``canceled``, ``incomplete_expired`` and ``paused`` refuse.
 2. Without a subscription, a plan assigned by an admin, else ``DEFAULT_PLAN`` (if set).
+   Whichever of 1 and 2 names the plan, a credit pack (``kind: credits``) never allows by itself.
 3. Where 1 and 2 refuse, prepaid credits fund calls while the balance lasts.
 4. Otherwise 402 ``no_subscription``.
 """
@@ -67,6 +68,7 @@ class BillingState(BaseModel):
     period_start: int | None = None
     period_end: int | None = None
     first_failed_at: int | None = None
+    failed_invoice_at: int | None = None
     payment_event_at: int = 0
     credits: int = 0
     credits_reserved: int = 0
@@ -82,6 +84,7 @@ class BillingState(BaseModel):
     warned_80: int | None = None
     warned_100: int | None = None
     suspended_notified: bool = False
+    link_gen: int = 0
 
     @classmethod
     def from_item(cls, team_id: str, item: Item | None) -> BillingState:
@@ -177,6 +180,15 @@ def decide(state: BillingState, now: int) -> Decision:
                 code="no_subscription",
                 message=f"This team's plan '{plan_id}' is not configured on this gateway; "
                 "an operator must create it ('aigw plans create').",
+            )
+        elif not plan.is_subscription:
+            # A credit pack named as the team's plan (a price mapped to it, an old assignment,
+            # DEFAULT_PLAN) grants nothing by itself: only credits bought with it pay for calls.
+            refusal = Decision(
+                False,
+                code="no_subscription",
+                message=f"This team's plan '{plan_id}' is a credit pack, not a subscription plan; "
+                "buy credits or a subscription, or an operator assigns a subscription plan.",
             )
         else:
             warning = None

@@ -1,4 +1,5 @@
-"""Stripe webhook events turned into entitlement changes, each exactly once, never backwards.
+"""Stripe webhook events turned into entitlement changes, each exactly once, never backwards,
+and only ever for the team that owns the Stripe customer.
 
 Exactly once: the event id is written (``STRIPE_EVENT#<id>``, conditional on not existing) in
 the same DynamoDB transaction as the change it causes, so a redelivered event changes nothing.
@@ -8,8 +9,18 @@ about it, ordered by the event's ``created`` second; within the same second, a s
 the subscription's life wins (incomplete < trialing < active < past_due < unpaid/paused <
 canceled). ``canceled``/``incomplete_expired`` are final for that subscription id, and a
 cancellation of an older subscription never overrides a live newer one. Payment events
-(``invoice.*``) are ordered by ``created`` among themselves. Period counters reset only when a
-subscription event brings a later ``current_period_start``.
+(``invoice.*``) are ordered by ``created`` among themselves. An ``invoice.paid`` for the team's
+subscription also counts as a subscription event saying ``active`` at its ``created`` second:
+it ends a payment failure (``past_due``/``unpaid``/``incomplete``) that an older subscription
+event reported, until a newer subscription event says otherwise; a paid invoice older than
+the one that failed ends nothing. Period counters reset only when a subscription event brings
+a later ``current_period_start``.
+
+One owner per customer: the first event that links a Stripe customer to a team writes
+``CUSTOMER#<cus>`` (conditional on not existing) in the same transaction. From then on the
+mapping decides the team; an event whose metadata or ``client_reference_id`` names another
+team, or that brings a different customer for a team that already has one, changes nothing
+and answers ``conflict`` (logged, and an operator notification).
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ from aigw.billing import account, notifications, rules
 from aigw.billing.account import BILLING_SK
 from aigw.billing.config import billing_settings
 from aigw.billing.plans import cached_plan
-from aigw.billing.rules import INACTIVE, BillingState
+from aigw.billing.rules import INACTIVE, PAYMENT_REFUSALS, BillingState
 from aigw.errors import NotFound, ServiceUnavailable
 from aigw.table import ConditionFailed, gateway_table, serialize
 from aigw.teams import get_team, team_pk
@@ -59,7 +70,10 @@ CHECKOUT_EVENTS = frozenset({"checkout.session.completed", "checkout.session.asy
 
 HANDLED = SUBSCRIPTION_EVENTS | INVOICE_FAILURES | CHECKOUT_EVENTS | {"invoice.paid"}
 
-Outcome = Literal["applied", "unchanged", "duplicate", "ignored"]
+# Subscription statuses that mean "not paid": a newer paid invoice of the subscription ends them.
+PAYMENT_FAILURES = PAYMENT_REFUSALS | {"past_due"}
+
+Outcome = Literal["applied", "unchanged", "duplicate", "ignored", "conflict"]
 
 
 class StripeEvent(BaseModel):
@@ -157,12 +171,20 @@ def subscription_change(state: BillingState, event: StripeEvent) -> Change:
     if _is_stale(state, sub_id, status, event.created):
         return change
     start, end = _period_of(sub)
+    plan_id = _plan_of(sub)
+    plan = cached_plan(plan_id) if plan_id else None
+    if plan is not None and not plan.is_subscription:
+        # The price maps to a credit pack: the subscription is recorded, but grants nothing
+        # (rules.decide refuses a credit pack as the team's plan). The operator must fix the price.
+        logger.warning(
+            "subscription price maps to a credit pack",
+            extra={"event": event.id, "subscription": sub_id, "plan": plan_id},
+        )
     change.sets.update(
         sub_id=sub_id,
         sub_status=status,
-        sub_plan_id=_plan_of(sub),
+        sub_plan_id=plan_id,
         sub_event_at=event.created,
-        customer_id=_id(sub.get("customer")) or state.customer_id,
     )
     if sub.get("trial_end"):
         change.sets["trial_end"] = int(sub["trial_end"])
@@ -175,7 +197,7 @@ def subscription_change(state: BillingState, event: StripeEvent) -> Change:
         grace = (state.first_failed_at or event.created) + billing_settings().grace_seconds
         change.notes.append(("Grace Started", {"grace_until": clock.iso(grace), "subscription": sub_id}))
     if status in rules.ALLOWING:
-        change.removes.append("first_failed_at")
+        change.removes += ["first_failed_at", "failed_invoice_at"]
         change.sets["suspended_notified"] = False
     if status in INACTIVE and state.sub_status not in INACTIVE:
         # Without a live subscription the period is the calendar month again.
@@ -186,24 +208,50 @@ def subscription_change(state: BillingState, event: StripeEvent) -> Change:
 # ---- invoices -------------------------------------------------------------------------------------
 
 
+def _invoice_subscription(invoice: dict[str, Any]) -> str | None:
+    # API 2025-03-31 and later: parent.subscription_details.subscription; before: subscription.
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    return _id(details.get("subscription")) or _id(invoice.get("subscription"))
+
+
 def invoice_change(state: BillingState, event: StripeEvent) -> Change:
     invoice = event.object
     change = Change()
+    failed = event.type in INVOICE_FAILURES
+    detail = {"invoice": invoice.get("id"), "amount_due": invoice.get("amount_due")}
+    note = (
+        "Payment Action Required" if event.type == "invoice.payment_action_required" else "Payment Failed",
+        {**detail, "hosted_invoice_url": invoice.get("hosted_invoice_url")},
+    )
+    sub_id = _invoice_subscription(invoice)
+    if sub_id is None or (state.sub_id is not None and sub_id != state.sub_id):
+        # Not an invoice of the team's subscription (a one-off, or another subscription of the
+        # customer): it decides nothing about access; an operator still hears of a failure.
+        if failed:
+            change.notes.append(note)
+        return change
     if event.created < state.payment_event_at:
         return change  # an older payment event: the newer one already decided
     change.sets["payment_event_at"] = event.created
-    if _id(invoice.get("customer")) and not state.customer_id:
-        change.sets["customer_id"] = _id(invoice.get("customer"))
-    detail = {"invoice": invoice.get("id"), "amount_due": invoice.get("amount_due")}
-    if event.type == "invoice.paid":
+    issued = int(invoice.get("created") or 0)
+    if not failed:  # invoice.paid
+        if state.failed_invoice_at is not None and issued < state.failed_invoice_at:
+            return change  # an older invoice paid: the newer one's failure still stands
         if state.first_failed_at is not None:
             change.removes.append("first_failed_at")
             change.sets["suspended_notified"] = False
+        change.removes.append("failed_invoice_at")
+        if state.sub_status in PAYMENT_FAILURES and event.created > state.sub_event_at:
+            # The payment Stripe was waiting for: the subscription is active again (as Stripe's
+            # own customer.subscription.updated will say, whenever it arrives), until a newer
+            # subscription event says otherwise. Same second: the payment failure wins (rank).
+            change.sets.update(sub_status="active", sub_event_at=event.created, suspended_notified=False)
+            change.removes.append("first_failed_at")
         return change
     if state.first_failed_at is None:
         change.sets["first_failed_at"] = event.created
-    kind = "Payment Action Required" if event.type == "invoice.payment_action_required" else "Payment Failed"
-    change.notes.append((kind, {**detail, "hosted_invoice_url": invoice.get("hosted_invoice_url")}))
+    change.sets["failed_invoice_at"] = max(issued, state.failed_invoice_at or 0)
+    change.notes.append(note)
     return change
 
 
@@ -228,9 +276,6 @@ def _credits_bought(session: dict[str, Any]) -> int:
 def checkout_change(state: BillingState, event: StripeEvent) -> Change:
     session = event.object
     change = Change()
-    customer = _id(session.get("customer"))
-    if customer and customer != state.customer_id:
-        change.sets["customer_id"] = customer
     if session.get("mode") == "payment" and session.get("payment_status") == "paid":
         amount = _credits_bought(session)
         if amount > 0:
@@ -253,19 +298,17 @@ def _customer_team(customer: str | None) -> str | None:
     return str(item["team_id"]) if item else None
 
 
-def team_for(event: StripeEvent) -> str | None:
+def claimed_team(event: StripeEvent) -> str | None:
+    """The team the event's own fields name (client_reference_id, metadata), if any."""
     obj = event.object
     if event.type in CHECKOUT_EVENTS:
         team = obj.get("client_reference_id") or _metadata(obj).get("team_id")
-        return str(team) if team else _customer_team(_id(obj.get("customer")))
-    if event.type in SUBSCRIPTION_EVENTS:
+    elif event.type in SUBSCRIPTION_EVENTS:
         team = _metadata(obj).get("team_id")
-        return str(team) if team else _customer_team(_id(obj.get("customer")))
-    if event.type == "invoice.paid" or event.type in INVOICE_FAILURES:
+    else:
         parent = (obj.get("parent") or {}).get("subscription_details") or obj.get("subscription_details")
         team = _metadata(parent).get("team_id")
-        return str(team) if team else _customer_team(_id(obj.get("customer")))
-    return None
+    return str(team) if team else None
 
 
 def _change_for(state: BillingState, event: StripeEvent) -> Change | None:
@@ -312,52 +355,82 @@ def _allowed(state: BillingState, now: int) -> bool:
     return rules.decide(state, now).allowed
 
 
+def _marker(event: StripeEvent, team_id: str) -> dict[str, Any]:
+    item = {
+        "pk": f"STRIPE_EVENT#{event.id}",
+        "sk": "META",
+        "type": "stripe_event",
+        "event_type": event.type,
+        "team_id": team_id,
+        "ttl": clock.now() + _EVENT_TTL_SECONDS,
+    }
+    return {"Put": {"Item": serialize(item), "ConditionExpression": "attribute_not_exists(pk)"}}
+
+
+def _customer_mapping(customer: str, team_id: str) -> dict[str, Any]:
+    # Conditional: a customer already mapped (even by a concurrent event) is never re-mapped.
+    item = {"pk": f"CUSTOMER#{customer}", "sk": "META", "type": "customer", "team_id": team_id}
+    return {"Put": {"Item": serialize(item), "ConditionExpression": "attribute_not_exists(pk)"}}
+
+
+def _conflict(event: StripeEvent, team_id: str, reason: str, **detail: Any) -> Outcome:
+    """An event that would hand a customer to another team: nothing changes, Stripe stops retrying."""
+    logger.warning(
+        "stripe event conflicts with the customer's team; nothing changed",
+        extra={"event": event.id, "type": event.type, "reason": reason, **detail},
+    )
+    notifications.emit(
+        "Billing Conflict", team_id, stripe_event=event.id, event_type=event.type, reason=reason, **detail
+    )
+    return "conflict"
+
+
 def process(event: StripeEvent) -> Outcome:
     """Apply one verified event. Safe to call again with the same event."""
     if event.type not in HANDLED:
         return "ignored"  # a type this gateway does not act on: acknowledged, nothing stored
-    team_id = team_for(event)
-    if team_id is None:
-        logger.warning("stripe event for no known team", extra={"event": event.id, "type": event.type})
-        return "ignored"
-    try:
-        get_team(team_id)
-    except NotFound:
-        logger.warning("stripe event names an unknown team", extra={"event": event.id, "team": team_id})
-        return "ignored"
-    marker = {
-        "Put": {
-            "Item": serialize(
-                {
-                    "pk": f"STRIPE_EVENT#{event.id}",
-                    "sk": "META",
-                    "type": "stripe_event",
-                    "event_type": event.type,
-                    "team_id": team_id,
-                    "ttl": clock.now() + _EVENT_TTL_SECONDS,
-                }
-            ),
-            "ConditionExpression": "attribute_not_exists(pk)",
-        }
-    }
+    claimed = claimed_team(event)
+    customer = _id(event.object.get("customer"))
     for _ in range(5):
+        owner = _customer_team(customer)
+        if owner is not None and claimed is not None and claimed != owner:
+            return _conflict(
+                event, owner, "customer_belongs_to_another_team", customer=customer, claimed_team=claimed
+            )
+        team_id = owner or claimed
+        if team_id is None:
+            logger.warning("stripe event for no known team", extra={"event": event.id, "type": event.type})
+            return "ignored"
+        try:
+            get_team(team_id)
+        except NotFound:
+            logger.warning("stripe event names an unknown team", extra={"event": event.id, "team": team_id})
+            return "ignored"
         state = account.load(team_id)
+        if customer and state.customer_id and customer != state.customer_id:
+            return _conflict(
+                event,
+                team_id,
+                "team_has_another_customer",
+                customer=customer,
+                team_customer=state.customer_id,
+            )
         change = _change_for(state, event)
         assert change is not None
-        ops: list[dict[str, Any]] = [marker]
+        if customer and state.customer_id is None:
+            change.sets["customer_id"] = customer
+        ops: list[dict[str, Any]] = [_marker(event, team_id)]
         if not change.empty():
+            # Conditional on the revision read: also keeps the team's customer as it was read.
             ops.append(_update_op(state, change))
-        customer = change.sets.get("customer_id")
-        if customer and customer != state.customer_id:
-            ops.append(
-                {"Put": {"Item": serialize({"pk": f"CUSTOMER#{customer}", "sk": "META", "team_id": team_id})}}
-            )
+        if customer and owner is None:
+            ops.append(_customer_mapping(customer, team_id))
         try:
             gateway_table().transact(ops)
         except ConditionFailed as exc:
             if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
                 return "duplicate"
-            continue  # the billing item moved (another event, a rollover): decide again
+            continue  # the billing item or the customer's mapping moved: decide again
         _announce(state, change, event)
         account.forget(team_id)
         return "applied" if len(ops) > 1 else "unchanged"

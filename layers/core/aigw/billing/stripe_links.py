@@ -1,10 +1,21 @@
 """Billing links and Stripe sessions: the URL in a 402 that fixes it.
 
-A 402 carries a gateway link signed for the team (``/billing/portal?token=...`` or
-``/billing/checkout?token=...&plan=...``); opening it creates a Stripe Billing Portal session
-(update the card, resume, renew) or a Checkout session (buy a plan or credits) and redirects.
-The token is an HMAC over team and expiry, so the link works in a browser without an API key
-and cannot be altered to open another team's billing.
+A 402 carries a gateway link (``/billing/portal?token=...`` or
+``/billing/checkout?token=...&plan=...``) in ``fix_url`` and the ``Link`` header, never in the
+message text; opening it creates a Stripe Billing Portal session (update the card, resume,
+renew) or a Checkout session (buy a plan or credits) and redirects. The link works in a
+browser without an API key, so its token is what protects it:
+
+- short-lived: ``BILLING_LINK_TTL_SECONDS`` (default one hour, at most a day), never longer
+  than the key that obtained it;
+- bound: an HMAC over team, purpose (``portal``, or ``checkout`` of one plan), the id of the
+  key the link was issued to, the team's link generation and the expiry; altering any of them
+  (or opening a portal token as a checkout) is refused;
+- revocable: opening re-reads the key (revoked or expired: refused) and the team's link
+  generation, which ``aigw billing revoke-links`` bumps to void every link issued so far.
+
+Links are issued only to an authenticated key of the team (a 402 on its own call, or
+``/billing/status``); see docs/billing.md "Billing links".
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 from aigw import clock, request_context
@@ -22,6 +33,10 @@ from aigw.billing.plans import Plan, cached_plan
 from aigw.billing.rules import BillingState, Decision, RefusalCode
 from aigw.errors import GatewayError, InvalidRequest, NotFound, PaymentRequired, UpstreamError
 
+Purpose = Literal["portal", "checkout"]
+_PURPOSES: frozenset[str] = frozenset({"portal", "checkout"})
+_TAG = "aigw-billing-link/2"  # domain separation, and old-format links no longer verify
+_UNBOUND = "-"  # no key obtained the link (issued outside a keyed request, e.g. by tooling)
 _PORTAL_CODES = frozenset({"payment_failed", "subscription_paused", "quota_exhausted", "spend_cap_reached"})
 _TITLES: dict[str, str] = {
     "payment_failed": "Payment failed",
@@ -63,31 +78,133 @@ def link_secret() -> str | None:
     return None
 
 
-def _sign(secret: str, message: str) -> str:
+# ---- tokens --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkGrant:
+    """What a billing link's token allows: one purpose, for one team, until ``expires_at``."""
+
+    team_id: str
+    purpose: Purpose
+    plan_id: str | None  # checkout only; None: the team's current plan or CHECKOUT_PLAN
+    key_id: str | None
+    generation: int
+    expires_at: int
+
+    def fields(self) -> list[str]:
+        """The token's parts before its signature, in order (the plan last: it may hold dots)."""
+        parts = [
+            self.team_id,
+            self.purpose,
+            self.key_id or _UNBOUND,
+            str(self.generation),
+            str(self.expires_at),
+        ]
+        return parts + ([self.plan_id or ""] if self.purpose == "checkout" else [])
+
+
+def _sign(secret: str, grant: LinkGrant) -> str:
+    message = "|".join([_TAG, *grant.fields()])
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()[:40]
 
 
-def make_token(team_id: str, *, now: int | None = None) -> str | None:
+def _grant_for(team_id: str, purpose: Purpose, plan_id: str | None, generation: int | None) -> LinkGrant:
+    """A grant for the request's caller: bound to its key when the key is the team's."""
+    now = clock.now()
+    expires = now + billing_settings().link_ttl_seconds
+    caller = request_context.caller()
+    key_id = None
+    if caller is not None and caller.team_id == team_id:
+        key_id = caller.key_id
+        if caller.expires_at is not None:
+            expires = min(expires, caller.expires_at)  # a link never outlives its key
+    if generation is None:
+        from aigw.billing import account
+
+        generation = account.cached_state(team_id).link_gen
+    return LinkGrant(
+        team_id, purpose, plan_id if purpose == "checkout" else None, key_id, generation, expires
+    )
+
+
+def make_token(grant: LinkGrant) -> str | None:
     secret = link_secret()
     if secret is None:
         return None
-    expires = (now if now is not None else clock.now()) + billing_settings().link_ttl_seconds
-    message = f"{team_id}.{expires}"
-    return f"{message}.{_sign(secret, message)}"
+    return ".".join([*grant.fields(), _sign(secret, grant)])
 
 
-def verify_token(token: str) -> str:
-    """The team a billing link was issued for; refuses altered or expired links."""
+def _invalid(message: str, code: str = "invalid_billing_link") -> InvalidRequest:
+    return InvalidRequest(message, code=code, param="token")
+
+
+def read_token(token: str) -> LinkGrant:
+    """The grant a token's signature vouches for, if it has not expired (no table read)."""
     secret = link_secret()
-    team_id, _, rest = token.partition(".")
-    expires, _, signature = rest.partition(".")
-    if secret is None or not team_id or not expires.isdigit():
-        raise InvalidRequest("This billing link is malformed", code="invalid_billing_link", param="token")
-    if not hmac.compare_digest(_sign(secret, f"{team_id}.{expires}"), signature):
-        raise InvalidRequest("This billing link is not valid", code="invalid_billing_link", param="token")
-    if int(expires) <= clock.now():
-        raise InvalidRequest("This billing link has expired", code="expired_billing_link", param="token")
-    return team_id
+    parts = token.split(".")
+    if secret is None or len(parts) < 6 or parts[1] not in _PURPOSES:
+        raise _invalid("This billing link is malformed")
+    team_id, purpose, key_id, generation, expires = parts[:5]
+    extra, signature = parts[5:-1], parts[-1]
+    if not (generation.isdigit() and expires.isdigit()) or bool(extra) != (purpose == "checkout"):
+        raise _invalid("This billing link is malformed")
+    plan_id = (".".join(extra) or None) if purpose == "checkout" else None
+    grant = LinkGrant(
+        team_id=team_id,
+        purpose="portal" if purpose == "portal" else "checkout",
+        plan_id=plan_id,
+        key_id=None if key_id == _UNBOUND else key_id,
+        generation=int(generation),
+        expires_at=int(expires),
+    )
+    if not hmac.compare_digest(_sign(secret, grant), signature):
+        raise _invalid("This billing link is not valid")
+    if grant.expires_at <= clock.now():
+        raise _invalid("This billing link has expired; ask the gateway for a new one", "expired_billing_link")
+    return grant
+
+
+@dataclass(frozen=True)
+class Redeemed:
+    grant: LinkGrant
+    state: BillingState
+
+
+def redeem(token: str, purpose: Purpose | None = None, plan_id: str | None = None) -> Redeemed:
+    """The grant and the team's billing state, if ``token`` opens ``purpose`` (of ``plan_id``,
+    when given) now: signature and expiry, then the key it was issued to (still active) and
+    the team's link generation (not bumped since), both read afresh."""
+    from aigw import keys
+    from aigw.billing import account
+
+    grant = read_token(token)
+    if purpose is not None and grant.purpose != purpose:
+        raise _invalid(f"This billing link opens the {grant.purpose}, not the {purpose}")
+    if grant.purpose == "checkout" and plan_id is not None and plan_id != (grant.plan_id or ""):
+        raise InvalidRequest(
+            "This billing link is for another plan; ask the gateway for a link to this one",
+            code="invalid_billing_link",
+            param="plan",
+        )
+    if grant.key_id is not None:
+        key = keys.find_key(grant.team_id, grant.key_id)
+        if key is None or key.status() != "active":
+            raise _invalid(
+                "The API key this billing link was issued to is revoked or expired", "revoked_billing_link"
+            )
+    state = account.load(grant.team_id)
+    if state.link_gen != grant.generation:
+        raise _invalid(
+            "This billing link has been revoked; ask the gateway for a new one", "revoked_billing_link"
+        )
+    return Redeemed(grant, state)
+
+
+def verify_token(token: str, purpose: Purpose | None = None, plan_id: str | None = None) -> str:
+    """The team a billing link opens ``purpose`` for (any purpose if None); every check of
+    :func:`redeem`."""
+    return redeem(token, purpose, plan_id).grant.team_id
 
 
 def webhook_secret() -> str:
@@ -99,25 +216,37 @@ def _base_url() -> str:
     return billing_settings().public_base_url or request_context.base_url() or ""
 
 
-def portal_link(team_id: str) -> str | None:
-    token = make_token(team_id)
+def portal_link(team_id: str, *, generation: int | None = None) -> str | None:
+    """A link to the team's Stripe billing portal, for the request's caller (see module doc)."""
+    grant = _grant_for(team_id, "portal", None, generation)
+    token = make_token(grant)
     return f"{_base_url()}/billing/portal?{urlencode({'token': token})}" if token else None
 
 
-def checkout_link(team_id: str, plan_id: str | None) -> str | None:
-    token = make_token(team_id)
+def checkout_link(team_id: str, plan_id: str | None, *, generation: int | None = None) -> str | None:
+    """A link to Checkout for ``plan_id`` (None: the team's plan or ``CHECKOUT_PLAN``), for the
+    request's caller; that plan only."""
+    grant = _grant_for(team_id, "checkout", plan_id, generation)
+    token = make_token(grant)
     if token is None:
         return None
     query = {"token": token, **({"plan": plan_id} if plan_id else {})}
     return f"{_base_url()}/billing/checkout?{urlencode(query)}"
 
 
+def links_expire_at(team_id: str) -> int:
+    """When links issued now to the request's caller expire."""
+    return _grant_for(team_id, "portal", None, 0).expires_at
+
+
 def fix_url(state: BillingState, code: str) -> str | None:
+    gen = state.link_gen
     if code in _PORTAL_CODES and state.customer_id:
-        return portal_link(state.team_id)
+        return portal_link(state.team_id, generation=gen)
     if code == "credits_exhausted":
-        return checkout_link(state.team_id, state.credit_plan_id or billing_settings().credits_plan)
-    return checkout_link(state.team_id, state.sub_plan_id or billing_settings().checkout_plan)
+        plan_id = state.credit_plan_id or billing_settings().credits_plan
+        return checkout_link(state.team_id, plan_id, generation=gen)
+    return checkout_link(state.team_id, state.sub_plan_id or billing_settings().checkout_plan, generation=gen)
 
 
 def payment_required(
@@ -131,9 +260,12 @@ def payment_required(
         extra["access_returns_at"] = clock.iso(returns_at)
         message = f"{message} Access returns at {clock.iso(returns_at)}."
     if url:
+        # The link is a bearer token: only in these two places, never in the message text
+        # (which SDKs print, log and show in tracebacks).
         extra["fix_url"] = url
         headers["Link"] = f'<{url}>; rel="payment"'
-        message = f"{message} Fix it here: {url}"
+        headers["Cache-Control"] = "no-store"
+        message = f"{message} The link to fix it is in fix_url and the Link header."
     err = PaymentRequired(message, code=code, headers=headers, extra=extra)
     err.title = _TITLES.get(code, err.title)
     return err
