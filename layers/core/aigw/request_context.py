@@ -42,7 +42,7 @@ def base_url() -> str | None:
     return _base_url.get()
 
 
-def set_caller(caller: Caller) -> None:
+def set_caller(caller: Caller | None) -> None:
     _caller.set(caller)
 
 

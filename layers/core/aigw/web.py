@@ -271,6 +271,7 @@ def handle_streaming(
         return _refusal(exc, event)
     streaming.discard_pending()
     result: LambdaResult = app.resolve(event, context)
+    request_context.set_caller(None)  # links issued after this request are not its key's
     stream = streaming.take_pending()
     if stream is not None and result.get("statusCode") == stream.status:
         # Headers the core added before the first byte (quota left, billing warnings).

@@ -1,7 +1,8 @@
 """Operator notifications as EventBridge events (source ``aigw.billing``).
 
 Detail types: ``Payment Failed``, ``Grace Started``, ``Access Suspended``, ``Access Restored``,
-``Quota Threshold Reached`` (80 and 100 percent), ``Trial Ending``, ``Credits Purchased``.
+``Quota Threshold Reached`` (80 and 100 percent), ``Trial Ending``, ``Credits Purchased``,
+``Billing Conflict`` (a Stripe event that would move a customer to another team).
 The template routes them to an SNS topic an operator can subscribe an email address to.
 Without ``EVENT_BUS_NAME`` (locally) they are only logged. A notification never fails a call.
 """
