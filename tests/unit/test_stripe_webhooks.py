@@ -343,6 +343,37 @@ def test_invoice_paid_for_an_older_invoice_or_another_subscription_ends_nothing(
     assert _chat(acme_key)[0] == 200
 
 
+@pytest.mark.parametrize("paid_first", [False, True])
+def test_a_payment_and_a_failure_of_the_same_second_end_paid_in_either_order(
+    acme_key: str, paid_first: bool
+) -> None:
+    """Stripe guarantees no order: the outcome must not depend on which arrives first."""
+    now = clock.now()
+    deliver(stripe_event("customer.subscription.created", at=now - 600))
+    unpaid = stripe_event("customer.subscription.updated", at=now - 60, status="unpaid")  # now
+    paid = stripe_event("invoice.paid", at=now - 180)  # created now as well
+    assert unpaid["created"] == paid["created"]
+    for event in (paid, unpaid) if paid_first else (unpaid, paid):
+        deliver(event)
+    assert _chat(acme_key)[0] == 200
+    assert account.summary("acme").subscription_status == "active"
+
+
+def test_a_failure_delivered_after_the_payment_that_settled_it_changes_nothing(acme_key: str) -> None:
+    """Stripe retried the payment and it succeeded; the past_due from before arrives last."""
+    now = clock.now()
+    deliver(stripe_event("customer.subscription.created", at=now - 1_000))
+    deliver(stripe_event("invoice.paid", at=now - 100))  # created now+80
+    deliver(stripe_event("customer.subscription.updated", at=now - 100))  # past_due, now-40
+    status, _, headers = _chat(acme_key)
+    assert status == 200
+    assert "X-Billing-Warning" not in headers  # no grace period started
+    assert (account.summary("acme").subscription_status, account.summary("acme").grace_until) == (
+        "active",
+        None,
+    )
+
+
 @pytest.mark.parametrize("status", ["unpaid", "incomplete"])
 def test_invoice_paid_ends_unpaid_and_incomplete_too(acme_key: str, status: str) -> None:
     now = clock.now()

@@ -63,6 +63,8 @@ class BillingState(BaseModel):
     sub_status: str | None = None
     sub_plan_id: str | None = None
     sub_event_at: int = 0
+    paid_sub_id: str | None = None
+    sub_paid_at: int | None = None
     trial_end: int | None = None
     manual_plan_id: str | None = None
     period_start: int | None = None

@@ -11,10 +11,12 @@ canceled). ``canceled``/``incomplete_expired`` are final for that subscription i
 cancellation of an older subscription never overrides a live newer one. Payment events
 (``invoice.*``) are ordered by ``created`` among themselves. An ``invoice.paid`` for the team's
 subscription also counts as a subscription event saying ``active`` at its ``created`` second:
-it ends a payment failure (``past_due``/``unpaid``/``incomplete``) that an older subscription
-event reported, until a newer subscription event says otherwise; a paid invoice older than
-the one that failed ends nothing. Period counters reset only when a subscription event brings
-a later ``current_period_start``.
+it ends a payment failure (``past_due``/``unpaid``/``incomplete``) that a subscription event of
+that second or older reported, until a newer subscription event says otherwise. It is also
+remembered: a failure status of that subscription created at or before the payment, arriving
+later, is read as ``active`` (settled). A paid invoice older than the one that failed ends
+nothing. Period counters reset only when a subscription event brings a later
+``current_period_start``.
 
 One owner per customer: the first event that links a Stripe customer to a team writes
 ``CUSTOMER#<cus>`` (conditional on not existing) in the same transaction. From then on the
@@ -166,6 +168,14 @@ def subscription_change(state: BillingState, event: StripeEvent) -> Change:
     sub = event.object
     sub_id, status = str(sub.get("id")), str(sub.get("status"))
     change = Change()
+    if (
+        status in PAYMENT_FAILURES
+        and state.paid_sub_id == sub_id
+        and event.created <= (state.sub_paid_at or 0)
+    ):
+        # Stripe reports a failure this subscription's payment (already seen, of the same second
+        # or later) has settled: the subscription is active, whatever order they arrive in.
+        status = "active"
     if event.type == "customer.subscription.trial_will_end":
         change.notes.append(("Trial Ending", {"trial_end": sub.get("trial_end"), "subscription": sub_id}))
     if _is_stale(state, sub_id, status, event.created):
@@ -241,10 +251,16 @@ def invoice_change(state: BillingState, event: StripeEvent) -> Change:
             change.removes.append("first_failed_at")
             change.sets["suspended_notified"] = False
         change.removes.append("failed_invoice_at")
-        if state.sub_status in PAYMENT_FAILURES and event.created > state.sub_event_at:
+        # Remembered so that a failure status of this subscription reported at or before this
+        # second, arriving later, is read as settled (see subscription_change).
+        paid_at = max(event.created, state.sub_paid_at or 0) if state.paid_sub_id == sub_id else event.created
+        change.sets.update(paid_sub_id=sub_id, sub_paid_at=paid_at)
+        if state.sub_status in PAYMENT_FAILURES and event.created >= state.sub_event_at:
             # The payment Stripe was waiting for: the subscription is active again (as Stripe's
             # own customer.subscription.updated will say, whenever it arrives), until a newer
-            # subscription event says otherwise. Same second: the payment failure wins (rank).
+            # subscription event says otherwise. Within the same second the payment wins: a
+            # failure cannot follow the payment that settles it in the same second, only a new
+            # invoice's failure can, later.
             change.sets.update(sub_status="active", sub_event_at=event.created, suspended_notified=False)
             change.removes.append("first_failed_at")
         return change
