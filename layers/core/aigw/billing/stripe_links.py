@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-from aigw import clock, request_context
+from aigw import clock, keys, request_context
+from aigw.billing import account
 from aigw.billing.config import billing_settings
 from aigw.billing.plans import Plan, cached_plan
 from aigw.billing.rules import BillingState, Decision, RefusalCode
@@ -120,8 +121,6 @@ def _grant_for(team_id: str, purpose: Purpose, plan_id: str | None, generation: 
         if caller.expires_at is not None:
             expires = min(expires, caller.expires_at)  # a link never outlives its key
     if generation is None:
-        from aigw.billing import account
-
         generation = account.cached_state(team_id).link_gen
     return LinkGrant(
         team_id, purpose, plan_id if purpose == "checkout" else None, key_id, generation, expires
@@ -175,9 +174,6 @@ def redeem(token: str, purpose: Purpose | None = None, plan_id: str | None = Non
     """The grant and the team's billing state, if ``token`` opens ``purpose`` (of ``plan_id``,
     when given) now: signature and expiry, then the key it was issued to (still active) and
     the team's link generation (not bumped since), both read afresh."""
-    from aigw import keys
-    from aigw.billing import account
-
     grant = read_token(token)
     if purpose is not None and grant.purpose != purpose:
         raise _invalid(f"This billing link opens the {grant.purpose}, not the {purpose}")
