@@ -157,7 +157,11 @@ def test_the_402_carries_a_challenge_the_client_parses(gateway: Gateway) -> None
     assert reply.headers["link"].endswith('>; rel="payment"')
     assert reply.headers["cache-control"] == "no-store"
     challenge = _challenge(reply)
-    assert (challenge.method, challenge.intent, challenge.realm) == ("stripe", "charge", "127.0.0.1:" + gateway.url.rsplit(":", 1)[1])
+    assert (challenge.method, challenge.intent, challenge.realm) == (
+        "stripe",
+        "charge",
+        "127.0.0.1:" + gateway.url.rsplit(":", 1)[1],
+    )
     assert challenge.credential_header == "Payment-Authorization"
     assert challenge.request["amount"] == str(PACK_MICRO_USD // 10_000)
     assert challenge.request["currency"] == "usd"
@@ -265,7 +269,9 @@ def test_twenty_concurrent_replays_make_one_payment_and_one_credit(gateway: Gate
     credential = _credential(_challenge(gateway.chat(key)))
     before = len(gateway.succeeded())
     with ThreadPoolExecutor(20) as pool:
-        replies = list(pool.map(lambda _: gateway.chat(key, **{"Payment-Authorization": credential}), range(20)))
+        replies = list(
+            pool.map(lambda _: gateway.chat(key, **{"Payment-Authorization": credential}), range(20))
+        )
     statuses = sorted(r.status_code for r in replies)
     assert statuses == [200] + [403] * 19, [r.text for r in replies if r.status_code not in (200, 403)]
     assert len(gateway.succeeded()) == before + 1

@@ -22,7 +22,10 @@ REQUEST = {
     "amount": "1000",
     "currency": "usd",
     "description": "Credits: 10.00 USD of aigw credits for team acme",
-    "methodDetails": {"networkId": "profile_1MqDcVKA5fEO2tZvKQm9g8Yj", "paymentMethodTypes": ["card", "link"]},
+    "methodDetails": {
+        "networkId": "profile_1MqDcVKA5fEO2tZvKQm9g8Yj",
+        "paymentMethodTypes": ["card", "link"],
+    },
 }
 OPAQUE = {"team": "acme", "key": "key_0123", "pack": "credits-10", "nonce": "n0nce"}
 BODY = b'{"model": "mock/echo", "messages": [{"role": "user", "content": "Hi"}]}'
@@ -42,7 +45,12 @@ def _challenge() -> mpp.Challenge:
 def test_pympp_parses_the_challenge_and_computes_the_same_binding() -> None:
     ours = _challenge()
     parsed = PyChallenge.from_www_authenticate(ours.www_authenticate())
-    assert (parsed.id, parsed.realm, parsed.method, parsed.intent) == (ours.id, "gw.example", "stripe", "charge")
+    assert (parsed.id, parsed.realm, parsed.method, parsed.intent) == (
+        ours.id,
+        "gw.example",
+        "stripe",
+        "charge",
+    )
     assert parsed.request == REQUEST
     assert parsed.opaque == OPAQUE
     assert parsed.expires == "2030-01-15T12:05:00Z"
@@ -77,7 +85,9 @@ def test_request_is_jcs_base64url_without_padding() -> None:
 
 def test_content_digest_is_rfc_9530() -> None:
     # RFC 9530, section 2: the example body {"hello": "world"}.
-    assert mpp.content_digest(b'{"hello": "world"}') == "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:"
+    assert (
+        mpp.content_digest(b'{"hello": "world"}') == "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:"
+    )
 
 
 def _pympp_credential(challenge: mpp.Challenge, spt: str = "spt_1N4Zv32eZvKYlo2CPhVPkJlW") -> str:
@@ -90,7 +100,11 @@ def _pympp_credential(challenge: mpp.Challenge, spt: str = "spt_1N4Zv32eZvKYlo2C
     method = StripeMethod(create_token=create_token, payment_method="pm_card_visa")
     parsed = PyChallenge.from_www_authenticate(challenge.www_authenticate())
     credential = asyncio.run(method.create_credential(parsed))
-    assert (seen[0].amount, seen[0].currency, seen[0].network_id) == ("1000", "usd", REQUEST["methodDetails"]["networkId"])  # type: ignore[index]
+    assert (seen[0].amount, seen[0].currency, seen[0].network_id) == (
+        "1000",
+        "usd",
+        REQUEST["methodDetails"]["networkId"],
+    )  # type: ignore[index]
     return credential.to_authorization()
 
 
