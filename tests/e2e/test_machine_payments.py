@@ -146,7 +146,7 @@ def _credential(challenge: Challenge, spt: str | None = None) -> str:
 
 
 def test_the_402_carries_a_challenge_the_client_parses(gateway: Gateway) -> None:
-    team, key = gateway.team()
+    _team, key = gateway.team()
     reply = gateway.chat(key)
     assert reply.status_code == 402
     # The human-facing 402 is untouched: its code, message, fix_url and Link are all there.
@@ -166,8 +166,10 @@ def test_the_402_carries_a_challenge_the_client_parses(gateway: Gateway) -> None
     assert challenge.request["amount"] == str(PACK_MICRO_USD // 10_000)
     assert challenge.request["currency"] == "usd"
     assert challenge.request["methodDetails"] == {"networkId": PROFILE, "paymentMethodTypes": ["card"]}
-    assert challenge.digest is not None and challenge.digest.startswith("sha-256=:")
-    assert challenge.expires is not None and challenge.expires.endswith("Z")
+    assert challenge.digest is not None
+    assert challenge.digest.startswith("sha-256=:")
+    assert challenge.expires is not None
+    assert challenge.expires.endswith("Z")
     assert body["machine_payment"]["challenge_id"] == challenge.id == body["challengeId"]
 
 
@@ -187,10 +189,12 @@ def test_an_agent_pays_and_gets_its_answer_with_a_receipt_in_one_call(gateway: G
     receipt = Receipt.from_payment_receipt(raw.headers["payment-receipt"])
     assert (receipt.status, receipt.method) == ("success", "stripe")
     assert raw.headers["cache-control"] == "private"
-    assert len(agent.asked) == 1 and agent.asked[0].amount == "1000"
+    assert len(agent.asked) == 1
+    assert agent.asked[0].amount == "1000"
     paid = gateway.succeeded()[before:]
     assert [pi["id"] for pi in paid] == [receipt.reference]
-    assert paid[0]["amount"] == 1000 and paid[0]["metadata"]["team_id"] == team
+    assert paid[0]["amount"] == 1000
+    assert paid[0]["metadata"]["team_id"] == team
     # Credits up by exactly the pack: what is left plus what the paid call cost.
     audit = gateway.admin_call("GET", f"/admin/teams/{team}/machine-payments/payments")["data"]
     assert [(p["payment_intent"], p["credits_micro_usd"], p["amount_cents"]) for p in audit] == [
@@ -296,7 +300,7 @@ def test_the_daily_ceiling_holds(gateway: Gateway) -> None:
     assert len(gateway.succeeded()) == before
 
     # A team at its ceiling gets the 402 with no challenge and a code saying why.
-    capped, capped_key = gateway.team(team_daily_limit=0)
+    _capped, capped_key = gateway.team(team_daily_limit=0)
     refused = gateway.chat(capped_key)
     assert refused.status_code == 402
     assert refused.json()["code"] == "no_subscription"
@@ -307,7 +311,7 @@ def test_the_daily_ceiling_holds(gateway: Gateway) -> None:
 
 
 def test_teams_that_did_not_opt_in_get_no_challenge(gateway: Gateway) -> None:
-    team, key = gateway.team(enabled=False)
+    _team, key = gateway.team(enabled=False)
     reply = gateway.chat(key)
     assert reply.status_code == 402
     assert "www-authenticate" not in reply.headers

@@ -183,7 +183,7 @@ class FakeStripe:
             self.failures[spt] = self.failures.get(spt, 0) + 1  # a Stripe 5xx, nothing created
             return _error(500, "An unknown error occurred", None, kind="api_error")
         if spt in self.spent_tokens and self.spent_tokens[spt] != key:
-            return _error(400, "This shared payment token has already been used.", "shared_payment_token_used")
+            return _error(400, "This shared payment token has already been used.", "token_already_used")
         self.spent_tokens[spt] = key or ""
         if spt.endswith("_declined"):
             answer = Scripted(

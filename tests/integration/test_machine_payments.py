@@ -152,13 +152,16 @@ def test_a_team_key_can_narrow_but_never_widen(agent: str, admin: str) -> None:
     widen = call("PUT", "/me/machine-payments", key=agent, body={"key_daily_limit": 50})
     assert (widen.status, widen.json()["code"]) == (403, "admin_required")
     lower = call("PUT", "/me/machine-payments", key=agent, body={"key_daily_limit": 1})
-    assert lower.status == 200 and lower.json()["key_daily_limit"] == 1
+    assert lower.status == 200
+    assert lower.json()["key_daily_limit"] == 1
     off = call("PUT", "/me/machine-payments", key=agent, body={"enabled": False})
-    assert off.status == 200 and off.json()["enabled"] is False
+    assert off.status == 200
+    assert off.json()["enabled"] is False
     back_on = call("PUT", "/me/machine-payments", key=agent, body={"enabled": True})
     assert back_on.status == 403
     refused = call("POST", CHAT, key=agent, body=HELLO)
-    assert refused.status == 402 and refused.header("WWW-Authenticate") is None
+    assert refused.status == 402
+    assert refused.header("WWW-Authenticate") is None
 
 
 def test_payments_show_in_the_team_view_the_report_and_notifications(
@@ -172,7 +175,8 @@ def test_payments_show_in_the_team_view_the_report_and_notifications(
     assert paid.status == 200
     pi = next(iter(stripe.payment_intents))
     mine = call("GET", "/me/machine-payments", key=agent).json()
-    assert mine["enabled"] is True and mine["pack"]["amount"] == "500"
+    assert mine["enabled"] is True
+    assert mine["pack"]["amount"] == "500"
     assert [p["payment_intent"] for p in mine["payments"]] == [pi]
     assert mine["payments"][0]["key_name"] == "agent"
     assert mine["today"]["team_top_ups"] == 1
@@ -180,6 +184,7 @@ def test_payments_show_in_the_team_view_the_report_and_notifications(
     assert report["machine_payments"]["count"] == 1
     assert report["machine_payments"]["credits_micro_usd"] == 5_000_000
     kinds = [kind for kind, _ in sent]
-    assert "Credits Purchased" in kinds and "Access Restored" in kinds
+    assert "Credits Purchased" in kinds
+    assert "Access Restored" in kinds
     detail = dict(sent)["Credits Purchased"]
     assert (detail["micro_usd"], detail["payment_intent"], detail["machine_payment"]) == (5_000_000, pi, True)
