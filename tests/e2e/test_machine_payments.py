@@ -316,3 +316,53 @@ def test_teams_that_did_not_opt_in_get_no_challenge(gateway: Gateway) -> None:
     assert reply.status_code == 402
     assert "www-authenticate" not in reply.headers
     assert "machine_payment" not in reply.json()
+
+
+def test_streamed_and_anthropic_format_calls_are_paid_the_same_way(gateway: Gateway) -> None:
+    team, key = gateway.team()
+    agent = Agent()
+
+    async def run() -> tuple[httpx.Response, httpx.Response]:
+        async with Mpp(methods=[agent.method()]) as mpp:
+            streamed = await mpp.fetch(
+                gateway.url + "/v1/chat/completions",
+                method="POST",
+                json={**HELLO, "stream": True},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            # The team has credits now: the next call needs no top-up.
+            messages = await mpp.fetch(
+                gateway.url + "/v1/messages",
+                method="POST",
+                json={
+                    "model": "mock/echo",
+                    "max_tokens": 50,
+                    "messages": [{"role": "user", "content": "Hi"}],
+                },
+                headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+            )
+            return streamed, messages
+
+    streamed, messages = asyncio.run(run())
+    assert streamed.status_code == 200
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    assert "data: [DONE]" in streamed.text
+    receipt = Receipt.from_payment_receipt(streamed.headers["payment-receipt"])
+    assert receipt.reference in {pi["id"] for pi in gateway.succeeded()}
+    # The second call found the credits the first one bought: no second payment.
+    assert messages.status_code == 200
+    assert "payment-receipt" not in messages.headers
+    assert len(agent.asked) == 1
+    assert len(gateway.admin_call("GET", f"/admin/teams/{team}/machine-payments/payments")["data"]) == 1
+
+
+def test_an_anthropic_format_402_carries_the_challenge_too(gateway: Gateway) -> None:
+    _team, key = gateway.team()
+    reply = httpx.post(
+        gateway.url + "/v1/messages",
+        json={"model": "mock/echo", "max_tokens": 50, "messages": [{"role": "user", "content": "Hi"}]},
+        headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+    )
+    assert reply.status_code == 402
+    assert reply.json()["type"] == "error"  # Anthropic's shape, so Claude SDKs raise as before
+    assert _challenge(reply).request["amount"] == "1000"
