@@ -366,3 +366,49 @@ def test_an_anthropic_format_402_carries_the_challenge_too(gateway: Gateway) -> 
     assert reply.status_code == 402
     assert reply.json()["type"] == "error"  # Anthropic's shape, so Claude SDKs raise as before
     assert _challenge(reply).request["amount"] == "1000"
+
+
+def test_quota_and_credits_refusals_carry_a_challenge_and_paying_lets_the_call_through(
+    gateway: Gateway,
+) -> None:
+    agent = Agent()
+
+    async def pay(key: str) -> httpx.Response:
+        async with Mpp(methods=[agent.method()]) as mpp:
+            return await mpp.fetch(
+                gateway.url + "/v1/chat/completions",
+                method="POST",
+                json=HELLO,
+                headers={"Authorization": f"Bearer {key}"},
+            )
+
+    # A plan whose monthly tokens are spent: quota_exhausted, then the bought credits pay.
+    quota_team, quota_key = gateway.team(self_serve=False)
+    gateway.admin_call("PUT", f"/admin/plans/{quota_team}-tiny", {"monthly_tokens": 10})
+    gateway.admin_call("PUT", f"/admin/teams/{quota_team}/plan", {"plan_id": f"{quota_team}-tiny"})
+    refused = gateway.chat(quota_key)
+    assert refused.json()["code"] == "quota_exhausted"
+    assert _challenge(refused).request["amount"] == "1000"
+    paid = asyncio.run(pay(quota_key))
+    assert paid.status_code == 200
+    assert paid.json()["choices"][0]["message"]["content"] == "Echo: Hello agent"
+    assert [r["funding"] for r in gateway.started_usage(quota_team)] == ["credits"]
+
+    # Prepaid credits down to one micro-USD: credits_exhausted.
+    credits_team, credits_key = gateway.team(self_serve=False)
+    gateway.admin_call("POST", f"/admin/teams/{credits_team}/credits", {"micro_usd": 1})
+    refused = gateway.chat(credits_key)
+    assert refused.json()["code"] == "credits_exhausted"
+    assert "www-authenticate" in refused.headers
+    assert asyncio.run(pay(credits_key)).status_code == 200
+    assert (
+        gateway.credits(credits_team)
+        + sum(int(r["cost_micro_usd"]) for r in gateway.started_usage(credits_team))
+        == PACK_MICRO_USD + 1
+    )
+
+    # Without self-serve, a team with no subscription gets the human 402 only.
+    _plain_team, plain_key = gateway.team(self_serve=False)
+    refused = gateway.chat(plain_key)
+    assert refused.json()["code"] == "no_subscription"
+    assert "www-authenticate" not in refused.headers

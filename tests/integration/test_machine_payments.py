@@ -188,3 +188,17 @@ def test_payments_show_in_the_team_view_the_report_and_notifications(
     assert "Access Restored" in kinds
     detail = dict(sent)["Credits Purchased"]
     assert (detail["micro_usd"], detail["payment_intent"], detail["machine_payment"]) == (5_000_000, pi, True)
+
+
+def test_a_pack_too_small_for_the_call_is_not_offered(agent: str, admin: str, stripe: FakeStripe) -> None:
+    plans.put_plan("half", plans.PlanSpec(kind="credits", credits_micro_usd=500_000))
+    call("PUT", "/admin/teams/acme/machine-payments", key=admin, body={"pack_id": "half"})
+    call("POST", "/admin/teams/acme/credits", key=admin, body={"micro_usd": 1})
+    big = {**HELLO, "max_tokens": 400_000}  # up to 0.80 USD of output at 2 USD per million
+    reply = call("POST", CHAT, key=agent, body=big)
+    assert reply.status == 402
+    assert reply.json()["code"] == "credits_exhausted"
+    assert reply.header("WWW-Authenticate") is None
+    assert reply.json()["machine_payment"]["code"] == "pack_too_small"
+    small = call("POST", CHAT, key=agent, body=HELLO)
+    assert small.header("WWW-Authenticate") is not None
