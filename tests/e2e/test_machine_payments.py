@@ -9,6 +9,8 @@ import base64
 import itertools
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -412,3 +414,49 @@ def test_quota_and_credits_refusals_carry_a_challenge_and_paying_lets_the_call_t
     refused = gateway.chat(plain_key)
     assert refused.json()["code"] == "no_subscription"
     assert "www-authenticate" not in refused.headers
+
+
+def test_the_aigw_cli_opts_a_team_in_and_lists_its_machine_payments(gateway: Gateway) -> None:
+    def aigw(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "aigw.cli", "--url", gateway.url, "--admin-key", gateway.admin, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    team = f"cli-agents-{next(_teams)}"
+    gateway.admin_call("POST", "/admin/teams", {"team_id": team})
+    key = gateway.admin_call("POST", f"/admin/teams/{team}/keys", {"name": "cli-agent"})["secret"]
+    assert "www-authenticate" not in gateway.chat(key).headers  # off until an admin opts in
+    opted = aigw(
+        "machine-payments",
+        "set",
+        "--team",
+        team,
+        "--enable",
+        "--self-serve",
+        "--pack",
+        PACK,
+        "--key-daily",
+        "2",
+    )
+    assert opted.returncode == 0, opted.stderr
+    assert "machine payments on" in opted.stdout
+    assert "2 a day per key" in opted.stdout
+    missing = aigw("machine-payments", "set", "--team", team, "--pack", "no-such-pack")
+    assert missing.returncode == 1
+    assert "404" in missing.stderr
+    credential = _credential(_challenge(gateway.chat(key)))
+    assert gateway.chat(key, **{"Payment-Authorization": credential}).status_code == 200
+    listed = aigw("machine-payments", "list", "--team", team, "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [(r["key_name"], r["amount_cents"], r["credits_micro_usd"]) for r in rows] == [
+        ("cli-agent", 1000, PACK_MICRO_USD)
+    ]
+    assert rows[0]["payment_intent"].startswith("pi_")
+    table = aigw("machine-payments", "list", "--team", team)
+    assert rows[0]["payment_intent"] in table.stdout
+    shown = json.loads(aigw("machine-payments", "show", "--team", team, "--json").stdout)
+    assert (shown["enabled"], shown["today"]["team_top_ups"]) == (True, 1)

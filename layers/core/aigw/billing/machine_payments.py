@@ -63,7 +63,7 @@ MICRO_USD_PER_CENT = 10_000
 STRIPE_MINIMUM_CENTS = 50
 # A claim left "pending" this long belongs to a dead request (functions time out at 120 s).
 STALE_CLAIM_SECONDS = 150
-_SPT = re.compile(r"^spt_[A-Za-z0-9_]{1,240}$")
+_SPT = re.compile(r"^spt_[A-Za-z0-9_]{1,200}$")  # the idempotency key stays under 255
 
 # Which 402 codes may carry a challenge; no_subscription also needs the team's self_serve.
 OFFERED_FOR = frozenset({"credits_exhausted", "quota_exhausted", "no_subscription"})
