@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from aigw import catalog, keys, providers, table, teams
-from aigw.billing import account, notifications, plans, stripe_links
+from aigw.billing import account, machine_payments, notifications, plans, stripe_links
 from aigw.billing.config import billing_settings
 from aigw.config import settings
 from aigw_local.runner import PASSED_THROUGH
@@ -25,6 +25,9 @@ BILLING_ENV = (
     "BILLING_LINK_SECRET",
     "PUBLIC_BASE_URL",
     "GRACE_PERIOD_SECONDS",
+    "MPP_CHALLENGE_SECRET",
+    "MPP_CHALLENGE_SECRET_ID",
+    "MPP_CHALLENGE_SECONDS",
 )
 EVERYONE_PLAN = "everyone"
 
@@ -39,6 +42,7 @@ def reset_core() -> None:
     plans.clear_cache()
     account.forget()
     stripe_links.reset()
+    machine_payments.reset()
     notifications.reset()
     streams.forget()
 

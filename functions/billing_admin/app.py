@@ -7,12 +7,13 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from aigw import teams, web
-from aigw.billing import account, plans
+from aigw.billing import account, machine_payments, plans
 from aigw.errors import InvalidRequest
 
 logger = Logger(service="aigw-billing-admin")
@@ -82,6 +83,27 @@ def revoke_links(team_id: str) -> Response[str]:
     """Void every billing link issued to the team so far (402 fix links, /billing/status links)."""
     teams.get_team(team_id)
     return web.json_response({"team_id": team_id, "link_generation": account.revoke_links(team_id)})
+
+
+@app.get("/admin/teams/<team_id>/machine-payments")
+def machine_payment_settings(team_id: str) -> Response[str]:
+    teams.get_team(team_id)
+    return web.json_response(machine_payments.view(team_id))
+
+
+@app.put("/admin/teams/<team_id>/machine-payments")
+def set_machine_payments(team_id: str, body: machine_payments.PolicyUpdate) -> Response[str]:
+    teams.get_team(team_id)
+    machine_payments.put_policy(web.current_key(app), team_id, body)
+    return web.json_response(machine_payments.view(team_id))
+
+
+@app.get("/admin/teams/<team_id>/machine-payments/payments")
+def machine_payment_audit(team_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response[str]:
+    """Every machine payment of the team, newest first: who (key), when, amount, PaymentIntent."""
+    teams.get_team(team_id)
+    payments = machine_payments.list_payments(team_id, limit=limit)
+    return web.json_response({"data": [p.model_dump(exclude_none=True) for p in payments]})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from aigw import keys, teams, web
+from aigw.billing import machine_payments
 from aigw.catalog import catalog
 from aigw.keys import ApiKey
 
@@ -79,6 +80,20 @@ def models() -> Response[str]:
         if key.allows_model(m.id)
     ]
     return web.json_response({"data": rows})
+
+
+@app.get("/me/machine-payments")
+def my_machine_payments() -> Response[str]:
+    """The team's machine payment settings, today's top-ups and its latest machine payments."""
+    return web.json_response(machine_payments.view(web.current_key(app).team_id))
+
+
+@app.put("/me/machine-payments")
+def narrow_machine_payments(body: machine_payments.PolicyUpdate) -> Response[str]:
+    """Team keys may switch machine payments off or lower a ceiling; widening needs an admin."""
+    key = web.current_key(app)
+    machine_payments.put_policy(key, key.team_id, body)
+    return web.json_response(machine_payments.view(key.team_id))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -39,7 +39,13 @@ def usage(
             reports.to_csv(report),
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
-    return web.json_response(report)
+    if team_id is None:
+        return web.json_response(report)
+    from aigw.billing import machine_payments
+
+    # Credits bought by agents (machine payments) in the same period, beside what was spent.
+    top_ups = machine_payments.summary(team_id, report.start, report.end)
+    return web.json_response({**report.model_dump(exclude_none=True), "machine_payments": top_ups})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

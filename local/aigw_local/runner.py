@@ -96,6 +96,9 @@ def local_environment(template: dict[str, Any], *, table_name: str, endpoint: st
     if not env.get("BILLING_LINK_SECRET"):
         # Billing links in 402 answers are signed; locally a per-run key is enough.
         env["BILLING_LINK_SECRET"] = secrets.token_urlsafe(32)
+    if not env.get("MPP_CHALLENGE_SECRET"):
+        # Machine payment challenges are bound by HMAC (Secrets Manager when deployed): per run here.
+        env["MPP_CHALLENGE_SECRET"] = secrets.token_urlsafe(32)
     env.update(
         {
             "TABLE_NAME": table_name,

@@ -325,3 +325,44 @@ def test_quota_bar_and_the_402_state_with_its_fix_button(page: Page, runner: Run
     expect(banner.get_by_role("link", name="Fix payment")).to_have_attribute(
         "href", re.compile("^" + re.escape(fix_prefix))
     )
+
+
+def test_agent_payments_page_admin_opts_in_and_a_team_key_switches_off(
+    page: Page, runner: Runner, tmp_path: Path
+) -> None:
+    admin = httpx.Client(base_url=runner.base_url, headers={"Authorization": f"Bearer {runner.admin_key}"})
+    assert (
+        admin.put(
+            "/admin/plans/portal-pack", json={"kind": "credits", "credits_micro_usd": 5_000_000}
+        ).status_code
+        < 300
+    )
+    assert admin.post("/admin/teams", json={"team_id": "agents-portal"}).status_code == 201
+    secret = admin.post("/admin/teams/agents-portal/keys", json={"name": "agent"}).json()["secret"]
+
+    _sign_in(page, runner, runner.admin_key)
+    page.get_by_label("Team").select_option("agents-portal")
+    page.get_by_role("link", name="Agent payments").click()
+    section = page.locator("section.page[data-page=agent-payments][data-ready=true]")
+    expect(section.locator("[data-mpp-state]")).to_have_attribute("data-mpp-state", "off")
+    form = section.get_by_role("form", name="Machine payment settings")
+    form.get_by_label("On", exact=True).check()
+    form.get_by_label("Pack").fill("portal-pack")
+    form.get_by_label("Key/day").fill("2")
+    form.get_by_role("button", name="Save").click()
+    expect(section.locator("[data-mpp-state]")).to_have_attribute("data-mpp-state", "on")
+    expect(section).to_contain_text("portal-pack: $5")
+    expect(section).to_contain_text("10 for the team, 2 per key")
+    expect(section).to_contain_text("No agent has paid yet.")
+    _shot(page, "agent-payments", tmp_path)
+    assert admin.get("/admin/teams/agents-portal/machine-payments").json()["key_daily_limit"] == 2
+
+    # The team's own key sees the settings and may only switch them off.
+    page.get_by_role("button", name="Sign out").click()
+    _sign_in(page, runner, secret)
+    page.get_by_role("link", name="Agent payments").click()
+    section = page.locator("section.page[data-page=agent-payments][data-ready=true]")
+    expect(section.get_by_role("form", name="Machine payment settings")).to_have_count(0)
+    section.get_by_role("button", name="Switch off").click()
+    expect(section.locator("[data-mpp-state]")).to_have_attribute("data-mpp-state", "off")
+    assert admin.get("/admin/teams/agents-portal/machine-payments").json()["enabled"] is False

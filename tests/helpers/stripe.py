@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import threading
 import time
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -62,6 +63,15 @@ class FakeStripe:
     def __init__(self) -> None:
         self.prices: dict[str, str] = {}  # lookup_key -> price id
         self.meter_identifiers: set[str] = set()
+        # PaymentIntents created and confirmed with a shared payment token (machine payments).
+        # The token decides the outcome: "..._requires_action" needs 3-D Secure, "..._declined"
+        # is a card error, "..._unreachable" answers 500 three times, the stripe library's first try and
+        # its two retries (then it succeeds), any other succeeds.
+        self.payment_intents: dict[str, dict[str, Any]] = {}
+        self.idempotent: dict[str, tuple[dict[str, str], Scripted]] = {}
+        self.spent_tokens: dict[str, str] = {}  # spt -> idempotency key that used it
+        self.failures: dict[str, int] = {}
+        self._lock = threading.Lock()
         self.server = FakeUpstream(self._respond)
 
     @property
@@ -138,7 +148,77 @@ class FakeStripe:
                     "timestamp": int(form["timestamp"]),
                 }
             )
+        if request.method == "POST" and path == "/v1/payment_intents":
+            with self._lock:  # Stripe serialises requests that share an idempotency key
+                return self._payment_intent(request, form)
+        if request.method == "POST" and path.startswith("/v1/payment_intents/") and path.endswith("/cancel"):
+            pi = self.payment_intents.get(path.split("/")[3])
+            if pi is None:
+                return _error(404, "No such payment_intent", "resource_missing")
+            pi["status"] = "canceled"
+            return Scripted(body=pi)
         return _error(404, f"Unrecognized request URL ({request.method}: {path}).", None)
+
+    def succeeded(self) -> list[dict[str, Any]]:
+        return [pi for pi in self.payment_intents.values() if pi["status"] == "succeeded"]
+
+    def _payment_intent(self, request: Recorded, form: dict[str, str]) -> Scripted:
+        key = request.headers.get("Idempotency-Key") or request.headers.get("idempotency-key")
+        if key and key in self.idempotent:
+            params, answer = self.idempotent[key]
+            if params != form:
+                return _error(
+                    400,
+                    f"Keys for idempotent requests can only be used with the same parameters they were "
+                    f"first used with. Try using a key other than '{key}' if you meant to execute a "
+                    "different request.",
+                    "idempotency_key_in_use",
+                    kind="idempotency_error",
+                )
+            return Scripted(status=answer.status, body=answer.body, headers={"Idempotent-Replayed": "true"})
+        spt = form.get("shared_payment_granted_token", "")
+        if not spt.startswith("spt_"):
+            return _error(400, "Invalid shared_payment_granted_token", "resource_missing")
+        if spt.endswith("_unreachable") and self.failures.get(spt, 0) < 3:
+            self.failures[spt] = self.failures.get(spt, 0) + 1  # a Stripe 5xx, nothing created
+            return _error(500, "An unknown error occurred", None, kind="api_error")
+        if spt in self.spent_tokens and self.spent_tokens[spt] != key:
+            return _error(400, "This shared payment token has already been used.", "token_already_used")
+        self.spent_tokens[spt] = key or ""
+        if spt.endswith("_declined"):
+            answer = Scripted(
+                status=402,
+                body={
+                    "error": {
+                        "message": "Your card was declined.",
+                        "type": "card_error",
+                        "code": "card_declined",
+                        "decline_code": "generic_decline",
+                    }
+                },
+            )
+        else:
+            pi_id = f"pi_fake{next(_ids):06d}"
+            status = "requires_action" if spt.endswith("_requires_action") else "succeeded"
+            pi = {
+                "id": pi_id,
+                "object": "payment_intent",
+                "amount": int(form["amount"]),
+                "amount_received": int(form["amount"]) if status == "succeeded" else 0,
+                "currency": form["currency"],
+                "status": status,
+                "shared_payment_granted_token": spt,
+                "metadata": {k[9:-1]: v for k, v in form.items() if k.startswith("metadata[")},
+                "livemode": False,
+                "created": int(time.time()),
+            }
+            if status == "requires_action":
+                pi["next_action"] = {"type": "use_stripe_sdk"}
+            self.payment_intents[pi_id] = pi
+            answer = Scripted(body=copy.deepcopy(pi))
+        if key:
+            self.idempotent[key] = (form, answer)
+        return answer
 
 
 def _error(status: int, message: str, code: str | None, *, kind: str = "invalid_request_error") -> Scripted:

@@ -10,6 +10,8 @@ class GatewayError(Exception):
     error_type: str = "api_error"
     title: str = "Internal error"
     default_code: str = "internal_error"
+    # The RFC 9457 ``type`` when it is not the gateway's own (``urn:aigw:problem:<code>``).
+    problem_type: str | None = None
 
     def __init__(
         self,
@@ -81,6 +83,9 @@ class PaymentRequired(GatewayError):
     error_type = "billing_error"
     title = "Payment required"
     default_code = "payment_required"
+    # Micro-USD of credits still missing for the refused call, when known (machine payments
+    # offer a top-up only if one credit pack covers it).
+    needs_micro_usd: int | None = None
 
 
 class RateLimited(GatewayError):

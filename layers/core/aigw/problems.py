@@ -32,7 +32,7 @@ def is_openai_route(path: str) -> bool:
 
 def error_body(err: GatewayError, path: str) -> tuple[str, dict[str, Any]]:
     problem: dict[str, Any] = {
-        "type": PROBLEM_TYPE_PREFIX + err.code,
+        "type": err.problem_type or PROBLEM_TYPE_PREFIX + err.code,
         "title": err.title,
         "status": err.status,
         "detail": err.message,
@@ -50,7 +50,8 @@ def error_body(err: GatewayError, path: str) -> tuple[str, dict[str, Any]]:
     body: dict[str, Any] = {
         "error": {"message": err.message, "type": err.error_type, "param": err.param, "code": err.code}
     }
-    if err.status == 402:
-        # Money problems are both: SDKs read "error", billing tooling reads the problem fields.
+    if err.status == 402 or err.problem_type is not None:
+        # Money problems are both: SDKs read "error", billing tooling reads the problem fields
+        # (payment credentials refused with 403 or 400 too: their type is the protocol's).
         return PROBLEM_JSON, {**problem, **body}
     return JSON, body

@@ -18,6 +18,7 @@ _logger = Logger(service="aigw")
 
 _base_url: ContextVar[str | None] = ContextVar("aigw_base_url", default=None)
 _headers: ContextVar[dict[str, str] | None] = ContextVar("aigw_response_headers", default=None)
+_machine_payment: ContextVar[str | None] = ContextVar("aigw_machine_payment", default=None)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,17 @@ def begin(base_url: str | None) -> None:
     _base_url.set(base_url)
     _headers.set({})
     _caller.set(None)
+    _machine_payment.set(None)
+
+
+def set_machine_payment(payment_intent: str) -> None:
+    """This request was paid for by a machine payment (:mod:`aigw.billing.machine_payments`)."""
+    _machine_payment.set(payment_intent)
+
+
+def machine_payment() -> str | None:
+    """The PaymentIntent that paid for this request, if any: its usage records name it."""
+    return _machine_payment.get()
 
 
 def base_url() -> str | None:

@@ -82,6 +82,11 @@ def resolver() -> APIGatewayRestResolver:
 
     @app.exception_handler(GatewayError)
     def _gateway_error(exc: GatewayError) -> Response[str]:
+        if exc.status == 402:
+            # A billing 402 may carry a machine payment challenge (loaded only on this path).
+            from aigw.billing import machine_payments
+
+            machine_payments.on_payment_required(exc, app.current_event.raw_event, app.context.get("api_key"))
         return error_response(exc, path())
 
     @app.exception_handler(RequestValidationError)
@@ -254,6 +259,7 @@ def handle_streaming(
     answer is a proxy-result dict, or the stream a route handed over. ``authenticate``
     replaces the Bearer check (the Anthropic-format route also takes ``x-api-key``)."""
     request_context.begin(public_base_url(event))
+    receipt: dict[str, str] = {}
     try:
         refused = _precheck(event)
         if refused is not None:
@@ -266,6 +272,8 @@ def handle_streaming(
                 keys.require_admin(key)
             app.append_context(api_key=key)
             request_context.set_caller(request_context.Caller(key.key_id, key.team_id, key.expires_at))
+            if _header(event, "payment-authorization") is not None:
+                receipt = _pay(event, key)
     except GatewayError as exc:
         app.clear_context()
         return _refusal(exc, event)
@@ -276,7 +284,20 @@ def handle_streaming(
     if stream is not None and result.get("statusCode") == stream.status:
         # Headers the core added before the first byte (quota left, billing warnings).
         stream.headers = {**request_context.response_headers(), **stream.headers}
+        if 200 <= stream.status < 300:
+            stream.headers.update(receipt)
         return stream
     if stream is not None:
         stream.close()  # the route handed over a stream, then failed: nothing was sent yet
+    if receipt and 200 <= int(result.get("statusCode", 500)) < 300:
+        result["headers"] = {**(result.get("headers") or {}), **receipt}
     return _with_context_headers(result)
+
+
+def _pay(event: dict[str, Any], key: ApiKey) -> dict[str, str]:
+    """A machine payment credential pays before the route runs (the route then finds the
+    credits); its receipt goes on a successful answer only, as the protocol says."""
+    from aigw.billing import machine_payments
+
+    paid = machine_payments.redeem(event, key)
+    return paid.headers() if paid is not None else {}

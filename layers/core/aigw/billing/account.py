@@ -20,7 +20,7 @@ from aigw import clock
 from aigw.billing.plans import Plan, cached_plan, subscription_plan
 from aigw.billing.rules import BillingState, Funding, decide, month_bounds, plan_id_for
 from aigw.config import settings
-from aigw.table import ConditionFailed, Item, gateway_table
+from aigw.table import ConditionFailed, Item, gateway_table, serialize
 from aigw.teams import team_pk
 
 BILLING_SK = "BILLING"
@@ -194,14 +194,27 @@ def assign_plan(team_id: str, plan_id: str | None) -> BillingSummary:
     return summary(team_id)
 
 
+def credit_op(team_id: str, micro_usd: int, *, plan_id: str | None = None) -> dict[str, Any]:
+    """The credit grant as one TransactWriteItems operation, for callers that must write it
+    together with their own record (a machine payment's claim and audit record). The item
+    must exist (:func:`ensure_item`)."""
+    expression = "ADD credits :c SET credits_bought = :t, rev = rev + :one"
+    values: dict[str, Any] = {":c": micro_usd, ":t": True, ":one": 1}
+    if plan_id is not None:
+        expression += ", credit_plan_id = :p"
+        values[":p"] = plan_id
+    return {
+        "Update": {
+            "Key": serialize({"pk": team_pk(team_id), "sk": BILLING_SK}),
+            "UpdateExpression": expression,
+            "ExpressionAttributeValues": serialize(values),
+        }
+    }
+
+
 def grant_credits(team_id: str, micro_usd: int) -> BillingSummary:
     ensure_item(team_id)
-    gateway_table().update(
-        team_pk(team_id),
-        BILLING_SK,
-        expression="ADD credits :c SET credits_bought = :t, rev = rev + :one",
-        values={":c": micro_usd, ":t": True, ":one": 1},
-    )
+    gateway_table().transact([credit_op(team_id, micro_usd)])
     forget(team_id)
     return summary(team_id)
 

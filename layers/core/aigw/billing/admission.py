@@ -69,6 +69,7 @@ def _quota_refusal(state: BillingState, decision: Decision, tokens: int, cost: i
                 "credits_exhausted",
                 f"This call may cost up to {cost} micro-USD; the team has {max(state.credits, 0)} "
                 "micro-USD of prepaid credits left.",
+                needs_micro_usd=cost - max(state.credits, 0),
             )
         return None
     if plan.monthly_tokens is not None and state.tok_held + tokens > plan.monthly_tokens:
@@ -79,6 +80,7 @@ def _quota_refusal(state: BillingState, decision: Decision, tokens: int, cost: i
             f"This call may use up to {tokens} tokens; {left} of the plan's {plan.monthly_tokens} "
             "monthly tokens are left (lower max_tokens, or upgrade).",
             returns_at=state.period_end,
+            needs_micro_usd=cost - max(state.credits, 0),
         )
     if plan.spend_cap_micro_usd is not None and state.spend_held + cost > plan.spend_cap_micro_usd:
         return stripe_links.payment_required(

@@ -98,6 +98,8 @@ class Meter:
     state: BillingState | None = None
     started: float = field(default_factory=time.monotonic)
     closed: bool = False
+    # The machine payment that paid for this request, if one did (its usage record names it).
+    machine_payment: str | None = field(default_factory=request_context.machine_payment)
 
     def _usage(self, **fields: Any) -> UsageRecord:
         if self.closed:
@@ -113,6 +115,7 @@ class Meter:
             latency_ms=int((time.monotonic() - self.started) * 1000),
             created_at_ms=clock.now_ms(),
             funding=self.reservation.funding if self.reservation else None,
+            machine_payment=self.machine_payment,
             **fields,
         )
 

@@ -246,7 +246,12 @@ def fix_url(state: BillingState, code: str) -> str | None:
 
 
 def payment_required(
-    state: BillingState, code: RefusalCode, message: str, *, returns_at: int | None = None
+    state: BillingState,
+    code: RefusalCode,
+    message: str,
+    *,
+    returns_at: int | None = None,
+    needs_micro_usd: int | None = None,
 ) -> PaymentRequired:
     """The 402 for a refusal: a stable code, when access returns (if known), and a fix link."""
     url = fix_url(state, code)
@@ -264,6 +269,7 @@ def payment_required(
         message = f"{message} The link to fix it is in fix_url and the Link header."
     err = PaymentRequired(message, code=code, headers=headers, extra=extra)
     err.title = _TITLES.get(code, err.title)
+    err.needs_micro_usd = needs_micro_usd
     return err
 
 

@@ -44,6 +44,8 @@ class UsageRecord(BaseModel):
     # Metered plans: the usage stream reports these records to Stripe Billing Meters.
     meter_event_name: str | None = None
     stripe_customer_id: str | None = None
+    # The PaymentIntent of the machine payment that unlocked this call, if one did.
+    machine_payment: str | None = None
 
     @classmethod
     def from_item(cls, item: Item) -> UsageRecord:
