@@ -8,7 +8,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -129,7 +128,8 @@ def test_display_uses_iso_dates_and_plain_lists() -> None:
     text = cli_common.table([row], ["key_id", "created_at", "expires_at", "allowed_models", "tokens"])
     assert "2025-11-24T16:00:00Z" in text
     assert "openai/*, mock/echo" in text
-    assert "[" not in text and "None" not in text
+    assert "[" not in text
+    assert "None" not in text
     assert "1764000000" in text  # a count that merely looks like a time stays a number
 
 
