@@ -209,6 +209,15 @@ def _precheck(event: dict[str, Any]) -> GatewayError | None:
     return None
 
 
+def _empty_body_is_an_empty_object(event: dict[str, Any]) -> None:
+    """A POST, PUT or PATCH without a body is validated as ``{}``, so the answer names the
+    first missing field (``param: "model"``) instead of a nameless "Field required"."""
+    if event.get("httpMethod") in ("POST", "PUT", "PATCH") and not event.get("body"):
+        event["body"] = "{}"
+        event["isBase64Encoded"] = False
+        _force_json_content_type(event)
+
+
 def _too_deep(text: str) -> bool:
     if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
         return False
@@ -304,6 +313,7 @@ def handle_streaming(
         if refused is not None:
             return _refusal(refused, event)
         if event.get("resource") not in public_resources:
+            _empty_body_is_an_empty_object(event)
             key = (authenticate or _authenticate_event)(event)
             if admin_only:
                 from aigw import keys
