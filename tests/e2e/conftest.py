@@ -22,6 +22,9 @@ from aigw_local.dynamodb_local import free_port
 from tests.helpers.fake_upstream import FakeUpstream, Recorded, Scripted, openai_completion
 from tests.helpers.fake_vendors import VendorServer
 
+# The browser and page fixtures of the portal's browser tests.
+pytest_plugins = ["tests.helpers.browser"]
+
 
 @dataclass
 class Runner:

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import openai
@@ -24,33 +20,13 @@ from tests.e2e.conftest import Runner
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ROOT = Path(__file__).resolve().parents[2]
 TEAM = "portal-e2e"
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-if not shutil.which(CHROMIUM):
-    pytest.skip("Chromium is not installed (make setup installs it)", allow_module_level=True)
+pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import Page, expect  # noqa: E402
 
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield launched
-        launched.close()
+from tests.helpers.browser import shot as _shot  # noqa: E402
+from tests.helpers.browser import sign_in as _sign_in  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -60,48 +36,6 @@ def team_key(runner: Runner) -> str:
     created = admin.post(f"/admin/teams/{TEAM}/keys", json={"name": "portal owner"})
     assert created.status_code == 201
     return str(created.json()["secret"])
-
-
-@pytest.fixture
-def page(browser: Browser, runner: Runner) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
-    foreign: list[str] = []
-    origin = urlsplit(runner.base_url).netloc
-
-    def _only_the_gateway(route: object, request: object) -> None:
-        url = request.url  # type: ignore[attr-defined]
-        parts = urlsplit(url)
-        if parts.scheme in ("http", "https") and parts.netloc != origin:
-            foreign.append(url)
-            route.abort()  # type: ignore[attr-defined]
-        else:
-            route.continue_()  # type: ignore[attr-defined]
-
-    context.route("**/*", _only_the_gateway)
-    errors: list[str] = []
-    tab = context.new_page()
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    tab.on(
-        "response",
-        lambda r: errors.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 500 else None,
-    )
-    yield tab
-    context.close()
-    assert foreign == [], "the portal must load nothing from another host"
-    assert [e for e in errors if "401" not in e] == [], "no script errors"
-
-
-def _shot(page: Page, name: str, tmp_path: Path, *, mask: list[Locator] | None = None) -> None:
-    target = ROOT / "docs/screenshots" if os.environ.get("AIGW_UPDATE_SCREENSHOTS") else tmp_path
-    target.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(target / f"{name}.png"), full_page=True, mask=mask or [], mask_color="#d1d5db")
-
-
-def _sign_in(page: Page, runner: Runner, key: str) -> None:
-    page.goto(runner.base_url + "/portal")
-    page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("section.page[data-ready=true]")).to_be_visible()
 
 
 def test_sign_in_keeps_the_key_in_session_storage_only(

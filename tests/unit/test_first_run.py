@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aigw import clock, entitlements, metering, plans
+from aigw import clock, metering
 from tests.conftest import reset_core
 from tests.helpers.apigw import call
 
@@ -66,7 +66,11 @@ def test_a_model_without_its_key_says_which_setting_is_missing(key: str) -> None
 
 @pytest.mark.parametrize(
     ("asked", "meant"),
-    [("gpt-4o", "openai/gpt-4o"), ("claude-haiku-4-5", "anthropic/claude-haiku-4-5"), ("mock/ecko", "mock/echo")],
+    [
+        ("gpt-4o", "openai/gpt-4o"),
+        ("claude-haiku-4-5", "anthropic/claude-haiku-4-5"),
+        ("mock/ecko", "mock/echo"),
+    ],
 )
 def test_an_unknown_model_suggests_the_id_that_exists(key: str, asked: str, meant: str) -> None:
     reply = call("POST", CHAT, body={"model": asked, "messages": HELLO}, key=key)

@@ -37,6 +37,7 @@ h2 { font-size: 1.1rem; margin: 1.5rem 0 .5rem }
 fieldset { border: 1px solid #d5dbe1; border-radius: 6px; margin: 1rem 0; padding: .5rem 1rem }
 legend { font-weight: 600 }
 label { display: block; margin: .35rem 0 }
+label input[type=radio] { margin: 0 .6rem 0 0 }
 input[type=email] { font: inherit; width: 100%; padding: .45rem .6rem; border: 1px solid #8792a2;
   border-radius: 6px }
 button { font: inherit; padding: .5rem 1.1rem; border-radius: 6px; border: 1px solid #533afd;
@@ -95,7 +96,7 @@ the gateway receives the same signed webhook events Stripe would send.</span></d
 
 def card_choices(selected: str = "4242424242424242") -> str:
     radios = "".join(
-        f'<label><input type="radio" name="card" value="{number}"{" checked" if number == selected else ""}> '
+        f'<label><input type="radio" name="card" value="{number}"{" checked" if number == selected else ""}>'
         f"{e(label)}</label>"
         for number, label in CARD_LABELS.items()
     )
