@@ -130,6 +130,30 @@ def test_usage_chart_and_csv_after_calls(page: Page, runner: Runner, team_key: s
     ).json()["rows"]
     assert {r["group"] for r in by_model} == {"mock/echo", "openai/gpt-4o-mini"}
     expect(model_chart.locator("svg text.ylabel")).to_have_text([r["group"] for r in by_model])
+    # Every label of every chart fits in its chart (no "16 cal" cut at the edge), also with the
+    # long amounts and counts of a busier team than this one.
+    cut = page.evaluate(
+        """() => {
+          const { hbars, bars } = window.aigw.charts;
+          const busy = [
+            hbars({ name: "busy-models", title: "t", columns: [], rows: [], points: [
+              { label: "openai/gpt-4o-mini", value: 9, display: "$12,345.678901 · 16,384 calls" },
+              { label: "mock/echo", value: 1, display: "$0.01 · 16 calls" } ] }),
+            bars({ name: "busy-days", title: "t", columns: [], rows: [], axis: (v) => "$" + v.toFixed(6),
+              points: [{ label: "2026-11-16", value: 12345.678901, display: "x" }] }),
+          ];
+          busy.forEach((figure) => document.querySelector("main").append(figure));
+          const found = [...document.querySelectorAll("figure[data-chart] svg")].flatMap((svg) => {
+            const width = svg.viewBox.baseVal.width;
+            return [...svg.querySelectorAll("text")]
+              .filter((t) => { const b = t.getBBox(); return b.x < 0 || b.x + b.width > width + 0.5; })
+              .map((t) => t.textContent);
+          });
+          busy.forEach((figure) => figure.remove());
+          return found;
+        }"""
+    )
+    assert cut == []
     _shot(page, "usage", tmp_path)
     # The table alternative carries the same numbers as the API.
     cost_chart.get_by_text("Show as table").click()
@@ -161,8 +185,15 @@ def test_usage_chart_and_csv_after_calls(page: Page, runner: Runner, team_key: s
 
 
 def test_admin_switches_team_and_sees_its_keys(page: Page, runner: Runner, team_key: str) -> None:
+    page.set_viewport_size({"width": 1280, "height": 800})
     _sign_in(page, runner, runner.admin_key)
     expect(page.locator(".who .badge")).to_have_text("admin")
+    # At 1280 px the admin's header (pages, key, team switcher, sign out) is one row.
+    nav, who = page.locator("#nav").bounding_box(), page.locator("#who").bounding_box()
+    assert nav is not None
+    assert who is not None
+    assert abs(nav["y"] - who["y"]) < nav["height"], (nav, who)
+    assert (page.locator("header.top").bounding_box() or {"height": 999})["height"] < 80
     page.get_by_label("Team").select_option(TEAM)
     page.get_by_role("link", name="API keys").click()
     expect(page.locator("#key-list caption")).to_have_text(f"Keys of team {TEAM}")
@@ -213,9 +244,27 @@ def test_catalog_owner_runs_the_lifecycle_and_another_team_asks_for_access(
     page.get_by_role("link", name="API catalog").click()
     card = page.locator("article[data-slug=shout-e2e]")
     expect(card).to_contain_text("your access: none")
-    card.get_by_role("button", name="Request access").click()
+    ask = card.get_by_role("button", name="Request access")
+    # The button stands apart from the line above it.
+    line, button = card.locator("p.help").bounding_box(), ask.bounding_box()
+    assert line is not None
+    assert button is not None
+    assert button["y"] - (line["y"] + line["height"]) >= 8
+    ask.click()
     expect(card).to_contain_text("your access: pending")
     assert owner.get("/apis/shout-e2e/access-requests").json()["data"][0]["team_id"] == "catalog-guest"
+
+    # Retired, an API says so: its (future) sunset date is no longer shown.
+    for step in ({"to": "deprecated", "sunset": "2099-01-01T00:00:00Z"}, {"to": "retired"}):
+        assert owner.post("/apis/shout-e2e/transitions", json=step).status_code == 200
+    page.get_by_role("button", name="Sign out").click()
+    _sign_in(page, runner, team_key)
+    page.get_by_role("link", name="API catalog").click()
+    card = page.locator("article[data-slug=shout-e2e]")
+    expect(card.locator(".badge")).to_have_text("retired")
+    expect(card.locator("p.help")).to_contain_text("retired")
+    expect(card.locator("p.help")).not_to_contain_text("sunset")
+    expect(card.locator("p.help")).not_to_contain_text("2099")
 
 
 def test_quota_bar_and_the_402_state_with_its_fix_button(page: Page, runner: Runner, tmp_path: Path) -> None:
@@ -254,8 +303,14 @@ def test_quota_bar_and_the_402_state_with_its_fix_button(page: Page, runner: Run
     page.get_by_role("button", name="Send").click()
     banner = page.get_by_role("alert").filter(has_text="Payment required")
     expect(banner).to_contain_text(problem["code"])
+    expect(banner).to_be_visible()
     # The same signed link the 402 carried (signed again for this call, so compare up to the token).
     fix_prefix = problem["fix_url"].split("?token=")[0] + "?token=tiny-team."
     expect(banner.get_by_role("link", name="Fix payment")).to_have_attribute(
         "href", re.compile("^" + re.escape(fix_prefix))
     )
+
+    # Elsewhere in the portal the banner goes, and leaves no empty strip behind.
+    page.get_by_role("link", name="Overview").click()
+    expect(page.locator("section.page[data-page=overview][data-ready=true]")).to_be_visible()
+    assert page.locator("#banner").bounding_box() is None
