@@ -184,11 +184,11 @@ def test_one_runner_per_data_directory(tmp_path: Path) -> None:
     same files: it stops at once with one line instead."""
     from aigw_local.__main__ import StartupError, _data_lock
 
-    with _data_lock(tmp_path / "dynamodb"):
-        with (
-            pytest.raises(StartupError, match="another local runner is using"),
-            _data_lock(tmp_path / "dynamodb"),
-        ):
-            pass
+    with (
+        _data_lock(tmp_path / "dynamodb"),
+        pytest.raises(StartupError, match="another local runner is using"),
+        _data_lock(tmp_path / "dynamodb"),
+    ):
+        pass
     with _data_lock(tmp_path / "dynamodb"):  # free again once the first one is gone
         pass
