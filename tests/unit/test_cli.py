@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +174,40 @@ def test_bootstrap_without_a_reachable_database_is_one_line(capsys: pytest.Captu
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert err.startswith("aigw: cannot reach DynamoDB at http://127.0.0.1:9")
+
+
+def test_bootstrap_without_aws_credentials_is_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "DYNAMODB_ENDPOINT"}
+    env.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true", AWS_DEFAULT_REGION="us-east-1")
+    done = subprocess.run(
+        [sys.executable, "-m", "aigw.cli", "bootstrap", "--table", "aigw-dev"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("aigw: no AWS credentials: ")
+    assert done.stderr.count("\n") == 1
+    assert "--endpoint" in done.stderr
+
+
+def test_command_modules_do_not_import_the_cli_that_imports_them() -> None:
+    """aigw/cli.py builds the parser from aigw/cli_<area>.py; those share aigw/cli_common.py only."""
+    import ast
+
+    core = Path(cli.__file__).parent
+    for module in sorted(core.glob("cli_*.py")):
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+        imported = {
+            node.module if isinstance(node, ast.ImportFrom) else alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for alias in node.names
+        }
+        names = {
+            alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names
+        }
+        assert "aigw.cli" not in imported, module.name
+        assert not ({"cli"} & names and "aigw" in imported), module.name

@@ -56,6 +56,8 @@ th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid #e3e8
 .status-canceled, .status-void { color: #596171 }
 code { font-size: .9em }
 form.inline { display: inline }
+button.small { margin: 0; padding: .1rem .6rem; font-size: .85rem }
+td code { word-break: break-all }
 """
 SECURITY_HEADERS = [
     (
@@ -255,7 +257,7 @@ def _deliveries(deliveries: list[Delivery], back: str) -> str:
         f"<tr><td><code>{e(d.type)}</code></td><td>{e(d.status or '—')}</td><td>{e(d.outcome or '')}</td>"
         f'<td><form method="post" action="/_stripe/events/{e(d.id)}/resend" class="inline">'
         f'<input type="hidden" name="back" value="{e(back)}">'
-        f'<button type="submit" class="secondary" aria-label="Resend {e(d.type)}">Resend</button>'
+        f'<button type="submit" class="secondary small" aria-label="Resend {e(d.type)}">Resend</button>'
         "</form></td></tr>"
         for d in deliveries
     )
