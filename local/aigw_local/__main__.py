@@ -16,6 +16,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from aigw_local import streams
 from aigw_local import template as tpl
 from aigw_local.dynamodb_local import DynamoDBLocal, DynamoDBLocalError, ensure_table, port_in_use
@@ -82,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as exc:
         print(f"aigw: {exc}", file=sys.stderr, flush=True)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C while starting: what was started has been stopped
+        return 130
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,7 +118,10 @@ def run(args: argparse.Namespace) -> int:
                 raise StartupError(str(exc)) from exc
             cleanup.callback(_stopped, db)
             endpoint = db.endpoint
-        created = ensure_table(endpoint, TABLE_NAME, template)
+        try:
+            created = ensure_table(endpoint, TABLE_NAME, template)
+        except (BotoCoreError, ClientError) as exc:
+            raise StartupError(f"cannot use DynamoDB at {endpoint}: {exc}") from exc
         env = local_environment(template, table_name=TABLE_NAME, endpoint=endpoint)
         state = _state_file(args, cleanup)
         services = local_services(env, internal_base=internal, state_file=state, log=log)

@@ -20,11 +20,9 @@ import pytest
 
 from aigw.metering import UsageRecord
 from aigw_local.dynamodb_local import free_port
+from tests.helpers.browser import browser, page  # noqa: F401 - the browser tests' fixtures
 from tests.helpers.fake_upstream import FakeUpstream, Recorded, Scripted, openai_completion
 from tests.helpers.fake_vendors import VendorServer
-
-# The browser and page fixtures of the portal's browser tests.
-pytest_plugins = ["tests.helpers.browser"]
 
 
 @dataclass
@@ -64,7 +62,7 @@ class Runner:
                 ConsistentRead=True,
             )
         )
-        return [item for page in pages for item in page["Items"]]
+        return [item for batch in pages for item in batch["Items"]]
 
     def usage_records(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aigw import clock, metering
+from aigw import clock, keys, metering
 from tests.conftest import reset_core
 from tests.helpers.apigw import call
 
@@ -92,8 +92,10 @@ def test_an_empty_body_names_the_missing_field(key: str) -> None:
     error = reply.json()["error"]
     assert error["param"] == "model"
     assert "model" in error["message"]
-    problem = call("POST", "/admin/teams", raw_body="", key=key)
-    assert problem.status in (400, 403)
+    admin = keys.create_key("acme", role="admin").secret
+    problem = call("POST", "/admin/teams", raw_body="", key=admin)
+    assert problem.status == 400
+    assert (problem.json()["param"], problem.json()["code"]) == ("body", "missing_body")
 
 
 def test_stripe_sends_the_browser_back_to_the_portals_billing_page() -> None:

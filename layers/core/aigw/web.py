@@ -112,6 +112,10 @@ def _validation_error(exc: RequestValidationError) -> InvalidRequest:
     loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
     if first.get("type") == "json_invalid":
         return InvalidRequest("The request body is not valid JSON", code="invalid_json")
+    if not loc and first.get("type") == "missing":
+        return InvalidRequest(
+            "The request body is empty: send a JSON object", code="missing_body", param="body"
+        )
     param = ".".join(loc) or None
     message = str(first.get("msg", "Invalid request"))
     where = f" at '{param}'" if param else ""
@@ -210,8 +214,11 @@ def _precheck(event: dict[str, Any]) -> GatewayError | None:
 
 
 def _empty_body_is_an_empty_object(event: dict[str, Any]) -> None:
-    """A POST, PUT or PATCH without a body is validated as ``{}``, so the answer names the
-    first missing field (``param: "model"``) instead of a nameless "Field required"."""
+    """On ``/v1`` routes, a POST without a body is validated as ``{}``, as OpenAI's API does,
+    so the answer names the first missing field (``param: "model"``), not a nameless "Field
+    required". (Elsewhere an empty body is refused as such, naming ``body``.)"""
+    if not is_openai_route(str(event.get("path") or "")):
+        return
     if event.get("httpMethod") in ("POST", "PUT", "PATCH") and not event.get("body"):
         event["body"] = "{}"
         event["isBase64Encoded"] = False
