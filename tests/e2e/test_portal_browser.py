@@ -185,6 +185,9 @@ def test_usage_chart_and_csv_after_calls(page: Page, runner: Runner, team_key: s
 
 
 def test_admin_switches_team_and_sees_its_keys(page: Page, runner: Runner, team_key: str) -> None:
+    admin = httpx.Client(base_url=runner.base_url, headers={"Authorization": f"Bearer {runner.admin_key}"})
+    long_name = "a-team-whose-id-is-rather-long-for-a-select"
+    assert admin.post("/admin/teams", json={"team_id": long_name}).status_code in (201, 409)
     page.set_viewport_size({"width": 1280, "height": 800})
     _sign_in(page, runner, runner.admin_key)
     expect(page.locator(".who .badge")).to_have_text("admin")

@@ -62,7 +62,8 @@
         { id: "team-select", onchange: (e) => { ctx.team = e.target.value; session.setTeam(ctx.team); route(); } },
         ctx.teams.map((t) => el("option", { value: t, selected: t === ctx.team }, t))
       );
-      parts.push(el("label", { for: "team-select", class: "team-label" }, "Team"), select);
+      // The select shows the team; its label is for screen readers (the header stays one row).
+      parts.push(el("label", { for: "team-select", class: "team-label visually-hidden" }, "Team"), select);
     } else {
       parts.push(el("span", { class: "team" }, "Team " + ctx.me.team.name));
     }

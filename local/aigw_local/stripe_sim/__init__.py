@@ -18,13 +18,13 @@ webhook secret, to the gateway's own ``POST /webhooks/stripe``: the real webhook
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode
 
 from aigw_local.apigw import HttpRequest, HttpResponse
 from aigw_local.stripe_sim import pages
 from aigw_local.stripe_sim.account import Account, Outcome, PlanInfo, PlanLookup, public
 from aigw_local.stripe_sim.api import StripeApi
+from aigw_local.stripe_sim.objects import CARDS
 from aigw_local.stripe_sim.store import Store
 from aigw_local.stripe_sim.webhooks import WebhookSender
 
@@ -62,10 +62,6 @@ class Simulator:
         self.webhooks = WebhookSender(
             store, url=internal_base + "/webhooks/stripe", secret=webhook_secret, log=log
         )
-
-    @classmethod
-    def at(cls, path: Path, **kwargs: object) -> Simulator:
-        return cls(Store(path), **kwargs)  # type: ignore[arg-type]
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         path = request.path[len(PREFIX) :] or "/"
@@ -162,7 +158,10 @@ class Simulator:
     def _portal_action(self, customer_id: str, form: dict[str, str]) -> Outcome:
         action = form.get("action", "")
         if action == "card":
-            return self.account.update_card(customer_id, card=form.get("card", ""))
+            card = form.get("card", "")
+            if card not in CARDS:
+                return Outcome(error="Your card number is incorrect.")
+            return self.account.update_card(customer_id, card=card)
         sub = self.store.get(form.get("subscription", ""))
         if sub is None or sub.get("object") != "subscription" or sub.get("customer") != customer_id:
             return Outcome(error="No such subscription for this customer.")
