@@ -36,7 +36,7 @@ e2e: setup
 	pytest tests/e2e
 
 screenshots: setup
-	AIGW_UPDATE_SCREENSHOTS=1 pytest tests/e2e/test_portal_browser.py
+	AIGW_UPDATE_SCREENSHOTS=1 pytest tests/e2e/test_portal_browser.py tests/e2e/test_billing_browser.py
 
 bench: setup
 	python bench/run.py

@@ -1,5 +1,6 @@
 """Billing links: /billing/portal and /billing/checkout open Stripe sessions and redirect there
-(short-lived signed links from 402 answers, usable in a browser); /billing/status shows a team
+(short-lived signed links from 402 answers, usable in a browser); /billing/return is where
+Stripe sends the browser back (on to the portal's billing page); /billing/status shows a team
 its terms, and hands the calling key links of its own team, bound to that key."""
 
 from __future__ import annotations
@@ -44,15 +45,21 @@ def checkout(token: Token, plan: Annotated[str | None, Query(max_length=200)] = 
 @app.get(
     "/billing/return",
     responses={
-        200: {
-            "description": "Where Stripe sends the user back",
+        303: {
+            "description": "Where Stripe sends the user back: on to the portal's billing page",
             "content": {"text/plain": {"schema": {"type": "string"}}},
         }
     },
 )
-def returned(checkout: Annotated[str | None, Query(max_length=20)] = None) -> Response[str]:
-    done = "Checkout cancelled." if checkout == "cancel" else "Billing updated; you can close this page."
-    return Response(200, "text/plain", done + "\n")
+def returned(
+    checkout: Annotated[str | None, Query(max_length=20)] = None,
+    invoice: Annotated[str | None, Query(max_length=20)] = None,
+) -> Response[str]:
+    # Relative, so it stays under the stage or base path the browser came in through.
+    said = {"success": "checkout=success", "cancel": "checkout=cancel"}.get(checkout or "")
+    if said is None:
+        said = "invoice=paid" if invoice == "paid" else "billing=updated"
+    return _redirect(f"../portal?{said}#/billing")
 
 
 @app.get("/billing/status")
@@ -62,9 +69,12 @@ def status() -> Response[str]:
     # its calls would carry. No key ever gets another team's links.
     key = web.current_key(app)
     view = account.summary(key.team_id)
+    refusal = view.refusal_code
     links = {
         "portal": stripe_links.portal_link(key.team_id) if view.customer_id else None,
         "checkout": stripe_links.checkout_link(key.team_id, None),
+        # What a 402 would offer now: the portal for payment problems, else Checkout.
+        "fix": stripe_links.fix_url(account.load(key.team_id), refusal) if refusal else None,
         "expires_at": clock.iso(stripe_links.links_expire_at(key.team_id)),
     }
     return web.json_response({**view.model_dump(), "links": links}, headers={"Cache-Control": "no-store"})

@@ -13,7 +13,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from aigw import keys, teams, web
+from aigw import credentials, keys, teams, web
 from aigw.billing import machine_payments
 from aigw.catalog import catalog
 from aigw.keys import ApiKey
@@ -65,7 +65,8 @@ def revoke_key(key_id: str) -> Response[str]:
 
 @app.get("/me/models")
 def models() -> Response[str]:
-    """The models this key may call, with prices (USD per 1M tokens, as decimal strings)."""
+    """The models this key may call, with prices (USD per 1M tokens, as decimal strings) and
+    whether this gateway has their provider's key (``configured``)."""
     key = web.current_key(app)
     rows = [
         {
@@ -75,6 +76,7 @@ def models() -> Response[str]:
             "input_per_mtok": str(m.input_per_mtok),
             "cached_input_per_mtok": str(m.cached_input_per_mtok),
             "output_per_mtok": str(m.output_per_mtok),
+            "configured": credentials.configured(m.provider),
         }
         for m in catalog().all()
         if key.allows_model(m.id)

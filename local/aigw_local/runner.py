@@ -37,6 +37,12 @@ PASSED_THROUGH = (
 # Locally every team without a subscription is on this plan, so a newcomer's calls just work;
 # a deployment decides with the DefaultPlan parameter (empty by default: 402 no_subscription).
 LOCAL_DEFAULT_PLAN = "local-free"
+# What a 402's fix link and the portal's Subscribe button buy locally (CHECKOUT_PLAN), and the
+# credit pack offered when credits run out (CREDITS_PLAN); with Stripe test keys, prices with
+# these lookup keys must exist in the Stripe account.
+LOCAL_CHECKOUT_PLAN = "local-pro"
+LOCAL_CREDITS_PLAN = "local-credits"
+SIMULATOR_KEY_PREFIX = "sk_test_aigwsim_"
 
 
 def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
@@ -89,6 +95,10 @@ def local_environment(template: dict[str, Any], *, table_name: str, endpoint: st
         env.pop("EVENT_BUS_NAME", None)  # no EventBridge locally: notifications are logged
     if not env.get("DEFAULT_PLAN"):
         env["DEFAULT_PLAN"] = LOCAL_DEFAULT_PLAN
+    if not env.get("CHECKOUT_PLAN"):
+        env["CHECKOUT_PLAN"] = LOCAL_CHECKOUT_PLAN
+    if not env.get("CREDITS_PLAN"):
+        env["CREDITS_PLAN"] = LOCAL_CREDITS_PLAN
     if not env.get("STRIPE_WEBHOOK_SECRET"):
         # Without Stripe, webhooks are verified against a per-run secret: everything unsigned is
         # a 400, as deployed. 'stripe listen' users put their whsec_ in .env.local instead.
@@ -122,15 +132,28 @@ class DemoKeys:
 
 
 def seed_local_plan() -> None:
-    """The plan every local team without a subscription is on (see ``LOCAL_DEFAULT_PLAN``)."""
+    """The plans of a local run: the one every team without a subscription is on
+    (``LOCAL_DEFAULT_PLAN``), the one a fix link buys and a credit pack. Made once: an admin's
+    changes to them stay."""
     from aigw.billing import plans
     from aigw.errors import NotFound
 
-    try:
-        plans.get_plan(LOCAL_DEFAULT_PLAN)
-    except NotFound:
-        spec = plans.PlanSpec(name="Local free plan", monthly_tokens=5_000_000, requests_per_minute=600)
-        plans.put_plan(LOCAL_DEFAULT_PLAN, spec)
+    seeded = {
+        LOCAL_DEFAULT_PLAN: plans.PlanSpec(
+            name="Local free plan", monthly_tokens=5_000_000, requests_per_minute=600
+        ),
+        LOCAL_CHECKOUT_PLAN: plans.PlanSpec(
+            name="Local Pro", monthly_tokens=50_000_000, requests_per_minute=600
+        ),
+        LOCAL_CREDITS_PLAN: plans.PlanSpec(
+            name="Local credits, $10", kind="credits", credits_micro_usd=10_000_000
+        ),
+    }
+    for plan_id, spec in seeded.items():
+        try:
+            plans.get_plan(plan_id)
+        except NotFound:
+            plans.put_plan(plan_id, spec)
 
 
 def seed_demo(path: Path | None = DEMO_KEYS_FILE, *, force: bool = False) -> DemoKeys:
@@ -155,3 +178,50 @@ def seed_demo(path: Path | None = DEMO_KEYS_FILE, *, force: bool = False) -> Dem
     path.write_text(json.dumps(demo.__dict__, indent=2), encoding="utf-8")
     path.chmod(0o600)
     return demo
+
+
+# ---- services the runner stands in for ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalServices:
+    """What the runner serves beside the template's routes, and how it was configured."""
+
+    mounts: dict[str, Any]
+    stripe_simulated: bool
+    environment: dict[str, str]
+
+
+def local_services(
+    env: dict[str, str],
+    *,
+    internal_base: str,
+    state_file: Path,
+    log: Any = None,
+) -> LocalServices:
+    """The Stripe simulator (unless ``STRIPE_API_KEY`` is set) and the EventBridge stand-in,
+    mounted on the runner's own port, and the environment that points the core at them."""
+    from aigw_local import eventbridge, stripe_sim
+    from aigw_local.stripe_sim.store import Store
+
+    store = Store(state_file)
+    extra: dict[str, str] = {}
+    if not env.get("EVENT_BUS_NAME"):  # a bus named in the shell is a real one: leave it be
+        extra = {
+            "EVENT_BUS_NAME": eventbridge.BUS_NAME,
+            "AWS_ENDPOINT_URL_EVENTBRIDGE": internal_base + eventbridge.PREFIX,
+        }
+    mounts: dict[str, Any] = {eventbridge.PREFIX: eventbridge.LocalEventBus(store, log=log).handle}
+    simulated = not env.get("STRIPE_API_KEY") or env["STRIPE_API_KEY"].startswith(SIMULATOR_KEY_PREFIX)
+    if simulated:
+        api_key = SIMULATOR_KEY_PREFIX + secrets.token_urlsafe(18)
+        extra.update(STRIPE_API_KEY=api_key, STRIPE_API_BASE=internal_base + stripe_sim.PREFIX)
+        simulator = stripe_sim.Simulator(
+            store,
+            internal_base=internal_base,
+            api_key=api_key,
+            webhook_secret=lambda: os.environ["STRIPE_WEBHOOK_SECRET"],
+            log=log,
+        )
+        mounts[stripe_sim.PREFIX] = simulator.handle
+    return LocalServices(mounts=mounts, stripe_simulated=simulated, environment=extra)

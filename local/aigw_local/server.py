@@ -26,6 +26,9 @@ API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 
 Handler = Callable[[dict[str, Any], Any], Any]
 Answer = apigw.HttpResponse | StreamingResponse
+# A local service the runner serves beside the template's routes, under a path prefix of its own
+# (the Stripe simulator, the EventBridge stand-in), outside the one-invocation-at-a-time lock.
+Mount = Callable[[apigw.HttpRequest], apigw.HttpResponse]
 
 
 def load_handler(spec: FunctionSpec) -> Handler:
@@ -225,7 +228,13 @@ def stop_workers(pids: list[int]) -> None:
             os.waitpid(pid, 0)
 
 
-def make_server(gateway: Gateway, host: str, port: int) -> ThreadingHTTPServer:
+def make_server(
+    gateway: Gateway, host: str, port: int, mounts: dict[str, Mount] | None = None
+) -> ThreadingHTTPServer:
+    """The runner's HTTP server, bound to ``host:port`` (OSError if that is taken). ``mounts``
+    may be filled in later, before serving."""
+    mounted = mounts if mounts is not None else {}
+
     class RequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # Headers and body leave in separate writes; without TCP_NODELAY, Nagle and the peer's
@@ -283,6 +292,10 @@ def make_server(gateway: Gateway, host: str, port: int) -> ThreadingHTTPServer:
                 client_ip=self.client_address[0],
                 host=self.headers.get("Host", f"{host}:{port}"),
             )
+            for prefix, service in mounted.items():
+                if request.path == prefix or request.path.startswith(prefix + "/"):
+                    self._send(service(request))
+                    return
             gateway.serve(request, self._send)
 
         def _send(self, response: Answer) -> None:

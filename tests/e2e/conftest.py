@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import pytest
 
 from aigw.usage.records import UsageRecord
 from aigw_local.dynamodb_local import free_port
+from tests.helpers.browser import browser, page  # noqa: F401 - the browser tests' fixtures
 from tests.helpers.fake_upstream import FakeUpstream, Recorded, Scripted, openai_completion
 from tests.helpers.fake_vendors import VendorServer
 from tests.helpers.stripe import WEBHOOK_SECRET
@@ -61,7 +63,7 @@ class Runner:
                 ConsistentRead=True,
             )
         )
-        return [item for page in pages for item in page["Items"]]
+        return [item for batch in pages for item in batch["Items"]]
 
     def usage_records(
         self,
@@ -128,18 +130,20 @@ class Started:
     output: list[str]
 
     def stop(self) -> None:
-        """Ctrl-C, as a user stops it; everything it started must go with it."""
+        """Ctrl-C, as a user stops it; everything it started must go with it. (Its output has
+        been read all along, into ``output``.)"""
         self.process.send_signal(signal.SIGINT)
         try:
-            rest, _ = self.process.communicate(timeout=30)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            rest, _ = self.process.communicate()
-        self.output.append(rest)
+            self.process.wait()
 
 
 def start_runner(env: dict[str, str], *args: str) -> Started:
-    """``python -m aigw_local --in-memory --quiet [args]``, once it printed its demo keys."""
+    """``python -m aigw_local --in-memory --quiet [args]``, once it printed its whole banner.
+
+    Its output is read on until it exits (into ``output``), so it never blocks on a full pipe."""
     process = subprocess.Popen(
         [sys.executable, "-m", "aigw_local", "--in-memory", "--quiet", *args],
         stdout=subprocess.PIPE,
@@ -152,7 +156,7 @@ def start_runner(env: dict[str, str], *args: str) -> Started:
     keys: dict[str, str] = {}
     dynamodb_endpoint = ""
     assert process.stdout is not None
-    while len(keys) < 2:
+    while True:
         line = process.stdout.readline()
         if not line:
             raise RuntimeError("local runner exited before it was ready:\n" + "".join(output))
@@ -163,9 +167,18 @@ def start_runner(env: dict[str, str], *args: str) -> Started:
         started = re.match(r"starting DynamoDB Local on (\S+)", line)
         if started:
             dynamodb_endpoint = started.group(1)
+        if line.startswith("Ctrl-C stops") and len(keys) == 2:
+            break
         if time.monotonic() > deadline:
             raise RuntimeError("local runner not ready in 90 s:\n" + "".join(output))
+    threading.Thread(target=_drain, args=(process, output), daemon=True).start()
     return Started(process, keys, dynamodb_endpoint, output)
+
+
+def _drain(process: subprocess.Popen[str], output: list[str]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        output.append(line)
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import openai
@@ -24,33 +20,13 @@ from tests.e2e.conftest import Runner
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ROOT = Path(__file__).resolve().parents[2]
 TEAM = "portal-e2e"
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-if not shutil.which(CHROMIUM):
-    pytest.skip("Chromium is not installed (make setup installs it)", allow_module_level=True)
+pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import Page, expect  # noqa: E402
 
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield launched
-        launched.close()
+from tests.helpers.browser import shot as _shot  # noqa: E402
+from tests.helpers.browser import sign_in as _sign_in  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -60,48 +36,6 @@ def team_key(runner: Runner) -> str:
     created = admin.post(f"/admin/teams/{TEAM}/keys", json={"name": "portal owner"})
     assert created.status_code == 201
     return str(created.json()["secret"])
-
-
-@pytest.fixture
-def page(browser: Browser, runner: Runner) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
-    foreign: list[str] = []
-    origin = urlsplit(runner.base_url).netloc
-
-    def _only_the_gateway(route: object, request: object) -> None:
-        url = request.url  # type: ignore[attr-defined]
-        parts = urlsplit(url)
-        if parts.scheme in ("http", "https") and parts.netloc != origin:
-            foreign.append(url)
-            route.abort()  # type: ignore[attr-defined]
-        else:
-            route.continue_()  # type: ignore[attr-defined]
-
-    context.route("**/*", _only_the_gateway)
-    errors: list[str] = []
-    tab = context.new_page()
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    tab.on(
-        "response",
-        lambda r: errors.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 500 else None,
-    )
-    yield tab
-    context.close()
-    assert foreign == [], "the portal must load nothing from another host"
-    assert [e for e in errors if "401" not in e] == [], "no script errors"
-
-
-def _shot(page: Page, name: str, tmp_path: Path, *, mask: list[Locator] | None = None) -> None:
-    target = ROOT / "docs/screenshots" if os.environ.get("AIGW_UPDATE_SCREENSHOTS") else tmp_path
-    target.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(target / f"{name}.png"), full_page=True, mask=mask or [], mask_color="#d1d5db")
-
-
-def _sign_in(page: Page, runner: Runner, key: str) -> None:
-    page.goto(runner.base_url + "/portal")
-    page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("section.page[data-ready=true]")).to_be_visible()
 
 
 def test_sign_in_keeps_the_key_in_session_storage_only(
@@ -196,6 +130,30 @@ def test_usage_chart_and_csv_after_calls(page: Page, runner: Runner, team_key: s
     ).json()["rows"]
     assert {r["group"] for r in by_model} == {"mock/echo", "openai/gpt-4o-mini"}
     expect(model_chart.locator("svg text.ylabel")).to_have_text([r["group"] for r in by_model])
+    # Every label of every chart fits in its chart (no "16 cal" cut at the edge), also with the
+    # long amounts and counts of a busier team than this one.
+    cut = page.evaluate(
+        """() => {
+          const { hbars, bars } = window.aigw.charts;
+          const busy = [
+            hbars({ name: "busy-models", title: "t", columns: [], rows: [], points: [
+              { label: "openai/gpt-4o-mini", value: 9, display: "$12,345.678901 · 16,384 calls" },
+              { label: "mock/echo", value: 1, display: "$0.01 · 16 calls" } ] }),
+            bars({ name: "busy-days", title: "t", columns: [], rows: [], axis: (v) => "$" + v.toFixed(6),
+              points: [{ label: "2026-11-16", value: 12345.678901, display: "x" }] }),
+          ];
+          busy.forEach((figure) => document.querySelector("main").append(figure));
+          const found = [...document.querySelectorAll("figure[data-chart] svg")].flatMap((svg) => {
+            const width = svg.viewBox.baseVal.width;
+            return [...svg.querySelectorAll("text")]
+              .filter((t) => { const b = t.getBBox(); return b.x < 0 || b.x + b.width > width + 0.5; })
+              .map((t) => t.textContent);
+          });
+          busy.forEach((figure) => figure.remove());
+          return found;
+        }"""
+    )
+    assert cut == []
     _shot(page, "usage", tmp_path)
     # The table alternative carries the same numbers as the API.
     cost_chart.get_by_text("Show as table").click()
@@ -227,8 +185,18 @@ def test_usage_chart_and_csv_after_calls(page: Page, runner: Runner, team_key: s
 
 
 def test_admin_switches_team_and_sees_its_keys(page: Page, runner: Runner, team_key: str) -> None:
+    admin = httpx.Client(base_url=runner.base_url, headers={"Authorization": f"Bearer {runner.admin_key}"})
+    long_name = "a-team-whose-id-is-rather-long-for-a-select"
+    assert admin.post("/admin/teams", json={"team_id": long_name}).status_code in (201, 409)
+    page.set_viewport_size({"width": 1280, "height": 800})
     _sign_in(page, runner, runner.admin_key)
     expect(page.locator(".who .badge")).to_have_text("admin")
+    # At 1280 px the admin's header (pages, key, team switcher, sign out) is one row.
+    nav, who = page.locator("#nav").bounding_box(), page.locator("#who").bounding_box()
+    assert nav is not None
+    assert who is not None
+    assert abs(nav["y"] - who["y"]) < nav["height"], (nav, who)
+    assert (page.locator("header.top").bounding_box() or {"height": 999})["height"] < 80
     page.get_by_label("Team").select_option(TEAM)
     page.get_by_role("link", name="API keys").click()
     expect(page.locator("#key-list caption")).to_have_text(f"Keys of team {TEAM}")
@@ -279,9 +247,27 @@ def test_catalog_owner_runs_the_lifecycle_and_another_team_asks_for_access(
     page.get_by_role("link", name="API catalog").click()
     card = page.locator("article[data-slug=shout-e2e]")
     expect(card).to_contain_text("your access: none")
-    card.get_by_role("button", name="Request access").click()
+    ask = card.get_by_role("button", name="Request access")
+    # The button stands apart from the line above it.
+    line, button = card.locator("p.help").bounding_box(), ask.bounding_box()
+    assert line is not None
+    assert button is not None
+    assert button["y"] - (line["y"] + line["height"]) >= 8
+    ask.click()
     expect(card).to_contain_text("your access: pending")
     assert owner.get("/apis/shout-e2e/access-requests").json()["data"][0]["team_id"] == "catalog-guest"
+
+    # Retired, an API says so: its (future) sunset date is no longer shown.
+    for step in ({"to": "deprecated", "sunset": "2099-01-01T00:00:00Z"}, {"to": "retired"}):
+        assert owner.post("/apis/shout-e2e/transitions", json=step).status_code == 200
+    page.get_by_role("button", name="Sign out").click()
+    _sign_in(page, runner, team_key)
+    page.get_by_role("link", name="API catalog").click()
+    card = page.locator("article[data-slug=shout-e2e]")
+    expect(card.locator(".badge")).to_have_text("retired")
+    expect(card.locator("p.help")).to_contain_text("retired")
+    expect(card.locator("p.help")).not_to_contain_text("sunset")
+    expect(card.locator("p.help")).not_to_contain_text("2099")
 
 
 def test_quota_bar_and_the_402_state_with_its_fix_button(page: Page, runner: Runner, tmp_path: Path) -> None:
@@ -320,11 +306,17 @@ def test_quota_bar_and_the_402_state_with_its_fix_button(page: Page, runner: Run
     page.get_by_role("button", name="Send").click()
     banner = page.get_by_role("alert").filter(has_text="Payment required")
     expect(banner).to_contain_text(problem["code"])
+    expect(banner).to_be_visible()
     # The same signed link the 402 carried (signed again for this call, so compare up to the token).
     fix_prefix = problem["fix_url"].split("?token=")[0] + "?token=tiny-team."
     expect(banner.get_by_role("link", name="Fix payment")).to_have_attribute(
         "href", re.compile("^" + re.escape(fix_prefix))
     )
+
+    # Elsewhere in the portal the banner goes, and leaves no empty strip behind.
+    page.get_by_role("link", name="Overview").click()
+    expect(page.locator("section.page[data-page=overview][data-ready=true]")).to_be_visible()
+    assert page.locator("#banner").bounding_box() is None
 
 
 def test_agent_payments_page_admin_opts_in_and_a_team_key_switches_off(

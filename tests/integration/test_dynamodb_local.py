@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import pytest
 
 from aigw import clock
 from aigw.usage import records as usage_records
-from aigw_local.dynamodb_local import free_port
+from aigw_local.dynamodb_local import DynamoDBLocal, free_port
 from tests.conftest import reset_core
 from tests.helpers.apigw import call
 
@@ -77,3 +78,29 @@ def test_unreachable_database_fails_closed_with_503(monkeypatch: pytest.MonkeyPa
     assert reply.status == 503
     assert reply.header("Retry-After") is not None
     assert reply.json()["error"]["code"] == "service_unavailable"
+
+
+def _lan_address() -> str | None:
+    """This machine's address on its network (no packet is sent), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+        except OSError:
+            return None
+        address: str = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def test_dynamodb_local_listens_on_loopback_only(dynamodb_local: DynamoDBLocal) -> None:
+    """It accepts any signature: from the network it must not be reachable at all."""
+    assert dynamodb_local.loopback_only
+    with socket.create_connection(("127.0.0.1", dynamodb_local.port), timeout=5):
+        pass
+    address = _lan_address()
+    if address is None:
+        pytest.skip("this machine has no network address other than loopback")
+    with (
+        pytest.raises(ConnectionRefusedError),
+        socket.create_connection((address, dynamodb_local.port), timeout=5),
+    ):
+        pass

@@ -177,3 +177,18 @@ def test_the_answer_leaves_before_deferred_work_and_the_next_call_does_not_wait_
         server.server_close()
     gateway.drain()  # what the runner does when it stops: deferred work is finished, not lost
     assert log == ["after the answer", "beside the next call"]
+
+
+def test_one_runner_per_data_directory(tmp_path: Path) -> None:
+    """A second runner on the same .local/ data would start a second DynamoDB Local on the
+    same files: it stops at once with one line instead."""
+    from aigw_local.__main__ import StartupError, _data_lock
+
+    with (
+        _data_lock(tmp_path / "dynamodb"),
+        pytest.raises(StartupError, match="another local runner is using"),
+        _data_lock(tmp_path / "dynamodb"),
+    ):
+        pass
+    with _data_lock(tmp_path / "dynamodb"):  # free again once the first one is gone
+        pass

@@ -3,7 +3,7 @@
 "use strict";
 
 (function () {
-  const { el, api, session, pages, on, fixLink } = window.aigw;
+  const { el, api, session, pages, on, fixButton, withoutLink } = window.aigw;
   const $ = (id) => document.getElementById(id);
   const ctx = { me: null, team: null, isAdmin: false, teams: [], pageId: null };
   window.aigw.ctx = ctx;
@@ -54,14 +54,16 @@
 
   function renderWho() {
     const who = $("who");
-    const parts = [el("span", {}, ctx.me.key.name || ctx.me.key.prefix + "…", " ", el("span", { class: "badge" }, ctx.me.role))];
+    const name = ctx.me.key.name || ctx.me.key.prefix + "…";
+    const parts = [el("span", { class: "key-name", title: name }, name), el("span", { class: "badge" }, ctx.me.role)];
     if (ctx.isAdmin) {
       const select = el(
         "select",
         { id: "team-select", onchange: (e) => { ctx.team = e.target.value; session.setTeam(ctx.team); route(); } },
         ctx.teams.map((t) => el("option", { value: t, selected: t === ctx.team }, t))
       );
-      parts.push(el("label", { for: "team-select", class: "team-label" }, "Team"), select);
+      // The select shows the team; its label is for screen readers (the header stays one row).
+      parts.push(el("label", { for: "team-select", class: "team-label visually-hidden" }, "Team"), select);
     } else {
       parts.push(el("span", { class: "team" }, "Team " + ctx.me.team.name));
     }
@@ -121,16 +123,32 @@
 
   // Any call answered 402 shows why and the button that fixes it, on whatever page we are.
   on("paymentRequired", (error) => {
-    const link = fixLink(error.problem);
     const banner = $("banner");
     banner.className = "banner payment";
     banner.replaceChildren(
       el("strong", {}, "Payment required. "),
-      el("span", {}, error.message, error.code ? " (" + error.code + ")" : ""),
-      link ? el("a", { class: "button", href: link, rel: "noopener" }, "Fix payment") : null
+      el("span", {}, withoutLink(error.message), error.code ? " (" + error.code + ")" : ""),
+      fixButton(error.problem)
     );
     banner.hidden = false;
   });
+
+  // Back from Stripe (Checkout, the customer portal, an invoice): /billing/return sends the
+  // browser here with what happened; say it once on the billing page, then tidy the URL.
+  const RETURNS = {
+    "checkout=success": "Payment complete: your subscription is active.",
+    "checkout=cancel": "Checkout cancelled: nothing was charged.",
+    "invoice=paid": "Invoice paid.",
+    "billing=updated": "Back from billing.",
+  };
+  function takeReturnNotice() {
+    const said = location.search.replace(/^\?/, "");
+    if (!said) return;
+    const text = RETURNS[said];
+    history.replaceState(null, "", location.pathname + location.hash);
+    if (text) window.aigw.returnNotice = text;
+  }
+  takeReturnNotice();
 
   on("unauthorized", (error) => {
     session.signOut();

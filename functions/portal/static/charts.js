@@ -31,6 +31,12 @@
     return Math.max(4, Math.ceil(raw) * 4);
   }
 
+  // Room for a label of this many characters at the charts' 11px font (no text measuring
+  // before the SVG is in the page): a text is never cut at the chart's edge.
+  function textWidth(text) {
+    return Math.ceil(String(text).length * 7) + 8;
+  }
+
   /**
    * Vertical bars, one per point; optional second series drawn over the first (e.g. errors
    * within calls). points: [{label, value, display, part?, partDisplay?}].
@@ -41,21 +47,22 @@
     const points = options.points;
     const width = 720;
     const height = 220;
-    const pad = { top: 12, right: 12, bottom: 28, left: 64 };
+    const max = niceMax(Math.max(0, ...points.map((p) => p.value)), options.integer);
+    const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => options.axis(max * f));
+    const pad = { top: 12, right: 24, bottom: 28, left: Math.max(48, ...ticks.map(textWidth)) };
     const plotW = width - pad.left - pad.right;
     const plotH = height - pad.top - pad.bottom;
-    const max = niceMax(Math.max(0, ...points.map((p) => p.value)), options.integer);
     const slot = plotW / Math.max(points.length, 1);
     const barW = Math.max(2, Math.min(40, slot * 0.7));
     const y = (v) => pad.top + plotH - (v / max) * plotH;
     const labelEvery = Math.ceil(points.length / 10);
 
-    const grid = [0, 0.25, 0.5, 0.75, 1].map((f) =>
+    const grid = [0, 0.25, 0.5, 0.75, 1].map((f, i) =>
       svg(
         "g",
         { class: "grid" },
         svg("line", { x1: pad.left, x2: width - pad.right, y1: y(max * f), y2: y(max * f) }),
-        svg("text", { x: pad.left - 6, y: y(max * f) + 4, "text-anchor": "end" }, options.axis(max * f))
+        svg("text", { x: pad.left - 6, y: y(max * f) + 4, "text-anchor": "end" }, ticks[i])
       )
     );
     const marks = points.map((p, i) => {
@@ -105,7 +112,7 @@
     const rowH = 26;
     const width = 720;
     const labelW = 220;
-    const valueW = 110;
+    const valueW = Math.max(110, ...points.map((p) => textWidth(p.display)));
     const height = Math.max(rowH, points.length * rowH) + 8;
     const max = Math.max(0, ...points.map((p) => p.value)) || 1;
     const plotW = width - labelW - valueW;

@@ -81,6 +81,7 @@
   // the field; any absolute http(s) link ending in _url (or "links") is offered as the fix.
   function fixLink(problem) {
     const candidates = [];
+    if (problem && typeof problem.fix_url === "string") candidates.push(problem.fix_url);
     for (const [name, value] of Object.entries(problem || {})) {
       if (typeof value === "string" && /_url$|^url$|^href$/.test(name)) candidates.push(value);
       if (name === "links" && value && typeof value === "object") {
@@ -179,8 +180,27 @@
     widgets.sort((a, b) => a.order - b.order);
   }
 
+  // A 402's message may end with its fix link as text; the link is offered as a button instead.
+  function withoutLink(message) {
+    return String(message || "").replace(/\s*Fix it here:\s*\S+\s*$/, "");
+  }
+
+  function fixButton(problem, label) {
+    const link = fixLink(problem);
+    return link ? el("a", { class: "button fix", href: link, rel: "noopener", "data-fix": "true" }, label || "Fix payment") : null;
+  }
+
   function errorBox(error) {
-    return el("p", { class: "error", role: "alert" }, error instanceof ApiError ? error.message : "Something went wrong: " + error);
+    if (!(error instanceof ApiError)) return el("p", { class: "error", role: "alert" }, "Something went wrong: " + error);
+    if (error.status === 402) {
+      return el(
+        "div",
+        { class: "error payment-error", role: "alert" },
+        el("p", {}, withoutLink(error.message), error.code ? " (" + error.code + ")" : ""),
+        fixButton(error.problem)
+      );
+    }
+    return el("p", { class: "error", role: "alert" }, error.message);
   }
 
   window.aigw = {
@@ -199,6 +219,8 @@
     isoDay,
     daysAgo,
     errorBox,
+    fixButton,
+    withoutLink,
     pages,
     widgets,
     registerPage,

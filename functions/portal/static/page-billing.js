@@ -25,16 +25,22 @@
     );
   }
 
+  const LIVE = ["active", "trialing", "past_due", "unpaid", "incomplete", "paused"];
+
   function fixLinks(status) {
     const { el } = window.aigw;
     const links = status.links || {};
     const out = [];
-    if (!status.allowed && (links.portal || links.checkout)) {
-      out.push(el("a", { class: "button fix", href: links.portal || links.checkout, "data-fix": "true" }, "Fix payment"));
+    const fix = links.fix || links.portal || links.checkout;
+    if (!status.allowed && fix) {
+      out.push(el("a", { class: "button fix", href: fix, "data-fix": "true" }, "Fix payment"));
     }
-    if (links.portal && status.allowed) out.push(el("a", { class: "button secondary-link", href: links.portal }, "Manage billing in Stripe"));
-    if (links.checkout && !status.subscription_id && status.allowed) {
-      out.push(el("a", { class: "button secondary-link", href: links.checkout }, "Subscribe"));
+    if (links.portal) {
+      out.push(el("a", { class: "button secondary-link", href: links.portal, "data-manage": "true" }, "Manage billing"));
+    }
+    const subscribed = LIVE.includes(status.subscription_status || "");
+    if (links.checkout && !subscribed && status.allowed) {
+      out.push(el("a", { class: "button secondary-link", href: links.checkout, "data-subscribe": "true" }, "Subscribe"));
     }
     return out.length ? el("p", { class: "actions" }, out) : null;
   }
@@ -61,6 +67,10 @@
       const { el, date } = window.aigw;
       const status = await load(ctx);
       const iso = (value) => (value ? date(Date.parse(value) / 1000) : "—");
+      if (window.aigw.returnNotice) {
+        container.append(el("p", { class: "card notice", role: "status", "data-return-notice": "true" }, window.aigw.returnNotice));
+        window.aigw.returnNotice = null;
+      }
       container.append(
         el("section", { class: "card" }, summary(status)),
         el(

@@ -113,7 +113,8 @@
         { class: "help" },
         `Owner ${entry.owner_team} · ${entry.visibility} · version ${entry.version ?? "none"} · your access: ${entry.access}`,
         entry.deprecated && entry.successor ? ` · successor ${entry.successor}` : "",
-        entry.sunset_at ? ` · sunset ${window.aigw.date(entry.sunset_at)}` : ""
+        entry.state === "deprecated" && entry.sunset_at ? ` · sunset ${window.aigw.date(entry.sunset_at)}` : "",
+        entry.state === "retired" ? " · retired: calls answer 410 Gone" : ""
       ),
       actions,
       status,

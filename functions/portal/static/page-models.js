@@ -1,4 +1,5 @@
-// Models: what this key may call, with prices, and a call to copy.
+// Models: what this key may call, with prices, whether this gateway has each provider's key,
+// and a call to copy.
 "use strict";
 
 (function () {
@@ -10,11 +11,28 @@
       const { el, api, table, number } = window.aigw;
       const models = (await api("/me/models")).data;
       const price = (value) => "$" + value;
+      const ready = (m) => m.configured !== false;
+      const missing = models.filter((m) => !ready(m)).length;
       container.append(
         el("p", {}, "Prices are USD per million tokens. Call any of these through the OpenAI-compatible ", el("code", {}, "/v1/chat/completions"), "."),
+        missing
+          ? el(
+              "p",
+              { class: "help", "data-unconfigured": missing },
+              `${missing} of ${models.length} models need a provider key this gateway does not have ("not configured"); `,
+              "an operator adds it (locally in .env.local, e.g. OPENAI_API_KEY; in AWS in SSM)."
+            )
+          : null,
         table(
           [
             { label: "Model", render: (m) => el("code", {}, m.id) },
+            {
+              label: "Status",
+              render: (m) =>
+                ready(m)
+                  ? el("span", { class: "status status-active", "data-configured": "true" }, "ready")
+                  : el("span", { class: "status status-unconfigured", "data-configured": "false" }, "not configured"),
+            },
             { label: "Provider", key: "provider" },
             { label: "Context", numeric: true, render: (m) => number(m.context_window) },
             { label: "Input", numeric: true, render: (m) => price(m.input_per_mtok) },
@@ -27,7 +45,7 @@
       );
       if (models.length) container.append(tryIt(models));
       const origin = window.location.origin + document.querySelector('meta[name="aigw-api-base"]').content;
-      const example = models.length ? models[0].id : "mock/echo";
+      const example = (preferred(models) || { id: "mock/echo" }).id;
       container.append(
         el("h2", {}, "From code"),
         el(
@@ -39,8 +57,15 @@
     },
   });
 
+  // The model try-it starts with: the built-in mock/echo (it needs no provider key and costs
+  // next to nothing), else the first model whose provider is configured here.
+  function preferred(models) {
+    return models.find((m) => m.id === "mock/echo" && m.configured !== false) || models.find((m) => m.configured !== false) || models[0];
+  }
+
   // A one-message chat through /v1/chat/completions with the signed-in key; metered like any call.
   function tryIt(models) {
+    const chosen = preferred(models);
     const { el, api } = window.aigw;
     const answer = el("div", { id: "try-answer", "aria-live": "polite" });
     const form = el(
@@ -48,7 +73,18 @@
       { id: "try-it", class: "card" },
       el("h2", {}, "Try it"),
       el("label", { for: "try-model" }, "Model"),
-      el("select", { id: "try-model", name: "model" }, models.map((m) => el("option", { value: m.id }, m.id))),
+      el(
+        "select",
+        { id: "try-model", name: "model" },
+        // A model that can answer here is the default; the others say why they would not.
+        models.map((m) =>
+          el(
+            "option",
+            { value: m.id, selected: m === chosen },
+            m.configured === false ? m.id + " (not configured)" : m.id
+          )
+        )
+      ),
       el("label", { for: "try-message" }, "Message"),
       el("textarea", { id: "try-message", name: "message", rows: 3, required: true, maxlength: 4000 }),
       el("button", { type: "submit" }, "Send"),

@@ -62,11 +62,27 @@ class Catalog(BaseModel):
     aliases: dict[str, tuple[str, ...]]
 
     def _missing(self, model_id: str) -> NotFound:
+        hint = ""
+        suggestions = self.suggest(model_id)
+        if suggestions:
+            hint = (
+                f" Did you mean {' or '.join(repr(s) for s in suggestions)}? Model ids name their provider."
+            )
         return NotFound(
-            f"The model '{model_id}' does not exist; GET /v1/models lists the available ones",
+            f"The model '{model_id}' does not exist.{hint} GET /v1/models lists the available ones.",
             code="model_not_found",
             param="model",
         )
+
+    def suggest(self, model_id: str) -> list[str]:
+        """Ids the caller may have meant: ``gpt-4o`` is ``openai/gpt-4o`` (and ``azure/...``)."""
+        names = [*self.models, *self.aliases]
+        bare = [m for m in self.models if m.split("/", 1)[-1] == model_id]
+        if bare:
+            return sorted(bare, key=lambda m: (not m.startswith("openai/"), m))[:3]
+        import difflib
+
+        return difflib.get_close_matches(model_id, names, n=2, cutoff=0.75)
 
     def resolve(self, model_id: str) -> ModelInfo:
         return self.chain(model_id)[0]

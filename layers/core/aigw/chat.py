@@ -111,6 +111,8 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    # An extension of OpenAI's model object: whether this gateway has the provider's key.
+    configured: bool = True
 
 
 class ModelList(BaseModel):

@@ -1,175 +1,195 @@
-"""``aigw``: the admin command line. Talks to the admin API, except ``bootstrap``, which
-writes the first admin key straight into DynamoDB (local or, with AWS credentials, deployed)."""
+"""``aigw``: the gateway's command line. Talks to the gateway's HTTP API, except ``bootstrap``
+(and ``reports catch-up``), which write straight into DynamoDB (local or, with AWS credentials,
+deployed).
+
+Options are accepted before or after the subcommand: ``aigw --key K apis show x`` and
+``aigw apis show x --key K`` are the same.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import sys
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from importlib import metadata
 
-import httpx
+from aigw import cli_billing, cli_machine_payments, cli_models, cli_prompt_apis, cli_reports
+from aigw.cli_common import (
+    DEFAULT_URL,
+    CliError,
+    add_global_options,
+    admin_client,
+    comma_list,
+    command,
+    emit,
+    expiry,
+    fail,
+    fields,
+    subcommands,
+    table,
+)
 
-DEFAULT_URL = "http://127.0.0.1:3000"
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# Kept for callers of the old names.
+_expiry = expiry
+__all__ = ["CliError", "build_parser", "main"]
+
+EPILOG = f"""environment:
+  AIGW_URL        gateway base URL (default {DEFAULT_URL}; 'make dev' prints it)
+  AIGW_ADMIN_KEY  admin API key, for teams, keys, plans, billing, models
+  AIGW_API_KEY    a team's API key, for apis and reports (falls back to the admin key)
+
+'aigw COMMAND --help' describes a command; options go before or after it."""
 
 
-class CliError(Exception):
-    pass
-
-
-def _expiry(value: str) -> str:
-    """``30d``/``12h`` from now, or an ISO 8601 timestamp, as ISO 8601 UTC."""
-    match = _DURATION.match(value)
-    if match:
-        delta = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-        return (datetime.now(UTC) + delta).isoformat()
+def version() -> str:
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise CliError(f"--expires: '{value}' is neither a duration like 30d nor an ISO 8601 time") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.isoformat()
+        return metadata.version("aigw")
+    except metadata.PackageNotFoundError:
+        from aigw import __version__
+
+        return __version__
 
 
-class AdminClient:
-    def __init__(self, url: str, admin_key: str | None) -> None:
-        if not admin_key:
-            raise CliError("no admin key: pass --admin-key or set AIGW_ADMIN_KEY (see 'aigw bootstrap')")
-        self._http = httpx.Client(
-            base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {admin_key}"}, timeout=30
-        )
-
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        try:
-            response = self._http.request(method, path, json=body)
-        except httpx.HTTPError as exc:
-            raise CliError(f"cannot reach the gateway at {self._http.base_url}: {exc}") from exc
-        data = response.json() if response.content else {}
-        if response.status_code >= 400:
-            detail = data.get("detail") or data.get("error", {}).get("message") or response.text
-            raise CliError(f"{response.status_code}: {detail}")
-        return data
-
-
-def _print(data: Any, as_json: bool, text: str) -> None:
-    print(json.dumps(data, indent=2) if as_json else text)
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    if not rows:
-        return "(none)"
-    widths = {
-        c: max(len(c), *(len(str(r.get(c) if r.get(c) is not None else "")) for r in rows)) for c in columns
-    }
-    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
-    for row in rows:
-        lines.append(
-            "  ".join(str(row.get(c) if row.get(c) is not None else "").ljust(widths[c]) for c in columns)
-        )
-    return "\n".join(lines)
+# ---- bootstrap ----------------------------------------------------------------------------------
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> None:
-    if args.table:
-        os.environ["TABLE_NAME"] = args.table
-    if args.endpoint:
-        os.environ["DYNAMODB_ENDPOINT"] = args.endpoint
-    from aigw.bootstrap import bootstrap_admin
-    from aigw.config import settings
+    from aigw.bootstrap import BootstrapError, bootstrap_admin_at
 
-    settings.cache_clear()
-    issued = bootstrap_admin(args.team)
+    try:
+        issued = bootstrap_admin_at(table=args.table, endpoint=args.endpoint, team_id=args.team)
+    except BootstrapError as exc:
+        raise CliError(str(exc)) from exc
     data = {"team_id": issued.key.team_id, "key_id": issued.key.key_id, "secret": issued.secret}
-    _print(
+    emit(
         data,
         args.json,
         f"Admin key (shown once, store it now):\n{issued.secret}\nexport AIGW_ADMIN_KEY={issued.secret}",
     )
 
 
+# ---- teams and keys -------------------------------------------------------------------------------
+
+
 def cmd_teams(args: argparse.Namespace) -> None:
-    client = AdminClient(args.url, args.admin_key)
+    client = admin_client(args)
     if args.action == "create":
         team = client.call(
             "POST", "/admin/teams", {"team_id": args.team_id, "name": args.name or args.team_id}
         )
-        _print(team, args.json, f"created team {team['team_id']}")
+        emit(team, args.json, f"created team {team['team_id']}")
+    elif args.action == "show":
+        team = client.call("GET", f"/admin/teams/{args.team_id}")
+        emit(team, args.json, fields(team))
     else:
         teams = client.call("GET", "/admin/teams")["data"]
-        _print(teams, args.json, _table(teams, ["team_id", "name", "created_at"]))
+        emit(teams, args.json, table(teams, ["team_id", "name", "created_at"]))
 
 
 def cmd_keys(args: argparse.Namespace) -> None:
-    client = AdminClient(args.url, args.admin_key)
+    client = admin_client(args)
     base = f"/admin/teams/{args.team}/keys"
     if args.action == "create":
-        body: dict[str, Any] = {"name": args.name or "", "role": args.role}
+        body: dict[str, object] = {"name": args.name or "", "role": args.role}
         if args.models:
-            body["allowed_models"] = [m.strip() for m in args.models.split(",") if m.strip()]
+            body["allowed_models"] = comma_list(args.models)
         if args.expires:
-            body["expires_at"] = _expiry(args.expires)
+            body["expires_at"] = expiry(args.expires)
         key = client.call("POST", base, body)
-        _print(key, args.json, f"created {key['key_id']} (shown once, store it now):\n{key['secret']}")
+        emit(key, args.json, f"created {key['key_id']} (shown once, store it now):\n{key['secret']}")
     elif args.action == "list":
         rows = client.call("GET", base)["data"]
-        _print(
-            rows, args.json, _table(rows, ["key_id", "prefix", "name", "role", "status", "allowed_models"])
-        )
+        for row in rows:
+            row.setdefault("allowed_models", None)
+            if row["allowed_models"] is None:
+                row["allowed_models"] = "all"
+        columns = ["key_id", "prefix", "name", "role", "status", "allowed_models", "created_at", "expires_at"]
+        emit(rows, args.json, table(rows, columns))
     else:
         key = client.call("DELETE", f"{base}/{args.key_id}")
-        _print(key, args.json, f"revoked {key['key_id']}")
+        emit(key, args.json, f"revoked {key['key_id']}")
+
+
+# ---- the parser -------------------------------------------------------------------------------------
+
+
+def _register_bootstrap(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    boot = sub.add_parser(
+        "bootstrap",
+        help="create an admin key directly in DynamoDB (the first one: there is no admin yet to ask)",
+        description="Create an admin key directly in the gateway's DynamoDB table. Locally, use the "
+        "DynamoDB endpoint 'make dev' prints; deployed, AWS credentials and the stack's table name.",
+    )
+    boot.add_argument(
+        "--table",
+        default=os.environ.get("TABLE_NAME") or "aigw-local",
+        help="table name: the stack's GatewayTableName output (default: $TABLE_NAME, else aigw-local)",
+    )
+    boot.add_argument(
+        "--endpoint",
+        default=os.environ.get("DYNAMODB_ENDPOINT"),
+        help="DynamoDB endpoint URL, e.g. the DynamoDB Local endpoint 'make dev' prints "
+        "(default: $DYNAMODB_ENDPOINT, else AWS DynamoDB with your AWS credentials)",
+    )
+    boot.add_argument("--team", default="admin", help="team of the admin key (default: admin)")
+    boot.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    boot.set_defaults(func=cmd_bootstrap)
+
+
+def _register_teams(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    teams = subcommands(
+        sub.add_parser("teams", help="manage teams (admin key)", description="Manage teams (admin key)."),
+        "team commands",
+    )
+    create = command(teams, "create", "create a team")
+    create.add_argument("team_id", help="team id: lowercase letters, digits and dashes")
+    create.add_argument("--name", help="display name (default: the team id)")
+    command(teams, "list", "list teams")
+    show = command(teams, "show", "show one team")
+    show.add_argument("team_id", help="team id")
+    for name in ("create", "list", "show"):
+        teams.choices[name].set_defaults(func=cmd_teams)
+
+
+def _register_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = subcommands(
+        sub.add_parser("keys", help="manage a team's API keys (admin key)", description="Manage API keys."),
+        "key commands",
+    )
+    create = command(keys, "create", "create a key; its secret is shown once")
+    create.add_argument("--team", required=True, help="team the key belongs to")
+    create.add_argument("--name", help="a name to recognise the key by")
+    create.add_argument(
+        "--role", choices=["member", "admin"], default="member", help="member or admin (default: member)"
+    )
+    create.add_argument(
+        "--models",
+        help="comma-separated allow-list, globs allowed: 'openai/*,mock/echo' (default: all models)",
+    )
+    create.add_argument("--expires", help="30d, 12h, or an ISO 8601 time (default: never)")
+    listing = command(keys, "list", "list a team's keys (never their secrets)")
+    listing.add_argument("--team", required=True, help="team whose keys to list")
+    revoke = command(keys, "revoke", "revoke a key: calls with it fail at once")
+    revoke.add_argument("key_id", help="the key's id (key_...), as 'keys list' shows it")
+    revoke.add_argument("--team", required=True, help="team the key belongs to")
+    for parser in (create, listing, revoke):
+        parser.set_defaults(func=cmd_keys)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aigw", description="Administer an aigw gateway.")
-    parser.add_argument("--url", default=os.environ.get("AIGW_URL", DEFAULT_URL), help="gateway base URL")
-    parser.add_argument("--admin-key", default=os.environ.get("AIGW_ADMIN_KEY"), help="admin API key")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    boot = sub.add_parser("bootstrap", help="create the first admin key directly in DynamoDB")
-    boot.add_argument("--table", default=os.environ.get("TABLE_NAME"), help="table name (default aigw-local)")
-    boot.add_argument("--endpoint", default=os.environ.get("DYNAMODB_ENDPOINT"), help="DynamoDB endpoint URL")
-    boot.add_argument("--team", default="admin", help="admin team id")
-    boot.add_argument("--json", action="store_true")
-    boot.set_defaults(func=cmd_bootstrap)
-
-    teams = sub.add_parser("teams", help="manage teams").add_subparsers(dest="action", required=True)
-    create_team = teams.add_parser("create")
-    create_team.add_argument("team_id")
-    create_team.add_argument("--name")
-    create_team.add_argument("--json", action="store_true")
-    list_teams = teams.add_parser("list")
-    list_teams.add_argument("--json", action="store_true")
-    for p in (create_team, list_teams):
-        p.set_defaults(func=cmd_teams)
-
-    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
-    create_key = keys.add_parser("create")
-    create_key.add_argument("--team", required=True)
-    create_key.add_argument("--name")
-    create_key.add_argument("--role", choices=["member", "admin"], default="member")
-    create_key.add_argument("--models", help="comma-separated allow-list, globs allowed: openai/*,mock/echo")
-    create_key.add_argument("--expires", help="30d, 12h, or an ISO 8601 time")
-    create_key.add_argument("--json", action="store_true")
-    list_keys = keys.add_parser("list")
-    list_keys.add_argument("--team", required=True)
-    list_keys.add_argument("--json", action="store_true")
-    revoke = keys.add_parser("revoke")
-    revoke.add_argument("key_id")
-    revoke.add_argument("--team", required=True)
-    revoke.add_argument("--json", action="store_true")
-    for p in (create_key, list_keys, revoke):
-        p.set_defaults(func=cmd_keys)
-
+    parser = argparse.ArgumentParser(
+        prog="aigw",
+        description="Administer an aigw gateway, and call the routes a team may use.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"aigw {version()}")
+    add_global_options(parser)
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
+    _register_bootstrap(sub)
+    _register_teams(sub)
+    _register_keys(sub)
     # Each area registers its own commands from its own module (aigw/cli_<area>.py).
-    from aigw import cli_billing, cli_machine_payments, cli_models, cli_prompt_apis, cli_reports
-
     cli_billing.register(sub)
     cli_machine_payments.register(sub)
     cli_models.register(sub)
@@ -179,12 +199,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        args.func(args)
-    except CliError as exc:
-        print(f"aigw: {exc}", file=sys.stderr)
-        return 1
+        args = build_parser().parse_args(argv)
+        try:
+            args.func(args)
+        except CliError as exc:
+            fail(str(exc))
+            return 1
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (aigw ... | head): stop quietly, like other command-line tools.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

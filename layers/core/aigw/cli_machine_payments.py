@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from aigw.cli import AdminClient, _print, _table
 from aigw.cli_billing import _usd
+from aigw.cli_common import admin_client, command, emit, subcommands, table
 
 
 def _settings_text(view: dict[str, Any]) -> str:
@@ -29,11 +29,11 @@ def _settings_text(view: dict[str, Any]) -> str:
 
 
 def cmd_machine_payments(args: argparse.Namespace) -> None:
-    client = AdminClient(args.url, args.admin_key)
+    client = admin_client(args)
     base = f"/admin/teams/{args.team}/machine-payments"
     if args.action == "show":
         view = client.call("GET", base)
-        _print(view, args.json, _settings_text(view))
+        emit(view, args.json, _settings_text(view))
     elif args.action == "set":
         body: dict[str, Any] = {}
         for field, value in (
@@ -46,25 +46,34 @@ def cmd_machine_payments(args: argparse.Namespace) -> None:
             if value is not None:
                 body[field] = value
         view = client.call("PUT", base, body)
-        _print(view, args.json, _settings_text(view))
+        emit(view, args.json, _settings_text(view))
     else:
         rows = client.call("GET", f"{base}/payments?limit={args.limit}")["data"]
         for row in rows:
             row["credits"] = _usd(row.get("credits_micro_usd"))
             row["key"] = row.get("key_prefix") or row.get("key_id")
         columns = ["created_at", "key", "amount_cents", "credits", "payment_intent", "request_id"]
-        _print(rows, args.json, _table(rows, columns))
+        emit(rows, args.json, table(rows, columns))
 
 
 def register(sub: Any) -> None:
-    group = sub.add_parser(
-        "machine-payments", help="agents paying a 402 themselves (Machine Payments Protocol, Stripe)"
-    ).add_subparsers(dest="action", required=True)
-    show = group.add_parser("show", help="settings, the pack on offer, today's top-ups")
-    change = group.add_parser("set", help="opt a team in or out, choose the pack, set the daily ceilings")
+    group = subcommands(
+        sub.add_parser(
+            "machine-payments",
+            help="agents paying a 402 themselves (Machine Payments Protocol, Stripe) (admin key)",
+            description="A team's machine payments: settings, the pack on offer, the audit list.",
+        ),
+        "machine payment commands",
+    )
+    command(group, "show", "settings, the pack on offer, today's top-ups")
+    change = command(group, "set", "opt a team in or out, choose the pack, set the daily ceilings")
     on_off = change.add_mutually_exclusive_group()
-    on_off.add_argument("--enable", dest="enabled", action="store_const", const=True)
-    on_off.add_argument("--disable", dest="enabled", action="store_const", const=False)
+    on_off.add_argument(
+        "--enable", dest="enabled", action="store_const", const=True, help="offer agents a challenge"
+    )
+    on_off.add_argument(
+        "--disable", dest="enabled", action="store_const", const=False, help="offer no challenge"
+    )
     serve = change.add_mutually_exclusive_group()
     serve.add_argument(
         "--self-serve",
@@ -73,13 +82,18 @@ def register(sub: Any) -> None:
         const=True,
         help="also offer a top-up when the team has no subscription (402 no_subscription)",
     )
-    serve.add_argument("--no-self-serve", dest="self_serve", action="store_const", const=False)
+    serve.add_argument(
+        "--no-self-serve",
+        dest="self_serve",
+        action="store_const",
+        const=False,
+        help="offer top-ups only to teams with a plan or credits (default)",
+    )
     change.add_argument("--pack", help="the credit pack (a plan of kind credits) an agent may buy")
     change.add_argument("--team-daily", type=int, help="machine top-ups a day for the whole team")
     change.add_argument("--key-daily", type=int, help="machine top-ups a day for each key")
-    listing = group.add_parser("list", help="the audit list: who, when, amount, PaymentIntent")
-    listing.add_argument("--limit", type=int, default=100)
-    for p in (show, change, listing):
-        p.add_argument("--team", required=True)
-        p.add_argument("--json", action="store_true")
-        p.set_defaults(func=cmd_machine_payments)
+    listing = command(group, "list", "the audit list: who, when, amount, PaymentIntent")
+    listing.add_argument("--limit", type=int, default=100, help="most recent payments to list (default: 100)")
+    for parser in group.choices.values():
+        parser.add_argument("--team", required=True, help="the team")
+        parser.set_defaults(func=cmd_machine_payments)

@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
+from aigw.cli_common import Client, admin_client, comma_list, command, emit, fields, subcommands, table
 
-def _client(args: argparse.Namespace) -> Any:
-    from aigw.cli import AdminClient
 
-    return AdminClient(args.url, args.admin_key)
+def _client(args: argparse.Namespace) -> Client:
+    return admin_client(args)
 
 
 def _show(args: argparse.Namespace, data: Any, text: str) -> None:
-    from aigw.cli import _print
-
-    _print(data, args.json, text)
+    emit(data, args.json, text)
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from aigw.cli import _table
-
     data = _client(args).call("GET", "/admin/models")
-    rows = [
-        {**m, "fallbacks": ",".join(m.get("fallbacks") or [])}
-        for m in data["data"]
-        if not args.provider or m["provider"] == args.provider
-    ]
+    rows = [m for m in data["data"] if not args.provider or m["provider"] == args.provider]
     aliases = "\n".join(f"  {name} -> {', '.join(targets)}" for name, targets in data["aliases"].items())
     columns = [
         "id",
@@ -38,7 +29,7 @@ def cmd_list(args: argparse.Namespace) -> None:
         "source",
         "fallbacks",
     ]
-    _show(args, data, _table(rows, columns) + "\naliases:\n" + aliases)
+    _show(args, data, table(rows, columns) + "\naliases:\n" + aliases)
 
 
 def cmd_set(args: argparse.Namespace) -> None:
@@ -56,10 +47,10 @@ def cmd_set(args: argparse.Namespace) -> None:
     }
     base.update({k: v for k, v in updates.items() if v is not None})
     if args.fallbacks is not None:
-        base["fallbacks"] = [f.strip() for f in args.fallbacks.split(",") if f.strip()]
+        base["fallbacks"] = comma_list(args.fallbacks)
     base.setdefault("provider", args.model_id.split("/", 1)[0])
     model = client.call("PUT", "/admin/models", base)
-    _show(args, model, f"set {model['id']}: {json.dumps(model)}")
+    _show(args, model, f"set {model['id']}:\n{fields(model)}")
 
 
 def cmd_disable(args: argparse.Namespace) -> None:
@@ -83,36 +74,38 @@ def cmd_alias(args: argparse.Namespace) -> None:
 
 
 def register(subparsers: Any) -> None:
-    models = subparsers.add_parser("models", help="the model catalog: prices, aliases, fallbacks")
-    actions = models.add_subparsers(dest="action", required=True)
-
-    listing = actions.add_parser("list", help="the effective catalog, aliases and overrides")
-    listing.add_argument("--provider")
+    models = subcommands(
+        subparsers.add_parser(
+            "models",
+            help="the model catalog: prices, aliases, fallbacks (admin key)",
+            description="The model catalog and the admins' overrides of it.",
+        ),
+        "catalog commands",
+    )
+    listing = command(models, "list", "the effective catalog, aliases and overrides")
+    listing.add_argument("--provider", help="only this provider's models, e.g. openai")
     listing.set_defaults(func=cmd_list)
 
-    setter = actions.add_parser("set", help="add a model or override a built-in one")
+    setter = command(models, "set", "add a model or override a built-in one")
     setter.add_argument("model_id", help="provider/name, e.g. openai/gpt-4o-mini")
-    setter.add_argument("--provider")
+    setter.add_argument("--provider", help="provider adapter (default: the id's prefix)")
     setter.add_argument("--upstream", help="the vendor's model name (Azure: deployment name)")
-    setter.add_argument("--context-window", type=int)
+    setter.add_argument("--context-window", type=int, help="context window in tokens")
     setter.add_argument("--input", help="USD per 1M input tokens, e.g. 0.15")
     setter.add_argument("--cached-input", help="USD per 1M cached input tokens")
     setter.add_argument("--output", help="USD per 1M output tokens")
     setter.add_argument("--fallbacks", help="comma-separated model ids tried when this one fails")
     setter.set_defaults(func=cmd_set)
 
-    disable = actions.add_parser("disable", help="hide a model from the catalog")
-    disable.add_argument("model_id")
+    disable = command(models, "disable", "hide a model from the catalog")
+    disable.add_argument("model_id", help="provider/name")
     disable.set_defaults(func=cmd_disable)
 
-    reset = actions.add_parser("reset", help="drop the override of a model")
-    reset.add_argument("model_id")
+    reset = command(models, "reset", "drop the override of a model")
+    reset.add_argument("model_id", help="provider/name")
     reset.set_defaults(func=cmd_reset)
 
-    alias = actions.add_parser("alias", help="point an alias at a chain of models (none: drop the override)")
-    alias.add_argument("alias")
-    alias.add_argument("targets", nargs="*")
+    alias = command(models, "alias", "point an alias at a chain of models (none: drop the override)")
+    alias.add_argument("alias", help="alias name, e.g. fast")
+    alias.add_argument("targets", nargs="*", help="model ids tried in order; none drops the override")
     alias.set_defaults(func=cmd_alias)
-
-    for parser in (listing, setter, disable, reset, alias):
-        parser.add_argument("--json", action="store_true")

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from aigw.cli import CliError, _table
+from aigw.cli_common import CliError, command, key_client, subcommands, table
 
 GROUP_BYS = ("day", "month", "model", "key", "route", "api", "team")
 
@@ -28,25 +28,7 @@ def _day(value: str) -> str:
 
 
 def _get(args: argparse.Namespace, params: dict[str, str]) -> httpx.Response:
-    key = args.key or args.admin_key
-    if not key:
-        raise CliError("no key: pass --key (or --admin-key), or set AIGW_API_KEY or AIGW_ADMIN_KEY")
-    try:
-        response = httpx.get(
-            args.url.rstrip("/") + "/reports/usage",
-            params=params,
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=30,
-        )
-    except httpx.HTTPError as exc:
-        raise CliError(f"cannot reach the gateway at {args.url}: {exc}") from exc
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail") or response.text
-        except ValueError:
-            detail = response.text
-        raise CliError(f"{response.status_code}: {detail}")
-    return response
+    return key_client(args).request("GET", "/reports/usage", params=params)
 
 
 def cmd_usage(args: argparse.Namespace) -> None:
@@ -54,6 +36,8 @@ def cmd_usage(args: argparse.Namespace) -> None:
     for name, value in (("from", args.start), ("to", args.end), ("team", args.team)):
         if value:
             params[name] = value
+    if args.csv and args.json:
+        raise CliError("choose one of --csv and --json")
     if args.csv:
         params["format"] = "csv"
         sys.stdout.write(_get(args, params).text)
@@ -65,7 +49,7 @@ def cmd_usage(args: argparse.Namespace) -> None:
     rows = [*report["rows"], report["totals"]]
     print(f"{report.get('team_id') or 'all teams'}, {report['start']} to {report['end']}, by {args.group_by}")
     print(
-        _table(
+        table(
             rows,
             ["group", "calls", "errors", "prompt_tokens", "completion_tokens", "cost_usd"],
         )
@@ -88,29 +72,36 @@ def cmd_catch_up(args: argparse.Namespace) -> None:
 
 
 def register(subparsers: Any) -> None:
-    reports = subparsers.add_parser("reports", help="usage and cost reports")
-    actions = reports.add_subparsers(dest="action", required=True)
-    usage = actions.add_parser("usage", help="tokens, calls, errors and cost, grouped")
-    usage.add_argument("--group-by", choices=GROUP_BYS, default="day")
+    reports = subparsers.add_parser(
+        "reports",
+        help="usage and cost reports (team key, or admin key)",
+        description="Usage and cost, from GET /reports/usage.",
+    )
+    actions = subcommands(reports, "report commands")
+    usage = command(
+        actions,
+        "usage",
+        "tokens, calls, errors and cost, grouped (with --key/$AIGW_API_KEY, else the admin key)",
+    )
+    usage.add_argument(
+        "--group-by", choices=GROUP_BYS, default="day", help="how rows are grouped (default: day)"
+    )
     usage.add_argument("--from", dest="start", help="first day, YYYY-MM-DD or YYYY-MM (default: 30 days ago)")
     usage.add_argument("--to", dest="end", help="last day, YYYY-MM-DD or YYYY-MM (default: today)")
     usage.add_argument("--team", help="team to report on (admin keys only; default: the key's team)")
-    usage.add_argument(
-        "--key", default=os.environ.get("AIGW_API_KEY"), help="API key to report with (team or admin)"
-    )
-    output = usage.add_mutually_exclusive_group()
-    output.add_argument("--json", action="store_true")
-    output.add_argument("--csv", action="store_true")
+    usage.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     usage.set_defaults(func=cmd_usage)
 
-    catch = actions.add_parser(
+    catch = command(
+        actions,
         "catch-up",
-        help="add a day's usage records the table stream did not deliver to the reports "
+        "add a day's usage records the table stream did not deliver to the reports "
         "(writes to DynamoDB directly, like bootstrap)",
     )
-    catch.add_argument("--team", required=True)
+    catch.add_argument("--team", required=True, help="the team")
     catch.add_argument("--day", required=True, type=_day, help="UTC day, YYYY-MM-DD")
-    catch.add_argument("--table", help="table name (default: $TABLE_NAME)")
-    catch.add_argument("--endpoint", help="DynamoDB endpoint, e.g. DynamoDB Local's")
-    catch.add_argument("--json", action="store_true")
+    catch.add_argument("--table", help="table name (default: $TABLE_NAME, else aigw-local)")
+    catch.add_argument(
+        "--endpoint", help="DynamoDB endpoint, e.g. the DynamoDB Local one 'make dev' prints (default: AWS)"
+    )
     catch.set_defaults(func=cmd_catch_up)

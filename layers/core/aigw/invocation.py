@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from aigw import clock
+from aigw import clock, providers
 from aigw.billing import account
 from aigw.billing.meter import Meter, open_meter
 from aigw.catalog import ModelInfo, catalog
@@ -39,7 +39,9 @@ def list_models(key: ApiKey) -> ModelList:
     """The models this key may call: its own allow-list and its team's plan both allow them."""
     plan = account.governing_plan(key.team_id)
     cards = [
-        ModelCard(id=m.id, created=m.created, owned_by=m.provider)
+        ModelCard(
+            id=m.id, created=m.created, owned_by=m.provider, configured=providers.configured(m.provider)
+        )
         for m in catalog().all()
         if key.allows_model(m.id) and (plan is None or plan.allows_model(m.id))
     ]
@@ -60,7 +62,15 @@ def candidates(key: ApiKey, requested: str) -> list[ModelInfo]:
     plan = account.governing_plan(key.team_id)
     in_plan = [m for m in allowed if plan is None or plan.allows_model(m.id)]
     # None in the plan: the first one's admission refuses (403 model_not_in_plan) on a fresh view.
-    return in_plan or allowed[:1]
+    chosen = in_plan or allowed[:1]
+    # Targets whose provider has no key here are skipped; with none left, a chain says which
+    # keys are missing (a single model's call fails naming its own, and is metered as failed).
+    ready = [m for m in chosen if providers.configured(m.provider)]
+    if ready:
+        return ready
+    if len(chosen) > 1 or chosen[0].id != requested:
+        raise providers.not_configured(requested, [m.id for m in chosen], [m.provider for m in chosen])
+    return chosen
 
 
 def attempt_id(request_id: str, attempt: int) -> str:

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from aigw import request_context, streaming
 from aigw.config import settings
 from aigw.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
-from aigw.problems import JSON, error_body
+from aigw.problems import JSON, error_body, is_openai_route
 
 if TYPE_CHECKING:
     # Keys (and with them the table and boto3) load on the first authenticated request: a
@@ -67,6 +67,10 @@ def _validation_error(exc: RequestValidationError) -> InvalidRequest:
     loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
     if first.get("type") == "json_invalid":
         return InvalidRequest("The request body is not valid JSON", code="invalid_json")
+    if not loc and first.get("type") == "missing":
+        return InvalidRequest(
+            "The request body is empty: send a JSON object", code="missing_body", param="body"
+        )
     param = ".".join(loc) or None
     message = str(first.get("msg", "Invalid request"))
     where = f" at '{param}'" if param else ""
@@ -169,6 +173,18 @@ def _precheck(event: dict[str, Any]) -> GatewayError | None:
     return None
 
 
+def _empty_body_is_an_empty_object(event: dict[str, Any]) -> None:
+    """On ``/v1`` routes, a POST without a body is validated as ``{}``, as OpenAI's API does,
+    so the answer names the first missing field (``param: "model"``), not a nameless "Field
+    required". (Elsewhere an empty body is refused as such, naming ``body``.)"""
+    if not is_openai_route(str(event.get("path") or "")):
+        return
+    if event.get("httpMethod") in ("POST", "PUT", "PATCH") and not event.get("body"):
+        event["body"] = "{}"
+        event["isBase64Encoded"] = False
+        _force_json_content_type(event)
+
+
 def _too_deep(text: str) -> bool:
     if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
         return False
@@ -265,6 +281,7 @@ def handle_streaming(
         if refused is not None:
             return _refusal(refused, event)
         if event.get("resource") not in public_resources:
+            _empty_body_is_an_empty_object(event)
             key = (authenticate or _authenticate_event)(event)
             if admin_only:
                 from aigw import keys

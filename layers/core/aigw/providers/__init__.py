@@ -10,7 +10,8 @@ import importlib
 import threading
 from collections.abc import Callable
 
-from aigw.errors import NotFound
+from aigw.credentials import configured, missing_settings
+from aigw.errors import NotFound, UpstreamError
 from aigw.providers.base import Provider
 
 _FACTORIES = {
@@ -34,6 +35,21 @@ _lock = threading.Lock()
 
 def names() -> list[str]:
     return sorted(_FACTORIES)
+
+
+def not_configured(requested: str, models: list[str], providers: list[str]) -> UpstreamError:
+    """The error for a model or alias none of whose targets can be called here."""
+    needs = [
+        f"{model} needs {' and '.join(missing_settings(p))}"
+        for model, p in zip(models, providers, strict=True)
+    ]
+    what = f"model '{requested}'" if [requested] == models else f"'{requested}' ({', '.join(models)})"
+    return UpstreamError(
+        f"No provider behind {what} is configured on this gateway: {'; '.join(needs)}. "
+        "Locally, put the key in .env.local; in AWS, in the SSM parameter the stack names.",
+        code="provider_not_configured",
+        param="model",
+    )
 
 
 def _build(name: str) -> Provider:
@@ -62,4 +78,4 @@ def reset() -> None:
         _instances.clear()
 
 
-__all__ = ["Provider", "get_provider", "names", "reset"]
+__all__ = ["Provider", "configured", "get_provider", "missing_settings", "names", "not_configured", "reset"]

@@ -49,6 +49,7 @@ class VendorConfig:
     api_key: str | None
     api_key_parameter: str | None
     timeout: float
+    prefix: str = ""
 
     @classmethod
     def from_env(cls, prefix: str, vendor: str, default_base_url: str) -> VendorConfig:
@@ -62,10 +63,12 @@ class VendorConfig:
             api_key=env("API_KEY"),
             api_key_parameter=env("API_KEY_PARAMETER"),
             timeout=float(timeout) if timeout else float(settings().upstream_timeout_seconds),
+            prefix=prefix,
         )
 
     def secret(self) -> str:
-        return resolve_secret(self.api_key, self.api_key_parameter, what=self.vendor)
+        setting = f"{self.prefix}_API_KEY" if self.prefix else None
+        return resolve_secret(self.api_key, self.api_key_parameter, what=self.vendor, setting=setting)
 
     def client(self) -> httpx.Client:
         # One client per provider per container: connections are pooled across invocations.
