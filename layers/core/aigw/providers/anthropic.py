@@ -6,13 +6,13 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from aigw import clock
-from aigw.catalog import ModelInfo
 from aigw.chat import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
     ChunkChoice,
     ChunkDelta,
+    ModelInfo,
     Usage,
     new_completion_id,
 )
@@ -23,8 +23,6 @@ from aigw.providers.upstream import events, open_stream, post_json, safe_message
 from aigw.sse import Event
 
 API_VERSION = "2023-06-01"
-# Messages requires max_tokens; callers of the OpenAI API usually send none.
-DEFAULT_MAX_TOKENS = 4096
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -114,7 +112,8 @@ def to_anthropic(model: ModelInfo, request: ChatRequest, *, stream: bool) -> dic
     payload: dict[str, Any] = {
         "model": model.upstream,
         "messages": _messages(request),
-        "max_tokens": request.output_limit or DEFAULT_MAX_TOKENS,
+        # Required by Anthropic, and always the limit the call was admitted with.
+        "max_tokens": model.output_limit(request),
     }
     system = "\n\n".join(filter(None, [translate.system_text(request), translate.json_instruction(request)]))
     if system:

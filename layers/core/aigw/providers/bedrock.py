@@ -23,13 +23,13 @@ from botocore.exceptions import (
 )
 
 from aigw import clock
-from aigw.catalog import ModelInfo
 from aigw.chat import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
     ChunkChoice,
     ChunkDelta,
+    ModelInfo,
     Usage,
     new_completion_id,
 )
@@ -133,9 +133,7 @@ def to_converse(model: ModelInfo, request: ChatRequest) -> dict[str, Any]:
     system = "\n\n".join(filter(None, [translate.system_text(request), translate.json_instruction(request)]))
     if system:
         params["system"] = [{"text": system}]
-    inference: dict[str, Any] = {}
-    if request.output_limit:
-        inference["maxTokens"] = request.output_limit
+    inference: dict[str, Any] = {"maxTokens": model.output_limit(request)}
     if request.temperature is not None:
         inference["temperature"] = request.temperature
     if request.top_p is not None:
@@ -143,8 +141,7 @@ def to_converse(model: ModelInfo, request: ChatRequest) -> dict[str, Any]:
     stops = translate.stop_list(request)
     if stops:
         inference["stopSequences"] = stops
-    if inference:
-        params["inferenceConfig"] = inference
+    params["inferenceConfig"] = inference
     tools = translate.function_tools(request)
     if tools and request.tool_choice != "none":
         config: dict[str, Any] = {

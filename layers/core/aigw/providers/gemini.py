@@ -8,13 +8,13 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from aigw import clock
-from aigw.catalog import ModelInfo
 from aigw.chat import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
     ChunkChoice,
     ChunkDelta,
+    ModelInfo,
     Usage,
     new_completion_id,
 )
@@ -84,7 +84,7 @@ def _contents(request: ChatRequest) -> list[dict[str, Any]]:
     return out
 
 
-def to_gemini(request: ChatRequest) -> dict[str, Any]:
+def to_gemini(model: ModelInfo, request: ChatRequest) -> dict[str, Any]:
     payload: dict[str, Any] = {"contents": _contents(request)}
     system = translate.system_text(request)
     if system:
@@ -100,8 +100,7 @@ def to_gemini(request: ChatRequest) -> dict[str, Any]:
         value = getattr(request, ours)
         if value is not None:
             config[theirs] = value
-    if request.output_limit:
-        config["maxOutputTokens"] = request.output_limit
+    config["maxOutputTokens"] = model.output_limit(request)
     stops = translate.stop_list(request)
     if stops:
         config["stopSequences"] = stops
@@ -111,8 +110,7 @@ def to_gemini(request: ChatRequest) -> dict[str, Any]:
         schema = (fmt.get("json_schema") or {}).get("schema")
         if schema:
             config["responseJsonSchema"] = schema
-    if config:
-        payload["generationConfig"] = config
+    payload["generationConfig"] = config
     tools = translate.function_tools(request)
     if tools:
         payload["tools"] = [
@@ -183,13 +181,17 @@ class GeminiProvider:
 
     def complete(self, model: ModelInfo, request: ChatRequest) -> ChatCompletion:
         body = post_json(
-            self._client, self._url(model, "generateContent"), to_gemini(request), self._headers(), "Gemini"
+            self._client,
+            self._url(model, "generateContent"),
+            to_gemini(model, request),
+            self._headers(),
+            "Gemini",
         )
         return from_gemini(model, body)
 
     def stream(self, model: ModelInfo, request: ChatRequest) -> Iterator[ChatCompletionChunk]:
         url = self._url(model, "streamGenerateContent") + "?alt=sse"
-        response = open_stream(self._client, url, to_gemini(request), self._headers(), "Gemini")
+        response = open_stream(self._client, url, to_gemini(model, request), self._headers(), "Gemini")
         return _chunks(model, events(response, "Gemini"))
 
 

@@ -2,7 +2,9 @@
 speaks it by base URL (Groq, Together, DeepSeek, Ollama, vLLM...).
 
 The unified request *is* this format, so translation is mostly the model name, streaming
-options and authentication.
+options, authentication and the output limit. The limit is always sent, in the one field each
+server knows: ``max_completion_tokens`` for OpenAI, Azure and Groq (OpenAI's reasoning models
+refuse ``max_tokens``), ``max_tokens`` for servers that only know that one.
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ from collections.abc import Generator, Iterator
 from typing import Any, Literal
 
 from aigw import clock
-from aigw.catalog import ModelInfo
-from aigw.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
+from aigw.chat import ChatCompletion, ChatCompletionChunk, ChatRequest, ModelInfo
 from aigw.errors import UpstreamError
 from aigw.providers.base import VendorConfig
 from aigw.providers.upstream import events, open_stream, post_json
 from aigw.sse import Event
 
 Auth = Literal["bearer", "azure", "optional-bearer"]
+
+LimitField = Literal["max_completion_tokens", "max_tokens"]
 
 # Servers that speak OpenAI's format, by provider name: environment prefix and default URL.
 COMPATIBLE: dict[str, tuple[str, str]] = {
@@ -31,18 +34,32 @@ COMPATIBLE: dict[str, tuple[str, str]] = {
     "vllm": ("VLLM", "http://127.0.0.1:8000/v1"),
 }
 _KEYLESS = {"ollama", "vllm"}
+# Where each server reads the output limit; the others are sent max_completion_tokens.
+_LIMIT_FIELD: dict[str, LimitField] = {
+    "together": "max_tokens",
+    "deepseek": "max_tokens",
+    "ollama": "max_tokens",
+    "vllm": "max_tokens",
+}
 _DISPLAY = {"openai": "OpenAI", "deepseek": "DeepSeek", "vllm": "vLLM"}
 AZURE_API_VERSION = "2024-10-21"
 
 
 class OpenAIProvider:
     def __init__(
-        self, name: str, config: VendorConfig, *, auth: Auth = "bearer", api_version: str = ""
+        self,
+        name: str,
+        config: VendorConfig,
+        *,
+        auth: Auth = "bearer",
+        api_version: str = "",
+        limit_field: LimitField = "max_completion_tokens",
     ) -> None:
         self.name = name
         self._config = config
         self._auth = auth
         self._api_version = api_version
+        self._limit_field: LimitField = limit_field
         self._client = config.client()
 
     def _headers(self) -> dict[str, str]:
@@ -67,6 +84,9 @@ class OpenAIProvider:
         payload["model"] = model.upstream
         payload.pop("stream_options", None)
         payload.pop("stream", None)
+        payload.pop("max_tokens", None)
+        payload.pop("max_completion_tokens", None)
+        payload[self._limit_field] = model.output_limit(request)
         if stream:
             # Always ask for usage: the gateway meters from it, whatever the caller asked.
             payload["stream"] = True
@@ -125,7 +145,12 @@ class OpenAIProvider:
 def create(name: str = "openai") -> OpenAIProvider:
     prefix, default_url = COMPATIBLE[name]
     config = VendorConfig.from_env(prefix, _DISPLAY.get(name, name.capitalize()), default_url)
-    return OpenAIProvider(name, config, auth="optional-bearer" if name in _KEYLESS else "bearer")
+    return OpenAIProvider(
+        name,
+        config,
+        auth="optional-bearer" if name in _KEYLESS else "bearer",
+        limit_field=_LIMIT_FIELD.get(name, "max_completion_tokens"),
+    )
 
 
 def create_azure() -> OpenAIProvider:
