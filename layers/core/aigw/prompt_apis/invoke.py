@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aigw import invocation, sse, web
+from aigw import invocation, sse, streaming, web
 from aigw.catalog import catalog
 from aigw.chat import ChatCompletion, ChatMessage, ChatRequest, Usage
-from aigw.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError
+from aigw.errors import InvalidRequest, RateLimited, UpstreamError
 from aigw.keys import ApiKey
 from aigw.prompt_apis import access, design, lifecycle, schemas
 from aigw.prompt_apis.model import Design, Version
@@ -74,9 +74,8 @@ class StreamedAnswer:
                 }
             )
             yield sse.DONE
-        except GatewayError as exc:
-            # The status line has been sent: the problem travels as the last event.
-            yield sse.encode({"error": web.error_body(exc, self.route)[1]})
+        except Exception as exc:  # the status line is sent: the failure is the last event
+            yield sse.encode({"error": web.error_body(streaming.failure(exc), self.route)[1]})
         finally:
             self.stream.close()
 

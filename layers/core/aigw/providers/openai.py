@@ -17,7 +17,16 @@ from aigw import clock
 from aigw.chat import ChatCompletion, ChatCompletionChunk, ChatRequest, ModelInfo
 from aigw.errors import UpstreamError
 from aigw.providers.base import VendorConfig
-from aigw.providers.upstream import events, open_stream, post_json
+from aigw.providers.upstream import (
+    MALFORMED,
+    event_json,
+    events,
+    guarded,
+    malformed,
+    open_stream,
+    post_json,
+    safe_message,
+)
 from aigw.sse import Event
 
 Auth = Literal["bearer", "azure", "optional-bearer"]
@@ -101,11 +110,16 @@ class OpenAIProvider:
             self._headers(),
             self._config.vendor,
         )
+        vendor = self._config.vendor
         if not isinstance(body, dict):
-            raise UpstreamError(f"{self._config.vendor} answered with an unexpected body")
-        body["model"] = model.id
-        body.setdefault("created", clock.now())
-        return self.normalise(ChatCompletion.model_validate(body))
+            raise UpstreamError(f"{vendor} answered with an unexpected body", code=MALFORMED)
+        with malformed(vendor):
+            body["model"] = model.id
+            body.setdefault("created", clock.now())
+            completion = ChatCompletion.model_validate(body)
+        if not completion.choices:
+            raise UpstreamError(f"{vendor} answered without choices", code=MALFORMED)
+        return self.normalise(completion)
 
     def normalise(self, completion: ChatCompletion) -> ChatCompletion:
         return completion
@@ -118,19 +132,19 @@ class OpenAIProvider:
             self._headers(),
             self._config.vendor,
         )
-        return self._chunks(model, events(response, self._config.vendor))
+        vendor = self._config.vendor
+        return guarded(self._chunks(model, events(response, vendor)), vendor)
 
     def _chunks(self, model: ModelInfo, stream: Generator[Event]) -> Iterator[ChatCompletionChunk]:
         try:
             for event in stream:
                 if event.data.strip() == "[DONE]":
                     return
-                data = event.json()
+                data = event_json(event)
                 if isinstance(data, dict) and "error" in data:
-                    message = (
-                        data["error"].get("message") if isinstance(data["error"], dict) else data["error"]
-                    )
-                    raise UpstreamError(f"{self._config.vendor} error: {message}")
+                    error = data["error"]
+                    message = error.get("message") if isinstance(error, dict) else error
+                    raise UpstreamError(f"{self._config.vendor} error: {safe_message(str(message))}")
                 data["model"] = model.id
                 data.setdefault("created", clock.now())
                 data.setdefault("object", "chat.completion.chunk")
