@@ -473,6 +473,10 @@ class VendorServer(RecordingServer):
         ):
             return openai_error(401, "You didn't provide an API key.")
         body = request.json()
+        if server == "openai" and "max_tokens" in body and "max_completion_tokens" in body:
+            return openai_error(
+                400, "Setting 'max_tokens' and 'max_completion_tokens' at the same time is not supported."
+            )
         if server == "openai" and "max_tokens" in body and REASONING_MODELS.match(str(body.get("model"))):
             return openai_error(
                 400,

@@ -31,15 +31,15 @@ REDACTED = "[redacted]"
 # Anthropic / this gateway's keys (sk-...), Groq (gsk_), Google (AIza), AWS access key ids, and
 # "api-key: ..." / "key=..." pairs.
 _CREDENTIALS = re.compile(
-    r"(?P<scheme>(?i:\b(?:bearer|basic)\s+))[^\s\"',;]{6,}"
-    r"|\b(?:sk|rk|pk)-[A-Za-z0-9_*.-]{8,}"
+    r"(?P<scheme>(?i:\b(?:bearer|basic)\s+))[^\s\"',;]+"
+    r"|\b(?:sk|rk|pk)-[A-Za-z0-9_*.-]{4,}"
     r"|\bgsk_[A-Za-z0-9]{8,}"
     r"|\bAIza[0-9A-Za-z_-]{20,}"
     r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"
     r"|(?P<name>(?i:\b(?:x-)?(?:goog-)?api[-_]?key|\bkey|\btoken|\bsecret)\s*[:=]\s*[\"']?)"
     r"[^\s\"',;&]{6,}"
 )
-_MIN_SECRET = 8  # shorter configured values would redact ordinary words
+_MIN_SECRET = 4  # shorter configured values would redact ordinary words
 
 
 def _secrets() -> list[str]:
