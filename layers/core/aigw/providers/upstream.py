@@ -27,6 +27,7 @@ from aigw.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _MAX_MESSAGE = 500
 REDACTED = "[redacted]"
+MALFORMED = "upstream_malformed_response"  # the code of a vendor answer that cannot be parsed
 # Strings shaped like credentials, whoever issued them: an Authorization value, OpenAI /
 # Anthropic / this gateway's keys (sk-...), Groq (gsk_), Google (AIza), AWS access key ids, and
 # "api-key: ..." / "key=..." pairs.
@@ -144,7 +145,6 @@ def open_stream(
     return response
 
 
-MALFORMED = "upstream_malformed_response"
 # What parsing a vendor's JSON can raise when it is not the shape its API documents
 # (pydantic's ValidationError and json's JSONDecodeError are ValueErrors).
 _SHAPE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError)
