@@ -112,7 +112,8 @@ class ModelInfo(BaseModel):
             field = request.output_limit_param
             raise InvalidRequest(
                 f"{field} is {limit}, above the {self.max_output_tokens} output tokens model "
-                f"'{self.id}' can produce; send at most {self.max_output_tokens} (or leave it out)",
+                f"'{self.id}' can produce: max_tokens (or max_completion_tokens) may be at most "
+                f"{self.max_output_tokens}, or left out",
                 code="max_tokens_too_large",
                 param=field,
             )
