@@ -12,7 +12,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from aigw import catalog, web
-from aigw.catalog import ModelEntry, ModelInfo
+from aigw.catalog import ModelEntry
+from aigw.chat import ModelInfo
 
 logger = Logger(service="aigw-catalog-admin")
 app = web.resolver()

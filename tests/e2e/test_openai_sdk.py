@@ -33,7 +33,7 @@ def test_openai_model_goes_through_to_the_upstream(runner: Runner) -> None:
     )
     assert completion.choices[0].message.content == "Hello from the fake upstream"
     sent = runner.upstream.requests[-1].json()
-    assert (sent["model"], sent["max_tokens"]) == ("gpt-4o-mini", 20)
+    assert (sent["model"], sent["max_completion_tokens"]) == ("gpt-4o-mini", 20)
 
 
 def test_models_list(runner: Runner) -> None:

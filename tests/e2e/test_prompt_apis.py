@@ -106,7 +106,12 @@ def test_design_publish_share_call_deprecate_retire(runner: Runner, tmp_path: Pa
     assert warned.status_code == 200
     assert warned.headers["Deprecation"].startswith("@")
     assert parsedate_to_datetime(warned.headers["Sunset"]).tzinfo is not None
-    assert 'rel="successor-version"' in warned.headers["Link"]
+    # The successor is still private: the consumer is not told its name...
+    assert "e2e-summarize-v2" not in warned.headers["Link"]
+    # ...until it is listed for the organisation too.
+    _aigw(runner, "share", "e2e-summarize-v2", "--visibility", "org", "--json", key=owner)
+    warned = _post(runner, "/apis/e2e-summarize", {"text": "still here"}, consumer)
+    assert '</apis/e2e-summarize-v2>; rel="successor-version"' in warned.headers["Link"]
     listed = _aigw(runner, "catalog", "--json", key=consumer)
     assert [e["deprecated"] for e in listed if e["slug"] == "e2e-summarize"] == [True]
 
@@ -123,7 +128,7 @@ def test_design_publish_share_call_deprecate_retire(runner: Runner, tmp_path: Pa
     assert [h["action"] for h in history] == ["publish", "deprecate", "retire"]
     assert {h["by_team"] for h in history} == {"demo"}
     usage = _aigw(runner, "usage", "e2e-summarize", "--json", key=owner)
-    assert usage["by_team"]["e2e-consumer"]["calls"] == 2
+    assert usage["by_team"]["e2e-consumer"]["calls"] == 3
     assert usage["by_team"]["e2e-consumer"]["cost_micro_usd"] > 0
 
 

@@ -179,3 +179,11 @@ def test_cli_alias_routes_sdk_calls(runner: Runner) -> None:
     prices = {m["id"]: m for m in aigw("models", "list")["data"]}  # type: ignore[attr-defined]
     assert prices["groq/llama-3.1-8b-instant"]["output_per_mtok"] == "1.5"
     assert prices["groq/llama-3.1-8b-instant"]["source"] == "override"
+    assert prices["groq/llama-3.1-8b-instant"]["max_output_tokens"] == 131_072  # kept from the catalog
+    aigw("models", "set", "groq/llama-3.1-8b-instant", "--max-output-tokens", "100")
+    with pytest.raises(openai.BadRequestError) as refused:
+        _openai(runner).chat.completions.create(
+            model="groq/llama-3.1-8b-instant", messages=[{"role": "user", "content": "x"}], max_tokens=101
+        )
+    assert refused.value.body["param"] == "max_tokens"  # type: ignore[index]
+    aigw("models", "reset", "groq/llama-3.1-8b-instant")

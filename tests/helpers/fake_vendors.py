@@ -3,6 +3,12 @@
 ``VendorServer`` routes by path to a handler per vendor; each handler checks what the vendor
 checks (authentication headers, required fields) and answers in that vendor's shape, with
 its error bodies. Tests script the content and failures through ``VendorScript``.
+
+Each fake reads the output limit from its vendor's own field (``max_completion_tokens`` for
+OpenAI, Azure and Groq, ``max_tokens`` for the other OpenAI-format servers, Mistral and
+Anthropic, ``generationConfig.maxOutputTokens`` for Gemini, ``inferenceConfig.maxTokens`` for
+Bedrock) and, like the vendor, stops there (``honour_limit``); a limit in a field the vendor
+does not read is ignored, so an answer runs to ``completion_tokens``.
 """
 
 from __future__ import annotations
@@ -49,9 +55,21 @@ class VendorScript:
     pieces: int = 3  # how many deltas a streamed text is cut into
     event_delay: float = 0.0
     cut_after: int | None = None  # streamed events sent before the vendor hangs up
+    honour_limit: bool = True  # False: the vendor answers in full whatever limit it is sent
 
-    def pieces_of(self) -> list[str]:
-        words = re.findall(r"\S+\s*", self.text) or [self.text]
+    def limited(self, limit: Any) -> tuple[str, int, bool]:
+        """``(text, completion tokens, cut)`` under ``limit``, read from the vendor's own field:
+        a word is a token, and an answer longer than the limit stops there."""
+        if self.tool_call or not self.honour_limit or not isinstance(limit, int):
+            return self.text, self.completion_tokens, False
+        if limit >= self.completion_tokens:
+            return self.text, self.completion_tokens, False
+        words = re.findall(r"\S+\s*", self.text)
+        return "".join(words[:limit]).rstrip(), limit, True
+
+    def pieces_of(self, text: str | None = None) -> list[str]:
+        text = self.text if text is None else text
+        words = re.findall(r"\S+\s*", text) or [text]
         size = max(1, -(-len(words) // self.pieces))
         return ["".join(words[i : i + size]) for i in range(0, len(words), size)]
 
@@ -65,12 +83,20 @@ def sse(data: Any, event: str | None = None) -> bytes:
 # ---- OpenAI (and Azure, Groq, Mistral...) ------------------------------------------------
 
 
+REASONING_MODELS = re.compile(r"^(o\d|gpt-5)")
+
+
 def openai_chat(
-    script: VendorScript, request: dict[str, Any], *, usage_in_last_chunk: bool = False
+    script: VendorScript,
+    request: dict[str, Any],
+    *,
+    usage_in_last_chunk: bool = False,
+    limit_field: str = "max_completion_tokens",
 ) -> Answer:
     model = request.get("model")
-    message: dict[str, Any] = {"role": "assistant", "content": script.text}
-    finish = "stop"
+    text, completion_tokens, cut = script.limited(request.get(limit_field))
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    finish = "length" if cut else "stop"
     if script.tool_call:
         name, args = script.tool_call
         message = {
@@ -87,8 +113,8 @@ def openai_chat(
         finish = "tool_calls"
     usage = {
         "prompt_tokens": script.prompt_tokens,
-        "completion_tokens": script.completion_tokens,
-        "total_tokens": script.prompt_tokens + script.completion_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": script.prompt_tokens + completion_tokens,
         "prompt_tokens_details": {"cached_tokens": script.cached_tokens},
     }
     if not request.get("stream"):
@@ -129,7 +155,7 @@ def openai_chat(
         for part in (raw[:half], raw[half:]):
             events.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}))
     else:
-        events += [chunk({"content": piece}) for piece in script.pieces_of()]
+        events += [chunk({"content": piece}) for piece in script.pieces_of(text)]
     if usage_in_last_chunk:  # Mistral: usage rides on the finishing chunk
         events.append(chunk({}, finish, usage=usage))
     else:
@@ -181,20 +207,21 @@ def anthropic_messages(script: VendorScript, request: dict[str, Any], headers: d
         return anthropic_error(
             400, "invalid_request_error", "messages: roles must alternate between user and assistant"
         )
+    text, completion_tokens, cut = script.limited(request["max_tokens"])
     usage = {
         "input_tokens": script.prompt_tokens - script.cached_tokens,
-        "output_tokens": script.completion_tokens,
+        "output_tokens": completion_tokens,
         "cache_read_input_tokens": script.cached_tokens,
         "cache_creation_input_tokens": 0,
     }
     content: list[dict[str, Any]] = []
-    stop = "end_turn"
+    stop = "max_tokens" if cut else "end_turn"
     if script.tool_call:
         name, args = script.tool_call
         content = [{"type": "tool_use", "id": "toolu_fake1", "name": name, "input": args}]
         stop = "tool_use"
     else:
-        content = [{"type": "text", "text": script.text}]
+        content = [{"type": "text", "text": text}]
     message = {
         "id": "msg_fake",
         "type": "message",
@@ -235,7 +262,7 @@ def anthropic_messages(script: VendorScript, request: dict[str, Any], headers: d
         events.append(
             sse({"type": "content_block_start", "index": 0, "content_block": block}, "content_block_start")
         )
-        for piece in script.pieces_of():
+        for piece in script.pieces_of(text):
             delta = {"type": "text_delta", "text": piece}
             events.append(
                 sse({"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta")
@@ -246,7 +273,7 @@ def anthropic_messages(script: VendorScript, request: dict[str, Any], headers: d
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": stop, "stop_sequence": None},
-                "usage": {"output_tokens": script.completion_tokens},
+                "usage": {"output_tokens": completion_tokens},
             },
             "message_delta",
         )
@@ -271,10 +298,13 @@ def gemini_generate(
         return gemini_error(
             400, "* GenerateContentRequest.contents: contents is not specified", "INVALID_ARGUMENT"
         )
+    limit = (request.get("generationConfig") or {}).get("maxOutputTokens")
+    text, completion_tokens, cut = script.limited(limit)
+    finish = "MAX_TOKENS" if cut else "STOP"
     usage = {
         "promptTokenCount": script.prompt_tokens,
-        "candidatesTokenCount": script.completion_tokens,
-        "totalTokenCount": script.prompt_tokens + script.completion_tokens,
+        "candidatesTokenCount": completion_tokens,
+        "totalTokenCount": script.prompt_tokens + completion_tokens,
         "cachedContentTokenCount": script.cached_tokens,
     }
 
@@ -293,9 +323,9 @@ def gemini_generate(
         name, args = script.tool_call
         parts_list = [[{"functionCall": {"name": name, "args": args}}]]
     else:
-        parts_list = [[{"text": piece}] for piece in script.pieces_of()]
+        parts_list = [[{"text": piece}] for piece in script.pieces_of(text)]
     if not stream:
-        return json_answer(response([p for parts in parts_list for p in parts], "STOP", usage))
+        return json_answer(response([p for parts in parts_list for p in parts], finish, usage))
     events = []
     for i, parts in enumerate(parts_list):
         last = i == len(parts_list) - 1
@@ -304,7 +334,7 @@ def gemini_generate(
             if last
             else {"promptTokenCount": script.prompt_tokens, "totalTokenCount": script.prompt_tokens}
         )
-        events.append(sse(response(parts, "STOP" if last else None, meta)))
+        events.append(sse(response(parts, finish if last else None, meta)))
     return Answer(content_type="text/event-stream", events=events)
 
 
@@ -346,13 +376,15 @@ def bedrock_converse(
         return bedrock_error(403, "AccessDeniedException", "Missing Authentication Token")
     if not request.get("messages"):
         return bedrock_error(400, "ValidationException", "messages must not be empty")
+    limit = (request.get("inferenceConfig") or {}).get("maxTokens")
+    text, completion_tokens, cut = script.limited(limit)
     usage = {
         "inputTokens": script.prompt_tokens - script.cached_tokens,
-        "outputTokens": script.completion_tokens,
-        "totalTokens": script.prompt_tokens + script.completion_tokens,
+        "outputTokens": completion_tokens,
+        "totalTokens": script.prompt_tokens + completion_tokens,
         "cacheReadInputTokens": script.cached_tokens,
     }
-    stop = "tool_use" if script.tool_call else "end_turn"
+    stop = "tool_use" if script.tool_call else "max_tokens" if cut else "end_turn"
     if not stream:
         if script.tool_call:
             name, args = script.tool_call
@@ -360,7 +392,7 @@ def bedrock_converse(
                 {"toolUse": {"toolUseId": "tooluse_fake1", "name": name, "input": args}}
             ]
         else:
-            content = [{"text": script.text}]
+            content = [{"text": text}]
         body = {
             "output": {"message": {"role": "assistant", "content": content}},
             "stopReason": stop,
@@ -376,7 +408,7 @@ def bedrock_converse(
         delta = {"delta": {"toolUse": {"input": json.dumps(args)}}, "contentBlockIndex": 0}
         frames.append(eventstream_message("contentBlockDelta", delta))
     else:
-        for piece in script.pieces_of():
+        for piece in script.pieces_of(text):
             frames.append(
                 eventstream_message("contentBlockDelta", {"delta": {"text": piece}, "contentBlockIndex": 0})
             )
@@ -435,11 +467,24 @@ class VendorServer(RecordingServer):
         return self.script.failures.pop(0) if self.script.failures else None
 
     def _openai(self, request: Recorded, match: re.Match[str]) -> Answer:
-        if match.group(1) not in ("ollama", "vllm") and not request.headers.get(
-            "Authorization", ""
-        ).startswith("Bearer "):
+        server = match.group(1)
+        if server not in ("ollama", "vllm") and not request.headers.get("Authorization", "").startswith(
+            "Bearer "
+        ):
             return openai_error(401, "You didn't provide an API key.")
-        return self._failure() or openai_chat(self.script, request.json())
+        body = request.json()
+        if server == "openai" and "max_tokens" in body and "max_completion_tokens" in body:
+            return openai_error(
+                400, "Setting 'max_tokens' and 'max_completion_tokens' at the same time is not supported."
+            )
+        if server == "openai" and "max_tokens" in body and REASONING_MODELS.match(str(body.get("model"))):
+            return openai_error(
+                400,
+                "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead.",
+            )
+        field = "max_completion_tokens" if server in ("openai", "groq") else "max_tokens"
+        return self._failure() or openai_chat(self.script, body, limit_field=field)
 
     def _azure(self, request: Recorded, match: re.Match[str]) -> Answer:
         if not request.headers.get("api-key"):
@@ -466,7 +511,9 @@ class VendorServer(RecordingServer):
             return json_answer(
                 {"object": "error", "message": {"detail": detail}, "type": "invalid_request_error"}, 422
             )
-        return self._failure() or openai_chat(self.script, body, usage_in_last_chunk=True)
+        return self._failure() or openai_chat(
+            self.script, body, usage_in_last_chunk=True, limit_field="max_tokens"
+        )
 
     def _anthropic(self, request: Recorded, match: re.Match[str]) -> Answer:
         return self._failure() or anthropic_messages(self.script, request.json(), request.headers)

@@ -46,6 +46,7 @@ def vendors(vendor_server: VendorServer, monkeypatch: pytest.MonkeyPatch) -> Ven
     for prefix, path in (
         ("OPENAI", "/openai/v1"),
         ("GROQ", "/groq/v1"),
+        ("DEEPSEEK", "/deepseek/v1"),
         ("OLLAMA", "/ollama/v1"),
         ("MISTRAL", "/mistral/v1"),
         ("ANTHROPIC", "/anthropic"),

@@ -45,7 +45,8 @@ def test_anthropic_format_reaches_an_openai_model(vendors: VendorServer, key: st
     assert answer["usage"]["output_tokens"] == 5
     sent = vendors.requests[0].json()
     assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
-    assert (sent["max_tokens"], sent["stop"]) == (100, ["END"])
+    assert (sent["max_completion_tokens"], sent["stop"]) == (100, ["END"])  # OpenAI's own field
+    assert "max_tokens" not in sent
     (record,) = usage_records.records_for_day("acme", clock.iso(clock.now())[:10])
     assert (record.route, record.model) == ("/v1/messages", "openai/gpt-4o-mini")
 

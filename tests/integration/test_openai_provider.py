@@ -62,7 +62,8 @@ def test_request_is_forwarded_with_upstream_model_and_vendor_key(upstream: FakeU
     payload = sent.json()
     assert payload["model"] == "gpt-4o-mini"
     assert payload["messages"] == BODY["messages"]
-    assert (payload["temperature"], payload["max_tokens"]) == (0.2, 64)
+    assert (payload["temperature"], payload["max_completion_tokens"]) == (0.2, 64)
+    assert "max_tokens" not in payload  # OpenAI's reasoning models refuse it
     assert payload["logit_bias"] == {"50256": -100}  # unknown fields pass through
     body = reply.json()
     assert body["model"] == "openai/gpt-4o-mini"

@@ -72,7 +72,7 @@ def test_rendered_prompt_and_pinned_sampling_reach_the_vendor(upstream: FakeUpst
         {"role": "system", "content": "You summarise texts."},
         {"role": "user", "content": "Summarise (short): a long text"},
     ]
-    assert (payload["temperature"], payload["max_tokens"], payload["seed"]) == (0.3, 50, 7)
+    assert (payload["temperature"], payload["max_completion_tokens"], payload["seed"]) == (0.3, 50, 7)
     assert "response_format" not in payload
     assert actors.owner not in str(sent.headers)
 

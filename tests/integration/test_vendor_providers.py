@@ -49,7 +49,7 @@ def _body(model: str, **extra: object) -> dict[str, object]:
     return {
         "model": model,
         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-        "max_tokens": 64,
+        "max_tokens": 1000,
         **extra,
     }
 
@@ -178,7 +178,7 @@ def test_anthropic_request_translation(vendors: VendorServer, key: str) -> None:
     assert sent.headers["anthropic-version"] == "2023-06-01"
     payload = sent.json()
     assert payload["model"] == "claude-haiku-4-5-20251001"
-    assert payload["max_tokens"] == 4096  # required by Anthropic, defaulted
+    assert payload["max_tokens"] == 4096  # required by Anthropic: the plan's default, as reserved
     assert payload["system"].startswith("Be brief.")
     assert "JSON" in payload["system"]
     assert payload["temperature"] == 1.0
@@ -254,7 +254,7 @@ def test_bedrock_request_translation(vendors: VendorServer, key: str) -> None:
     payload = sent.json()
     assert payload["system"] == [{"text": "Be brief."}]
     assert payload["messages"] == [{"role": "user", "content": [{"text": "Hi"}]}]
-    assert payload["inferenceConfig"] == {"maxTokens": 64, "temperature": 0.5, "stopSequences": ["END"]}
+    assert payload["inferenceConfig"] == {"maxTokens": 1000, "temperature": 0.5, "stopSequences": ["END"]}
     assert payload["toolConfig"]["toolChoice"] == {"any": {}}
     assert payload["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"] == {
         "json": WEATHER_TOOL["function"]["parameters"]

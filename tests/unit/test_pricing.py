@@ -5,8 +5,8 @@ from decimal import Decimal
 import pytest
 
 from aigw.billing.pricing import cost_micro_usd
-from aigw.catalog import ModelInfo, catalog
-from aigw.chat import Usage
+from aigw.catalog import catalog
+from aigw.chat import ModelInfo, Usage
 from aigw.errors import NotFound
 
 MODEL = ModelInfo(
@@ -14,6 +14,7 @@ MODEL = ModelInfo(
     provider="x",
     upstream="y",
     context_window=1,
+    max_output_tokens=1,
     input_per_mtok=Decimal("2.50"),
     cached_input_per_mtok=Decimal("1.25"),
     output_per_mtok=Decimal("10.00"),

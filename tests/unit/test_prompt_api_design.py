@@ -32,7 +32,7 @@ def test_slugs_are_unique_across_the_gateway(actors: Actors) -> None:
     assert create(actors.owner).status == 201
     again = create(actors.other)
     assert again.status == 409
-    assert again.json()["code"] == "api_exists"
+    assert again.json()["code"] == "slug_unavailable"
     assert again.header("Content-Type") == "application/problem+json"
 
 

@@ -50,7 +50,6 @@ def test_shared_api_is_callable_by_named_teams_only(actors: Actors) -> None:
     ("body", "param"),
     [
         ({"visibility": "shared", "shared_with": []}, "shared_with"),
-        ({"visibility": "shared", "shared_with": ["ghost-team"]}, "shared_with"),
         ({"visibility": "org", "shared_with": ["beta"]}, "shared_with"),
         ({"visibility": "everyone"}, "visibility"),
     ],

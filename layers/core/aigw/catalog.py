@@ -6,6 +6,9 @@ container re-reads the overrides every ``CATALOG_CACHE_SECONDS`` (default 30).
 
 Items: ``pk=CATALOG``, ``sk=MODEL#<id>`` (a whole model entry, or ``disabled``) and
 ``sk=ALIAS#<name>`` (``targets``: the chain tried in order).
+
+Each model has an output limit (``max_output_tokens``): a caller asking for more is refused,
+and no call is ever sent upstream without a limit at most this one.
 """
 
 from __future__ import annotations
@@ -19,39 +22,29 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aigw.chat import ModelInfo as ModelInfo  # its home is aigw.chat; re-exported for callers
 from aigw.config import settings
-from aigw.errors import NotFound
+from aigw.errors import InvalidRequest, NotFound
 from aigw.table import ConditionFailed, gateway_table
 
 CATALOG_PK = "CATALOG"
 
 
-class ModelInfo(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    provider: str
-    upstream: str
-    context_window: int
-    input_per_mtok: Decimal
-    cached_input_per_mtok: Decimal
-    output_per_mtok: Decimal
-    created: int = 0
-    fallbacks: tuple[str, ...] = ()
-
-
-class ModelEntry(ModelInfo):
-    """A catalog entry as an admin submits it: the same fields, checked at the edge."""
+class ModelEntry(BaseModel):
+    """A catalog entry as an admin submits it, checked at the edge. ``max_output_tokens`` left
+    out keeps the model's current limit (a new model: its context window)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*/\S+$", max_length=256)
     provider: str = Field(min_length=1, max_length=64)
     upstream: str = Field(min_length=1, max_length=256)
-    context_window: int = Field(ge=1)
+    context_window: int = Field(ge=1, le=100_000_000)
+    max_output_tokens: int | None = Field(default=None, ge=1, le=100_000_000)
     input_per_mtok: Decimal = Field(ge=0)
     cached_input_per_mtok: Decimal = Field(ge=0)
     output_per_mtok: Decimal = Field(ge=0)
+    created: int = 0
     fallbacks: tuple[str, ...] = Field(default=(), max_length=10)
 
 
@@ -117,8 +110,19 @@ def _targets(value: Any) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+def _stored(data: dict[str, Any], builtins: dict[str, ModelInfo]) -> ModelInfo:
+    """A model as an override stored it. Overrides written before models had an output limit
+    keep the built-in model's limit, or else take the context window."""
+    if data.get("max_output_tokens") is None:
+        known = builtins.get(str(data.get("id")))
+        limit = known.max_output_tokens if known is not None else data.get("context_window")
+        data = {**data, "max_output_tokens": limit}
+    return ModelInfo.model_validate(data)
+
+
 def _merge(items: list[dict[str, Any]]) -> Catalog:
     models, aliases = builtin()
+    builtins = dict(models)
     for item in items:
         sk = str(item["sk"])
         if sk.startswith("MODEL#"):
@@ -126,7 +130,7 @@ def _merge(items: list[dict[str, Any]]) -> Catalog:
             if item.get("disabled"):
                 models.pop(model_id, None)
             else:
-                models[model_id] = ModelInfo.model_validate(item["model"])
+                models[model_id] = _stored(item["model"], builtins)
         elif sk.startswith("ALIAS#"):
             aliases[sk.removeprefix("ALIAS#")] = tuple(item["targets"])
     return Catalog(models=models, aliases=aliases)
@@ -182,16 +186,26 @@ def _now() -> int:
     return clock.now()
 
 
-def put_model(info: ModelEntry) -> ModelInfo:
+def put_model(entry: ModelEntry) -> ModelInfo:
     from aigw import providers
-    from aigw.errors import InvalidRequest
 
-    if info.provider not in providers.names():
+    if entry.provider not in providers.names():
         known = ", ".join(providers.names())
-        raise InvalidRequest(f"Unknown provider '{info.provider}'; known: {known}", param="provider")
-    for fallback in info.fallbacks:
-        if fallback not in catalog().models:
+        raise InvalidRequest(f"Unknown provider '{entry.provider}'; known: {known}", param="provider")
+    current = catalog().models
+    for fallback in entry.fallbacks:
+        if fallback not in current:
             raise InvalidRequest(f"Unknown fallback model '{fallback}'", param="fallbacks")
+    limit = entry.max_output_tokens
+    if limit is None:
+        existing = current.get(entry.id)
+        limit = min(existing.max_output_tokens if existing else entry.context_window, entry.context_window)
+    if limit > entry.context_window:
+        raise InvalidRequest(
+            f"max_output_tokens ({limit}) cannot exceed context_window ({entry.context_window})",
+            param="max_output_tokens",
+        )
+    info = ModelInfo.model_validate({**entry.model_dump(), "max_output_tokens": limit})
     item = {
         "pk": CATALOG_PK,
         "sk": f"MODEL#{info.id}",
@@ -201,7 +215,7 @@ def put_model(info: ModelEntry) -> ModelInfo:
     }
     _table().put(item)
     clear_cache()
-    return ModelInfo.model_validate(info.model_dump())
+    return info
 
 
 def disable_model(model_id: str) -> None:
@@ -223,8 +237,6 @@ def put_alias(name: str, targets: list[str]) -> tuple[str, ...]:
     known = catalog().models
     unknown = [t for t in targets if t not in known]
     if unknown:
-        from aigw.errors import InvalidRequest
-
         raise InvalidRequest(f"Unknown model(s) in the alias: {', '.join(unknown)}", param="targets")
     _table().put(
         {
@@ -251,13 +263,14 @@ def remove_override(kind: str, name: str) -> None:
 
 def overrides() -> list[Override]:
     out = []
+    builtins = builtin()[0]
     for item in _table().query("pk = :p", {":p": CATALOG_PK}, consistent=True):
         kind, _, name = str(item["sk"]).partition("#")
         out.append(
             Override(
                 kind=kind.lower(),
                 name=name,
-                model=ModelInfo.model_validate(item["model"]) if item.get("model") else None,
+                model=_stored(item["model"], builtins) if item.get("model") else None,
                 disabled=bool(item.get("disabled")),
                 targets=tuple(item["targets"]) if item.get("targets") else None,
                 updated_at=int(item.get("updated_at", 0)),

@@ -1,4 +1,5 @@
-"""The unified request and response: OpenAI chat completions, as pydantic models.
+"""The unified request and response: OpenAI chat completions, as pydantic models, and the
+catalog's description of a model (:class:`ModelInfo`), which the vendor adapters receive.
 
 Unknown request fields are kept (``extra="allow"``) so OpenAI-compatible upstreams receive
 parameters this gateway does not know yet; adapters for other vendors translate the ones
@@ -8,9 +9,15 @@ they support and ignore the rest.
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from aigw.errors import InvalidRequest
+
+# OpenAI's seed is a 64-bit integer; larger numbers are refused here rather than by a vendor.
+_INT64 = 2**63
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -44,6 +51,7 @@ class ChatRequest(BaseModel):
 
     model: str = Field(min_length=1, max_length=256)
     messages: list[ChatMessage] = Field(min_length=1, max_length=10_000)
+    # Bounded by the model's own output limit (ModelInfo.check_output_limit), not here.
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -54,7 +62,7 @@ class ChatRequest(BaseModel):
     stop: str | list[str] | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-_INT64, lt=_INT64)
     user: str | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
@@ -62,7 +70,58 @@ class ChatRequest(BaseModel):
 
     @property
     def output_limit(self) -> int | None:
-        return self.max_completion_tokens or self.max_tokens
+        """The most output tokens the caller allows: the smaller of the two fields it may use."""
+        given = [n for n in (self.max_completion_tokens, self.max_tokens) if n is not None]
+        return min(given) if given else None
+
+    @property
+    def output_limit_param(self) -> str:
+        """The field the caller set its output limit in, to name it in errors."""
+        if self.max_completion_tokens is not None and self.max_completion_tokens == self.output_limit:
+            return "max_completion_tokens"
+        return "max_tokens"
+
+    def with_output_limit(self, tokens: int) -> ChatRequest:
+        """This request with exactly ``tokens`` as its output limit, in one field: the limit a
+        call was admitted (and reserved) with is the one every adapter sends upstream."""
+        return self.model_copy(update={"max_completion_tokens": tokens, "max_tokens": None})
+
+
+class ModelInfo(BaseModel):
+    """One model of the catalog (:mod:`aigw.catalog`): where it runs, what it may produce, what
+    it costs (USD per 1M tokens)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    provider: str
+    upstream: str
+    context_window: int
+    # The most tokens the vendor generates in one answer (its documented output limit).
+    max_output_tokens: int
+    input_per_mtok: Decimal
+    cached_input_per_mtok: Decimal
+    output_per_mtok: Decimal
+    created: int = 0
+    fallbacks: tuple[str, ...] = ()
+
+    def check_output_limit(self, request: ChatRequest) -> None:
+        """400 naming the caller's field when it asks for more output than this model gives."""
+        limit = request.output_limit
+        if limit is not None and limit > self.max_output_tokens:
+            field = request.output_limit_param
+            raise InvalidRequest(
+                f"{field} is {limit}, above the {self.max_output_tokens} output tokens model "
+                f"'{self.id}' can produce: max_tokens (or max_completion_tokens) may be at most "
+                f"{self.max_output_tokens}, or left out",
+                code="max_tokens_too_large",
+                param=field,
+            )
+
+    def output_limit(self, request: ChatRequest) -> int:
+        """The output limit an adapter sends upstream: the request's, never more than the
+        model's own, and the model's own when the request has none."""
+        return min(request.output_limit or self.max_output_tokens, self.max_output_tokens)
 
 
 class Usage(BaseModel):

@@ -23,6 +23,7 @@ def cmd_list(args: argparse.Namespace) -> None:
     columns = [
         "id",
         "upstream",
+        "max_output_tokens",
         "input_per_mtok",
         "cached_input_per_mtok",
         "output_per_mtok",
@@ -41,6 +42,7 @@ def cmd_set(args: argparse.Namespace) -> None:
         "provider": args.provider,
         "upstream": args.upstream,
         "context_window": args.context_window,
+        "max_output_tokens": args.max_output_tokens,
         "input_per_mtok": args.input,
         "cached_input_per_mtok": args.cached_input,
         "output_per_mtok": args.output,
@@ -91,6 +93,9 @@ def register(subparsers: Any) -> None:
     setter.add_argument("--provider", help="provider adapter (default: the id's prefix)")
     setter.add_argument("--upstream", help="the vendor's model name (Azure: deployment name)")
     setter.add_argument("--context-window", type=int, help="context window in tokens")
+    setter.add_argument(
+        "--max-output-tokens", type=int, help="the most tokens one answer may have (the vendor's limit)"
+    )
     setter.add_argument("--input", help="USD per 1M input tokens, e.g. 0.15")
     setter.add_argument("--cached-input", help="USD per 1M cached input tokens")
     setter.add_argument("--output", help="USD per 1M output tokens")

@@ -13,9 +13,22 @@ import os
 from aigw.errors import UpstreamError
 
 _MAX_AGE = 300
+# Every credential resolved in this container, so vendor messages that echo one can be
+# redacted (aigw.providers.upstream.redact). Values only grow: a rotated key stays redacted.
+_resolved: set[str] = set()
+
+
+def resolved_secrets() -> frozenset[str]:
+    return frozenset(_resolved)
 
 
 def resolve_secret(value: str | None, parameter: str | None, *, what: str, setting: str | None = None) -> str:
+    secret = _resolve(value, parameter, what=what, setting=setting)
+    _resolved.add(secret)
+    return secret
+
+
+def _resolve(value: str | None, parameter: str | None, *, what: str, setting: str | None) -> str:
     if value:
         return value
     if parameter:

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from aigw import clock, providers
 from aigw.billing import account
 from aigw.billing.meter import Meter, open_meter
-from aigw.catalog import ModelInfo, catalog
+from aigw.catalog import catalog
 from aigw.chat import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
     ModelCard,
+    ModelInfo,
     ModelList,
     Usage,
 )
@@ -107,15 +108,19 @@ def _attempts[T, R](
     request: ChatRequest,
     request_id: str,
     route: str,
-    call: Callable[[ModelInfo, Provider], T],
+    call: Callable[[ModelInfo, Provider, ChatRequest], T],
     finish: Callable[[Meter, T], R],
 ) -> R:
     chain = candidates(key, request.model)
+    chain[0].check_output_limit(request)  # 400 naming max_tokens before anything is reserved
     for n, model in enumerate(chain):
         provider = get_provider(model.provider)
         meter = open_meter(key, model, request, request_id=attempt_id(request_id, n), route=route)
+        assert meter.reservation is not None
+        # The vendor is sent exactly the output limit that was reserved.
+        bounded = request.with_output_limit(meter.reservation.output_tokens)
         try:
-            result = call(model, provider)
+            result = call(model, provider, bounded)
         except GatewayError as exc:
             meter.fail(exc)
             if n + 1 < len(chain) and can_fall_back(exc):
@@ -137,8 +142,8 @@ def chat_completion(
             "This route does not stream; send stream: false", code="stream_unsupported", param="stream"
         )
 
-    def call(model: ModelInfo, provider: Provider) -> ChatCompletion:
-        return with_retries(lambda: provider.complete(model, request))
+    def call(model: ModelInfo, provider: Provider, bounded: ChatRequest) -> ChatCompletion:
+        return with_retries(lambda: provider.complete(model, bounded))
 
     def finish(meter: Meter, completion: ChatCompletion) -> ChatCompletion:
         completion.model = request.model
@@ -157,9 +162,9 @@ def stream_chat_completion(
     """A streamed answer. Vendors are tried (with retries and fallbacks) until one has sent its
     first chunk; from then on the caller is receiving, and that vendor is the one."""
 
-    def call(model: ModelInfo, provider: Provider) -> Started:
+    def call(model: ModelInfo, provider: Provider, bounded: ChatRequest) -> Started:
         def start() -> Started:
-            chunks = provider.stream(model, request)
+            chunks = provider.stream(model, bounded)
             try:
                 return next(chunks, None), chunks
             except BaseException:

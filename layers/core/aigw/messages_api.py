@@ -11,9 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from aigw import sse
+from aigw import sse, streaming
 from aigw.chat import ChatCompletion, ChatMessage, ChatRequest, Usage
-from aigw.errors import GatewayError, InvalidRequest
+from aigw.errors import InvalidRequest
 from aigw.invocation import MeteredStream
 
 ROUTE = "/v1/messages"
@@ -269,8 +269,9 @@ def anthropic_events(stream: MeteredStream, model: str) -> Iterator[bytes]:
             if choice.finish_reason:
                 stop_reason = STOP_REASONS.get(choice.finish_reason, "end_turn")
         yield sse.encode({"type": "message_stop"}, "message_stop")
-    except GatewayError as exc:
-        kind = "overloaded_error" if exc.status >= 500 else exc.error_type
-        yield sse.encode({"type": "error", "error": {"type": kind, "message": exc.message}}, "error")
+    except Exception as exc:  # the status line is sent: the failure is the last event
+        err = streaming.failure(exc)
+        kind = "overloaded_error" if err.status >= 500 else err.error_type
+        yield sse.encode({"type": "error", "error": {"type": kind, "message": err.message}}, "error")
     finally:
         stream.close()

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 
 from aigw import sse
@@ -60,6 +61,18 @@ def event_stream(body: Iterator[bytes], on_close: Callable[[], None] | None = No
     return StreamingResponse(200, headers, body, on_close)
 
 
+logger = Logger(service="aigw")
+
+
+def failure(exc: Exception) -> GatewayError:
+    """What a stream's last event says about a failure after the first byte: a gateway error as
+    it is, anything else (a bug) logged and reported without its details."""
+    if isinstance(exc, GatewayError):
+        return exc
+    logger.exception("stream failed after its first byte")
+    return GatewayError("The gateway hit an internal error; it has been logged")
+
+
 _pending: contextvars.ContextVar[StreamingResponse | None] = contextvars.ContextVar(
     "aigw_stream", default=None
 )
@@ -85,8 +98,9 @@ def discard_pending() -> None:
 
 def openai_events(stream: MeteredStream, *, include_usage: bool) -> Iterator[bytes]:
     """A metered stream as OpenAI's server-sent events: chunks, the usage chunk when
-    ``stream_options.include_usage`` asked for it, then ``data: [DONE]``. A vendor failure
-    mid-stream becomes an ``error`` event, as OpenAI sends it, and the stream ends there."""
+    ``stream_options.include_usage`` asked for it, then ``data: [DONE]``. A failure mid-stream
+    (the vendor's, a malformed vendor event) becomes an ``error`` event, as OpenAI sends it, and
+    the stream ends there."""
     try:
         for chunk in stream:
             if chunk.choices:
@@ -97,8 +111,9 @@ def openai_events(stream: MeteredStream, *, include_usage: bool) -> Iterator[byt
             elif include_usage:
                 yield sse.encode(chunk)
         yield sse.DONE
-    except GatewayError as exc:
-        error = {"message": exc.message, "type": exc.error_type, "param": exc.param, "code": exc.code}
+    except Exception as exc:  # the status line is sent: the failure is the last event
+        err = failure(exc)
+        error = {"message": err.message, "type": err.error_type, "param": err.param, "code": err.code}
         yield sse.encode({"error": error})
     finally:
         stream.close()

@@ -20,7 +20,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from aigw import request_context, streaming
+from aigw import request_context, streaming, surrogates
 from aigw.config import settings
 from aigw.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 from aigw.problems import JSON, error_body, is_openai_route
@@ -142,7 +142,8 @@ def request_id(app: APIGatewayRestResolver) -> str:
 
 
 def _precheck(event: dict[str, Any]) -> GatewayError | None:
-    """Refuse what must never reach routing: oversize, undecodable or non-UTF-8 bodies."""
+    """Refuse what must never reach routing: oversize, undecodable or non-UTF-8 bodies, and
+    JSON text that decodes to something that is not Unicode text (a lone surrogate)."""
     body = event.get("body")
     if body is None:
         return None
@@ -167,6 +168,9 @@ def _precheck(event: dict[str, Any]) -> GatewayError | None:
         return InvalidRequest(
             f"The request body nests JSON deeper than {MAX_JSON_DEPTH} levels", code="invalid_json"
         )
+    refused = _lone_surrogate(text)
+    if refused is not None:
+        return refused
     event["body"] = text
     event["isBase64Encoded"] = False
     _force_json_content_type(event)
@@ -198,6 +202,27 @@ def _too_deep(text: str) -> bool:
         elif char in "]}":
             depth -= 1
     return False
+
+
+def _lone_surrogate(text: str) -> InvalidRequest | None:
+    """``"\\ud800"`` is valid JSON but not text: it cannot be stored, sent on or answered, so it
+    is refused here, naming the field, before anything is reserved or sent to a vendor."""
+    if not surrogates.ESCAPE.search(text):
+        return None
+    try:
+        where = surrogates.find(json.loads(text))
+    except ValueError:
+        return None  # not JSON: the route's validation says so
+    if where is None:
+        return None
+    where = surrogates.scrub(where)  # a key can hold one too: never echo it back
+    at = f" at '{where}'" if where else ""
+    return InvalidRequest(
+        f"The request body holds a lone UTF-16 surrogate{at} (an unpaired \\uD800-\\uDFFF "
+        "escape), which is not valid Unicode text",
+        code="invalid_encoding",
+        param=where or None,
+    )
 
 
 def _force_json_content_type(event: dict[str, Any]) -> None:

@@ -21,8 +21,7 @@ from aigw.billing.account import BILLING_SK
 from aigw.billing.plans import Plan
 from aigw.billing.pricing import cost_micro_usd
 from aigw.billing.rules import BillingState, Decision, Funding
-from aigw.catalog import ModelInfo
-from aigw.chat import ChatRequest, Usage
+from aigw.chat import ChatRequest, ModelInfo, Usage
 from aigw.errors import GatewayError, PermissionDenied, ServiceUnavailable
 from aigw.keys import ApiKey
 from aigw.table import ConditionFailed, gateway_table
@@ -44,16 +43,24 @@ class Reservation:
     period_start: int | None
     customer_id: str | None
     warning: str | None = None
+    # The output limit the worst case was reserved with: exactly what goes upstream.
+    output_tokens: int = 0
 
     @property
     def credits(self) -> int:
         return self.cost if self.funding == "credits" else 0
 
 
+def output_limit(model: ModelInfo, request: ChatRequest, plan: Plan) -> int:
+    """The output limit a call is reserved with and sent upstream with: the caller's, else the
+    plan's default, never above what the model can produce."""
+    return min(request.output_limit or plan.default_max_tokens, model.max_output_tokens)
+
+
 def worst_case(model: ModelInfo, request: ChatRequest, plan: Plan) -> tuple[int, int]:
     """Tokens and micro-USD a call may use at most: a padded prompt estimate plus its output limit."""
     prompt = estimate_messages(request.messages) * 5 // 4 + 16
-    output = request.output_limit or plan.default_max_tokens
+    output = output_limit(model, request, plan)
     cost = cost_micro_usd(model, Usage(prompt_tokens=prompt, completion_tokens=output))
     return prompt + output, cost
 
@@ -239,6 +246,7 @@ def reserve(
             period_start=after.period_start,
             customer_id=after.customer_id,
             warning=decision.warning,
+            output_tokens=output_limit(model, request, plan),
         )
         return reservation, after
     raise ServiceUnavailable(

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from decimal import ROUND_CEILING, Decimal
 
-from aigw.catalog import ModelInfo
-from aigw.chat import Usage
+from aigw.chat import ModelInfo, Usage
 
 
 def cost_micro_usd(model: ModelInfo, usage: Usage) -> int:

@@ -7,7 +7,10 @@
 * A draft is the owner's alone; a retired API answers 410 to everyone who could see it.
 
 An API a caller may not see answers 404, exactly like one that does not exist, so slugs of
-private APIs do not leak.
+private APIs do not leak; nor does a successor the caller cannot see (it is left out of what
+the caller is shown, and naming one when deprecating is refused like naming a missing API).
+Slugs are global, though: see ``docs/decisions/0017-prompt-api-names.md`` for what creating
+an API can and cannot tell about names held by others.
 """
 
 from __future__ import annotations
@@ -61,6 +64,21 @@ def _relation_of(key: ApiKey, api: PromptApi) -> Relation:
     return relation(key, api, store.get_access(api.slug, key.team_id) if needs_request else None)
 
 
+def can_see(key: ApiKey, api: PromptApi) -> bool:
+    return visible(key, api, _relation_of(key, api))
+
+
+def seen_by(key: ApiKey, api: PromptApi) -> PromptApi:
+    """``api`` as ``key`` is shown it: a successor the caller cannot see is left out, so a
+    deprecation notice never names another team's private API."""
+    if api.successor is None:
+        return api
+    target = store.get(api.successor)
+    if target is not None and can_see(key, target):
+        return api
+    return api.model_copy(update={"successor": None})
+
+
 def require_manager(key: ApiKey, slug: str) -> PromptApi:
     """The API, if ``key`` may change it; 404 if it may not even see it, else 403."""
     api = get_api(slug)
@@ -75,11 +93,12 @@ def require_manager(key: ApiKey, slug: str) -> PromptApi:
 
 
 def require_visible(key: ApiKey, slug: str) -> tuple[PromptApi, Relation]:
+    """The API as the caller is shown it (:func:`seen_by`), and what the caller is to it."""
     api = get_api(slug)
     rel = _relation_of(key, api)
     if not visible(key, api, rel):
         raise not_found(slug)
-    return api, rel
+    return seen_by(key, api), rel
 
 
 def require_caller(key: ApiKey, slug: str) -> PromptApi:

@@ -39,11 +39,18 @@ def _matches(api: PromptApi, query: str | None, tag: str | None) -> bool:
 
 def entries(key: ApiKey, *, query: str | None = None, tag: str | None = None) -> list[Entry]:
     requests = store.access_of_team(key.team_id)
+    apis = {api.slug: api for api in store.list_all()}
+
+    def seen(api: PromptApi) -> bool:
+        return access.visible(key, api, access.relation(key, api, requests.get(api.slug)))
+
     found = []
-    for api in store.list_all():
+    for api in apis.values():
         rel = access.relation(key, api, requests.get(api.slug))
         if not access.visible(key, api, rel) or not _matches(api, query, tag):
             continue
+        # A successor the caller cannot see is not named (it would reveal a private API).
+        successor = api.successor if api.successor in apis and seen(apis[api.successor]) else None
         found.append(
             Entry(
                 slug=api.slug,
@@ -53,7 +60,7 @@ def entries(key: ApiKey, *, query: str | None = None, tag: str | None = None) ->
                 owner_team=api.owner_team,
                 state=api.state,
                 deprecated=api.state == "deprecated",
-                successor=api.successor,
+                successor=successor,
                 sunset_at=api.sunset_at,
                 visibility=api.visibility,
                 version=api.live_version,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aigw import clock
 from aigw.catalog import catalog
+from aigw.chat import ModelInfo
 from aigw.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from aigw.keys import ApiKey
 from aigw.prompt_apis import access, schemas, store
@@ -19,9 +20,9 @@ from aigw.prompt_apis.rendering import prompt_placeholders
 RESERVED_INPUTS = frozenset({"stream"})
 
 
-def _check_model(name: str, param: str) -> None:
+def _check_model(name: str, param: str) -> ModelInfo:
     try:
-        catalog().resolve(name)
+        return catalog().resolve(name)
     except NotFound as exc:
         raise InvalidRequest(
             f"{param}: the model '{name}' does not exist; GET /v1/models lists them",
@@ -30,10 +31,22 @@ def _check_model(name: str, param: str) -> None:
         ) from exc
 
 
+def _check_output_limit(design: Design, model: ModelInfo) -> None:
+    limit = design.sampling.max_tokens
+    if limit is not None and limit > model.max_output_tokens:
+        raise InvalidRequest(
+            f"sampling.max_tokens is {limit}, above the {model.max_output_tokens} output tokens "
+            f"model '{model.id}' can produce",
+            code="max_tokens_too_large",
+            param="sampling.max_tokens",
+        )
+
+
 def check_design(design: Design) -> None:
     """Refuse a design that could never run, naming the field (400)."""
-    _check_model(design.model, "model")
+    _check_output_limit(design, _check_model(design.model, "model"))
     if design.fallback_model is not None:
+        # A smaller fallback is fine: its calls are capped at what it can produce.
         _check_model(design.fallback_model, "fallback_model")
     schema = design.input_schema
     schemas.check_schema(schema, param="input_schema")

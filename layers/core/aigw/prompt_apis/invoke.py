@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aigw import invocation, problems, sse
+from aigw import invocation, problems, sse, streaming
+from aigw.catalog import catalog
 from aigw.chat import ChatCompletion, ChatMessage, ChatRequest, Usage
-from aigw.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError
+from aigw.errors import InvalidRequest, RateLimited, UpstreamError
 from aigw.keys import ApiKey
 from aigw.prompt_apis import access, design, lifecycle, schemas
 from aigw.prompt_apis.model import Design, Version
@@ -73,9 +74,8 @@ class StreamedAnswer:
                 }
             )
             yield sse.DONE
-        except GatewayError as exc:
-            # The status line has been sent: the problem travels as the last event.
-            yield sse.encode({"error": problems.error_body(exc, self.route)[1]})
+        except Exception as exc:  # the status line is sent: the failure is the last event
+            yield sse.encode({"error": problems.error_body(streaming.failure(exc), self.route)[1]})
         finally:
             self.stream.close()
 
@@ -133,7 +133,17 @@ def build_request(spec: Design, messages: list[ChatMessage], model: str, *, stre
             "type": "json_schema",
             "json_schema": {"name": "output", "schema": spec.output.json_schema, "strict": False},
         }
-    return ChatRequest(model=model, messages=messages, stream=stream or None, **params)
+    request = ChatRequest(model=model, messages=messages, stream=stream or None, **params)
+    return on_model(request, model)
+
+
+def on_model(request: ChatRequest, model: str, **changes: Any) -> ChatRequest:
+    """``request`` for ``model``: the version's pinned ``max_tokens`` is capped at what that model
+    can produce (a fallback may produce less, or the catalog's limit was lowered since)."""
+    update: dict[str, Any] = {"model": model, **changes}
+    if request.max_tokens is not None:
+        update["max_tokens"] = min(request.max_tokens, catalog().resolve(model).max_output_tokens)
+    return request.model_copy(update=update)
 
 
 def run(
@@ -246,7 +256,7 @@ class _Attempts:
                 # concerns the caller and would fail the same way on any model.
                 if self.spec.fallback_model is None:
                     raise
-            return attempt(request.model_copy(update={"model": self.spec.fallback_model}))
+            return attempt(on_model(request, self.spec.fallback_model))
         return attempt(request)
 
 
@@ -282,9 +292,7 @@ def _json_output(attempts: _Attempts, request: ChatRequest, completion: ChatComp
                 f"matching this JSON Schema: {json.dumps(schema)}",
             ),
         ]
-        completion = attempts.complete(
-            request.model_copy(update={"messages": conversation, "model": attempts.model})
-        )
+        completion = attempts.complete(on_model(request, attempts.model, messages=conversation))
 
 
 def _strip_fence(text: str) -> str:

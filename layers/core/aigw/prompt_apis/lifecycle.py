@@ -46,15 +46,17 @@ def _refuse(api: PromptApi, to: State) -> Conflict:
     )
 
 
-def _check_successor(api: PromptApi, successor: str | None) -> None:
+def _check_successor(key: ApiKey, api: PromptApi, successor: str | None) -> None:
+    """The successor must be published or deprecated and visible to the caller; every other
+    case (missing, a draft, retired, another team's private API) is the same 400."""
     if successor is None:
         return
     if successor == api.slug:
         raise InvalidRequest("an API cannot succeed itself", code="invalid_successor", param="successor")
     target = store.get(successor)
-    if target is None or target.state in ("draft", "retired"):
+    if target is None or target.state in ("draft", "retired") or not access.can_see(key, target):
         raise InvalidRequest(
-            f"successor '{successor}' must be an existing published or deprecated prompt API",
+            f"successor '{successor}' must be a published or deprecated prompt API your team can see",
             code="invalid_successor",
             param="successor",
         )
@@ -90,7 +92,7 @@ def transition(
             )
         removes = ("deprecated_at", "sunset_at", "successor") if api.state == "deprecated" else ()
     elif to == "deprecated":
-        _check_successor(api, successor)
+        _check_successor(key, api, successor)
         sunset = sunset_at if sunset_at is not None else now + DEFAULT_SUNSET_SECONDS
         if sunset <= now:
             raise InvalidRequest("sunset must be in the future", param="sunset")
@@ -98,7 +100,7 @@ def transition(
         if successor is not None:
             changes["successor"] = successor
     elif to == "retired":
-        _check_successor(api, successor)
+        _check_successor(key, api, successor)
         if successor is not None:
             changes["successor"] = successor
     record = store.transition_record(api, key, _action(api.state, to), to, version=live, reason=reason)

@@ -1,5 +1,10 @@
 """JSON Schema checks for inputs and outputs, with errors that name the field.
 
+A schema is self-contained: ``$ref`` and ``$dynamicRef`` may only point inside it (``#...``)
+and it may not declare an ``$id``, so it never names a document elsewhere (a URL, a file, the
+instance metadata service). Such a schema is refused when it is saved, and validation runs
+with a registry that has nothing in it and retrieves nothing: it never performs I/O.
+
 ``jsonschema`` is imported on first use only: the other handlers never pay for it.
 """
 
@@ -10,10 +15,15 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from aigw.errors import InvalidRequest
+from aigw.errors import Conflict, InvalidRequest
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
+
+# Keywords whose value is a reference to resolve; only "#..." (inside the schema) is allowed.
+_REFERENCES = ("$ref", "$dynamicRef", "$recursiveRef")
+# Keywords whose value is data, not schema: a "$ref" in there is not a reference.
+_DATA = frozenset({"const", "enum", "default", "examples"})
 
 
 def _validator_class() -> type[Validator]:
@@ -24,7 +34,11 @@ def _validator_class() -> type[Validator]:
 
 @functools.lru_cache(maxsize=256)
 def _compiled(schema_json: str) -> Validator:
-    return _validator_class()(json.loads(schema_json))
+    from referencing import Registry
+
+    # An empty registry that retrieves nothing: a reference outside the schema is unresolvable,
+    # never fetched (jsonschema's default would fetch http(s) and file URLs).
+    return _validator_class()(json.loads(schema_json), registry=Registry())
 
 
 def _validator(schema: Mapping[str, Any]) -> Validator:
@@ -32,7 +46,8 @@ def _validator(schema: Mapping[str, Any]) -> Validator:
 
 
 def check_schema(schema: Mapping[str, Any], *, param: str) -> None:
-    """Refuse a schema that is not valid JSON Schema (2020-12) with 400 naming ``param``."""
+    """Refuse a schema that is not valid JSON Schema (2020-12), or that refers to anything
+    outside itself, with 400 naming ``param`` (and where in it)."""
     from jsonschema.exceptions import SchemaError
 
     try:
@@ -43,13 +58,50 @@ def check_schema(schema: Mapping[str, Any], *, param: str) -> None:
         raise InvalidRequest(
             f"{param} is not a valid JSON Schema{at}: {exc.message}", code="invalid_schema", param=param
         ) from exc
+    _check_self_contained(schema, param)
+
+
+def _check_self_contained(node: Any, path: str) -> None:
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            _check_self_contained(item, f"{path}.{index}")
+        return
+    if not isinstance(node, Mapping):
+        return
+    for name, value in node.items():
+        where = f"{path}.{name}"
+        if name in _REFERENCES and isinstance(value, str) and not value.startswith("#"):
+            raise InvalidRequest(
+                f"{where} is '{value[:200]}': a schema may only refer inside itself ('#/$defs/...'); "
+                "the gateway fetches nothing",
+                code="external_reference",
+                param=where,
+            )
+        if name == "$id" and isinstance(value, str):
+            raise InvalidRequest(
+                f"{where}: a schema may not declare an $id (it would name a document elsewhere); "
+                "use $defs and '#/$defs/...' references",
+                code="external_reference",
+                param=where,
+            )
+        if name not in _DATA:
+            _check_self_contained(value, where)
 
 
 def first_error(schema: Mapping[str, Any], instance: Any) -> tuple[str, str] | None:
     """The most relevant violation as ``(dotted field path, message)``, or None if valid."""
     from jsonschema.exceptions import best_match
+    from referencing.exceptions import Unresolvable
 
-    error = best_match(_validator(schema).iter_errors(instance))
+    try:
+        error = best_match(_validator(schema).iter_errors(instance))
+    except Unresolvable as exc:
+        # Only a schema saved before external references were refused can get here.
+        raise Conflict(
+            f"This API's schema refers to '{exc.ref}', outside itself, which the gateway does not "
+            "fetch; its owner must save a version without it",
+            code="schema_unresolvable",
+        ) from exc
     if error is None:
         return None
     path = [str(p) for p in error.absolute_path]

@@ -18,11 +18,14 @@ def set_sharing(key: ApiKey, slug: str, visibility: Visibility, shared_with: lis
         raise InvalidRequest(
             'visibility "shared" needs at least one team in shared_with', param="shared_with"
         )
-    for team_id in named:
-        try:
-            teams.get_team(team_id)
-        except NotFound as exc:
-            raise InvalidRequest(f"team '{team_id}' does not exist", param="shared_with") from exc
+    if key.is_admin:
+        # Admins see every team, so they are told about a typo. Anyone else is not: whether a
+        # team exists is not theirs to learn, and sharing with a name no team has grants nothing.
+        for team_id in named:
+            try:
+                teams.get_team(team_id)
+            except NotFound as exc:
+                raise InvalidRequest(f"team '{team_id}' does not exist", param="shared_with") from exc
     return store.set_sharing(slug, visibility, named, clock.now())
 
 

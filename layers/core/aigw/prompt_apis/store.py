@@ -96,9 +96,11 @@ def create(api: PromptApi, first: Version) -> None:
     except ConditionFailed as exc:
         if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
             raise NotFound(f"team '{api.owner_team}' does not exist", code="team_not_found") from exc
+        # The same answer whoever holds the slug and whatever its state or visibility: a name
+        # in use is all it says (docs/decisions/0017-prompt-api-names.md).
         raise Conflict(
-            f"a prompt API with slug '{api.slug}' already exists; slugs are unique across the gateway",
-            code="api_exists",
+            f"the slug '{api.slug}' is not available; slugs are unique across the gateway, choose another",
+            code="slug_unavailable",
             param="slug",
         ) from exc
 

@@ -6,25 +6,32 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from aigw import clock
-from aigw.catalog import ModelInfo
 from aigw.chat import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
     ChunkChoice,
     ChunkDelta,
+    ModelInfo,
     Usage,
     new_completion_id,
 )
 from aigw.errors import InvalidRequest, UpstreamError
 from aigw.providers import translate
 from aigw.providers.base import VendorConfig
-from aigw.providers.upstream import events, open_stream, post_json, safe_message
+from aigw.providers.upstream import (
+    MALFORMED,
+    event_json,
+    events,
+    guarded,
+    malformed,
+    open_stream,
+    post_json,
+    safe_message,
+)
 from aigw.sse import Event
 
 API_VERSION = "2023-06-01"
-# Messages requires max_tokens; callers of the OpenAI API usually send none.
-DEFAULT_MAX_TOKENS = 4096
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -114,7 +121,8 @@ def to_anthropic(model: ModelInfo, request: ChatRequest, *, stream: bool) -> dic
     payload: dict[str, Any] = {
         "model": model.upstream,
         "messages": _messages(request),
-        "max_tokens": request.output_limit or DEFAULT_MAX_TOKENS,
+        # Required by Anthropic, and always the limit the call was admitted with.
+        "max_tokens": model.output_limit(request),
     }
     system = "\n\n".join(filter(None, [translate.system_text(request), translate.json_instruction(request)]))
     if system:
@@ -193,7 +201,10 @@ class AnthropicProvider:
             self._headers(),
             "Anthropic",
         )
-        return from_anthropic(model, body)
+        if not isinstance(body, dict) or not isinstance(body.get("content"), list):
+            raise UpstreamError("Anthropic answered without a message's content", code=MALFORMED)
+        with malformed("Anthropic"):
+            return from_anthropic(model, body)
 
     def stream(self, model: ModelInfo, request: ChatRequest) -> Iterator[ChatCompletionChunk]:
         response = open_stream(
@@ -203,7 +214,7 @@ class AnthropicProvider:
             self._headers(),
             "Anthropic",
         )
-        return _chunks(model, events(response, "Anthropic"))
+        return guarded(_chunks(model, events(response, "Anthropic")), "Anthropic")
 
 
 def _chunks(model: ModelInfo, stream: Generator[Event]) -> Iterator[ChatCompletionChunk]:
@@ -218,7 +229,7 @@ def _chunks(model: ModelInfo, stream: Generator[Event]) -> Iterator[ChatCompleti
 
     try:
         for event in stream:
-            data = event.json()
+            data = event_json(event)
             kind = data.get("type", event.event)
             if kind == "message_start":
                 message = data.get("message") or {}
@@ -260,7 +271,7 @@ def _chunks(model: ModelInfo, stream: Generator[Event]) -> Iterator[ChatCompleti
                 error = data.get("error") or {}
                 raise UpstreamError(
                     f"Anthropic error: {safe_message(str(error.get('message') or error.get('type')))}",
-                    extra={"upstream_error_type": str(error.get("type"))},
+                    extra={"upstream_error_type": safe_message(str(error.get("type")))[:100]},
                 )
     finally:
         stream.close()

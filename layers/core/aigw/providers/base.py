@@ -9,8 +9,7 @@ from typing import Protocol
 
 import httpx
 
-from aigw.catalog import ModelInfo
-from aigw.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
+from aigw.chat import ChatCompletion, ChatCompletionChunk, ChatRequest, ModelInfo
 from aigw.config import settings
 from aigw.credentials import resolve_secret
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.eventstream import ParserError
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -21,22 +22,23 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 
-from aigw import clock
-from aigw.catalog import ModelInfo
+from aigw import clock, surrogates
 from aigw.chat import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
     ChunkChoice,
     ChunkDelta,
+    ModelInfo,
     Usage,
     new_completion_id,
 )
 from aigw.config import settings
 from aigw.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError, UpstreamTimeout
 from aigw.providers import translate
-from aigw.providers.upstream import safe_message
+from aigw.providers.upstream import MALFORMED, guarded, malformed, safe_message
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -54,6 +56,8 @@ _IMAGE_FORMATS = {
     "image/gif": "gif",
     "image/webp": "webp",
 }
+# What botocore raises for a refusal, a transport failure or an answer it cannot parse.
+_BOTO_ERRORS = (ClientError, BotoCoreError, ParserError, ResponseParserError)
 _THROTTLED = {"ThrottlingException", "TooManyRequestsException", "ServiceQuotaExceededException"}
 _CALLERS_FAULT = {"ValidationException"}
 _TIMEOUTS = {"ModelTimeoutException"}
@@ -77,7 +81,12 @@ def error_from(exc: Exception) -> GatewayError:
         if code in _TIMEOUTS:
             return UpstreamTimeout(message)
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return UpstreamError(message, extra={"upstream_error_type": code, "upstream_status": status})
+        kind = safe_message(code)[:100]
+        return UpstreamError(message, extra={"upstream_error_type": kind, "upstream_status": status})
+    if isinstance(exc, (ParserError, ResponseParserError)):
+        return UpstreamError(
+            f"Bedrock answered with a malformed response ({type(exc).__name__})", code=MALFORMED
+        )
     return UpstreamError(f"Bedrock failed: {type(exc).__name__}")
 
 
@@ -133,9 +142,7 @@ def to_converse(model: ModelInfo, request: ChatRequest) -> dict[str, Any]:
     system = "\n\n".join(filter(None, [translate.system_text(request), translate.json_instruction(request)]))
     if system:
         params["system"] = [{"text": system}]
-    inference: dict[str, Any] = {}
-    if request.output_limit:
-        inference["maxTokens"] = request.output_limit
+    inference: dict[str, Any] = {"maxTokens": model.output_limit(request)}
     if request.temperature is not None:
         inference["temperature"] = request.temperature
     if request.top_p is not None:
@@ -143,8 +150,7 @@ def to_converse(model: ModelInfo, request: ChatRequest) -> dict[str, Any]:
     stops = translate.stop_list(request)
     if stops:
         inference["stopSequences"] = stops
-    if inference:
-        params["inferenceConfig"] = inference
+    params["inferenceConfig"] = inference
     tools = translate.function_tools(request)
     if tools and request.tool_choice != "none":
         config: dict[str, Any] = {
@@ -204,16 +210,17 @@ class BedrockProvider:
     def complete(self, model: ModelInfo, request: ChatRequest) -> ChatCompletion:
         try:
             body = self._client.converse(**to_converse(model, request))
-        except (ClientError, BotoCoreError) as exc:
+        except _BOTO_ERRORS as exc:
             raise error_from(exc) from exc
-        return from_converse(model, body)
+        with malformed("Bedrock"):
+            return from_converse(model, surrogates.scrub(body))
 
     def stream(self, model: ModelInfo, request: ChatRequest) -> Iterator[ChatCompletionChunk]:
         try:
             response = self._client.converse_stream(**to_converse(model, request))
-        except (ClientError, BotoCoreError) as exc:
+        except _BOTO_ERRORS as exc:
             raise error_from(exc) from exc
-        return _chunks(model, response["stream"])
+        return guarded(_chunks(model, response["stream"]), "Bedrock")
 
 
 def _chunks(model: ModelInfo, stream: Any) -> Iterator[ChatCompletionChunk]:
@@ -226,7 +233,8 @@ def _chunks(model: ModelInfo, stream: Any) -> Iterator[ChatCompletionChunk]:
         )
 
     try:
-        for event in stream:
+        for raw in stream:
+            event = surrogates.scrub(raw)
             if "messageStart" in event:
                 yield chunk(ChunkDelta(role="assistant", content=""))
             elif "contentBlockStart" in event:
@@ -256,7 +264,7 @@ def _chunks(model: ModelInfo, stream: Any) -> Iterator[ChatCompletionChunk]:
             elif "metadata" in event:
                 usage = usage_of(event["metadata"].get("usage") or {})
                 yield ChatCompletionChunk(id=cid, created=created, model=model.id, choices=[], usage=usage)
-    except (ClientError, BotoCoreError) as exc:
+    except _BOTO_ERRORS as exc:
         raise error_from(exc) from exc
     finally:
         close = getattr(stream, "close", None)

@@ -8,20 +8,29 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from aigw import clock
-from aigw.catalog import ModelInfo
 from aigw.chat import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
     ChunkChoice,
     ChunkDelta,
+    ModelInfo,
     Usage,
     new_completion_id,
 )
-from aigw.errors import InvalidRequest
+from aigw.errors import InvalidRequest, UpstreamError
 from aigw.providers import translate
 from aigw.providers.base import VendorConfig
-from aigw.providers.upstream import events, open_stream, post_json
+from aigw.providers.upstream import (
+    MALFORMED,
+    event_json,
+    events,
+    guarded,
+    malformed,
+    open_stream,
+    post_json,
+    safe_message,
+)
 from aigw.sse import Event
 
 _FILTERED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
@@ -84,7 +93,7 @@ def _contents(request: ChatRequest) -> list[dict[str, Any]]:
     return out
 
 
-def to_gemini(request: ChatRequest) -> dict[str, Any]:
+def to_gemini(model: ModelInfo, request: ChatRequest) -> dict[str, Any]:
     payload: dict[str, Any] = {"contents": _contents(request)}
     system = translate.system_text(request)
     if system:
@@ -100,8 +109,7 @@ def to_gemini(request: ChatRequest) -> dict[str, Any]:
         value = getattr(request, ours)
         if value is not None:
             config[theirs] = value
-    if request.output_limit:
-        config["maxOutputTokens"] = request.output_limit
+    config["maxOutputTokens"] = model.output_limit(request)
     stops = translate.stop_list(request)
     if stops:
         config["stopSequences"] = stops
@@ -111,8 +119,7 @@ def to_gemini(request: ChatRequest) -> dict[str, Any]:
         schema = (fmt.get("json_schema") or {}).get("schema")
         if schema:
             config["responseJsonSchema"] = schema
-    if config:
-        payload["generationConfig"] = config
+    payload["generationConfig"] = config
     tools = translate.function_tools(request)
     if tools:
         payload["tools"] = [
@@ -149,9 +156,17 @@ def _call(part: dict[str, Any]) -> dict[str, Any]:
 
 
 def _candidate_parts(body: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The first candidate and its parts; TypeError when they are not the documented shape (a
+    prompt blocked by safety settings has no candidate: no parts, and no error)."""
     candidates = body.get("candidates") or [{}]
+    if not isinstance(candidates, list) or not isinstance(candidates[0], dict):
+        raise TypeError("candidates is not a list of candidates")
     candidate = candidates[0]
-    return candidate, list((candidate.get("content") or {}).get("parts") or [])
+    content = candidate.get("content") or {}
+    parts = (content.get("parts") or []) if isinstance(content, dict) else None
+    if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
+        raise TypeError("candidates[0].content.parts is not a list of parts")
+    return candidate, parts
 
 
 def from_gemini(model: ModelInfo, body: dict[str, Any]) -> ChatCompletion:
@@ -183,14 +198,21 @@ class GeminiProvider:
 
     def complete(self, model: ModelInfo, request: ChatRequest) -> ChatCompletion:
         body = post_json(
-            self._client, self._url(model, "generateContent"), to_gemini(request), self._headers(), "Gemini"
+            self._client,
+            self._url(model, "generateContent"),
+            to_gemini(model, request),
+            self._headers(),
+            "Gemini",
         )
-        return from_gemini(model, body)
+        if not isinstance(body, dict):
+            raise UpstreamError("Gemini answered with an unexpected body", code=MALFORMED)
+        with malformed("Gemini"):
+            return from_gemini(model, body)
 
     def stream(self, model: ModelInfo, request: ChatRequest) -> Iterator[ChatCompletionChunk]:
         url = self._url(model, "streamGenerateContent") + "?alt=sse"
-        response = open_stream(self._client, url, to_gemini(request), self._headers(), "Gemini")
-        return _chunks(model, events(response, "Gemini"))
+        response = open_stream(self._client, url, to_gemini(model, request), self._headers(), "Gemini")
+        return guarded(_chunks(model, events(response, "Gemini")), "Gemini")
 
 
 def _chunks(model: ModelInfo, stream: Generator[Event]) -> Iterator[ChatCompletionChunk]:
@@ -206,7 +228,11 @@ def _chunks(model: ModelInfo, stream: Generator[Event]) -> Iterator[ChatCompleti
     try:
         yield chunk(ChunkDelta(role="assistant", content=""))
         for event in stream:
-            body = event.json()
+            body = event_json(event)
+            if "error" in body:  # a failure after the stream began comes as an error object
+                error = body["error"]
+                message = error.get("message") if isinstance(error, dict) else error
+                raise UpstreamError(f"Gemini error: {safe_message(str(message))}")
             usage = body.get("usageMetadata") or usage  # cumulative: the last one counts
             candidate, parts = _candidate_parts(body)
             for part in parts:

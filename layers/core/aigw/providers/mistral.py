@@ -1,17 +1,16 @@
 """Mistral's chat completions API: OpenAI's shape with its own names for a few things.
 
 Mistral refuses fields it does not know (422), so the payload is built from the fields it
-documents instead of passed through; ``seed`` is ``random_seed``, ``tool_choice: required`` is
-``any``, image parts take the URL as a string, and usage arrives in the last stream chunk
-without ``stream_options``.
+documents instead of passed through. The output limit is always sent as ``max_tokens``;
+``seed`` is ``random_seed``, ``tool_choice: required`` is ``any``, image parts take the URL as
+a string, and usage arrives in the last stream chunk without ``stream_options``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from aigw.catalog import ModelInfo
-from aigw.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
+from aigw.chat import ChatCompletion, ChatCompletionChunk, ChatRequest, ModelInfo
 from aigw.providers import translate
 from aigw.providers.base import VendorConfig
 from aigw.providers.openai import OpenAIProvider
@@ -52,8 +51,7 @@ class MistralProvider(OpenAIProvider):
             value = getattr(request, name)
             if value is not None:
                 payload[name] = value
-        if request.output_limit:
-            payload["max_tokens"] = request.output_limit
+        payload["max_tokens"] = model.output_limit(request)
         if request.seed is not None:
             payload["random_seed"] = request.seed
         if request.tool_choice is not None:

@@ -1,7 +1,9 @@
 """The built-in mock model: deterministic answers with no network, for demos and tests.
 
 ``mock/echo`` answers ``Echo: <last user message>`` and reports token usage estimated
-the same way the gateway estimates prompts, so metering can be checked end to end.
+the same way the gateway estimates prompts, so metering can be checked end to end. Like a real
+vendor it honours the output limit: a longer answer is cut there, with ``finish_reason:
+"length"``, so a limit (the caller's, or the plan's default) is visible locally.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import re
 from collections.abc import Iterator
 
 from aigw import clock
-from aigw.catalog import ModelInfo
 from aigw.chat import (
     AssistantMessage,
     ChatCompletion,
@@ -19,6 +20,7 @@ from aigw.chat import (
     Choice,
     ChunkChoice,
     ChunkDelta,
+    ModelInfo,
     Usage,
     new_completion_id,
 )
@@ -32,9 +34,11 @@ class MockProvider:
         last_user = next((m.text() for m in reversed(request.messages) if m.role == "user"), "")
         text = f"Echo: {last_user}"
         finish = "stop"
-        limit = request.output_limit
-        if limit is not None and estimate_text(text) > limit:
+        limit = model.output_limit(request)
+        if estimate_text(text) > limit:
             text = text[: limit * 4]
+            while estimate_text(text) > limit:
+                text = text[:-1]
             finish = "length"
         prompt_tokens = estimate_messages(request.messages)
         completion_tokens = estimate_text(text)

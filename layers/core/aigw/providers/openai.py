@@ -2,7 +2,9 @@
 speaks it by base URL (Groq, Together, DeepSeek, Ollama, vLLM...).
 
 The unified request *is* this format, so translation is mostly the model name, streaming
-options and authentication.
+options, authentication and the output limit. The limit is always sent, in the one field each
+server knows: ``max_completion_tokens`` for OpenAI, Azure and Groq (OpenAI's reasoning models
+refuse ``max_tokens``), ``max_tokens`` for servers that only know that one.
 """
 
 from __future__ import annotations
@@ -12,14 +14,24 @@ from collections.abc import Generator, Iterator
 from typing import Any, Literal
 
 from aigw import clock
-from aigw.catalog import ModelInfo
-from aigw.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
+from aigw.chat import ChatCompletion, ChatCompletionChunk, ChatRequest, ModelInfo
 from aigw.errors import UpstreamError
 from aigw.providers.base import VendorConfig
-from aigw.providers.upstream import events, open_stream, post_json
+from aigw.providers.upstream import (
+    MALFORMED,
+    event_json,
+    events,
+    guarded,
+    malformed,
+    open_stream,
+    post_json,
+    safe_message,
+)
 from aigw.sse import Event
 
 Auth = Literal["bearer", "azure", "optional-bearer"]
+
+LimitField = Literal["max_completion_tokens", "max_tokens"]
 
 # Servers that speak OpenAI's format, by provider name: environment prefix and default URL.
 COMPATIBLE: dict[str, tuple[str, str]] = {
@@ -31,18 +43,32 @@ COMPATIBLE: dict[str, tuple[str, str]] = {
     "vllm": ("VLLM", "http://127.0.0.1:8000/v1"),
 }
 _KEYLESS = {"ollama", "vllm"}
+# Where each server reads the output limit; the others are sent max_completion_tokens.
+_LIMIT_FIELD: dict[str, LimitField] = {
+    "together": "max_tokens",
+    "deepseek": "max_tokens",
+    "ollama": "max_tokens",
+    "vllm": "max_tokens",
+}
 _DISPLAY = {"openai": "OpenAI", "deepseek": "DeepSeek", "vllm": "vLLM"}
 AZURE_API_VERSION = "2024-10-21"
 
 
 class OpenAIProvider:
     def __init__(
-        self, name: str, config: VendorConfig, *, auth: Auth = "bearer", api_version: str = ""
+        self,
+        name: str,
+        config: VendorConfig,
+        *,
+        auth: Auth = "bearer",
+        api_version: str = "",
+        limit_field: LimitField = "max_completion_tokens",
     ) -> None:
         self.name = name
         self._config = config
         self._auth = auth
         self._api_version = api_version
+        self._limit_field: LimitField = limit_field
         self._client = config.client()
 
     def _headers(self) -> dict[str, str]:
@@ -67,6 +93,9 @@ class OpenAIProvider:
         payload["model"] = model.upstream
         payload.pop("stream_options", None)
         payload.pop("stream", None)
+        payload.pop("max_tokens", None)
+        payload.pop("max_completion_tokens", None)
+        payload[self._limit_field] = model.output_limit(request)
         if stream:
             # Always ask for usage: the gateway meters from it, whatever the caller asked.
             payload["stream"] = True
@@ -81,11 +110,16 @@ class OpenAIProvider:
             self._headers(),
             self._config.vendor,
         )
+        vendor = self._config.vendor
         if not isinstance(body, dict):
-            raise UpstreamError(f"{self._config.vendor} answered with an unexpected body")
-        body["model"] = model.id
-        body.setdefault("created", clock.now())
-        return self.normalise(ChatCompletion.model_validate(body))
+            raise UpstreamError(f"{vendor} answered with an unexpected body", code=MALFORMED)
+        with malformed(vendor):
+            body["model"] = model.id
+            body.setdefault("created", clock.now())
+            completion = ChatCompletion.model_validate(body)
+        if not completion.choices:
+            raise UpstreamError(f"{vendor} answered without choices", code=MALFORMED)
+        return self.normalise(completion)
 
     def normalise(self, completion: ChatCompletion) -> ChatCompletion:
         return completion
@@ -98,19 +132,19 @@ class OpenAIProvider:
             self._headers(),
             self._config.vendor,
         )
-        return self._chunks(model, events(response, self._config.vendor))
+        vendor = self._config.vendor
+        return guarded(self._chunks(model, events(response, vendor)), vendor)
 
     def _chunks(self, model: ModelInfo, stream: Generator[Event]) -> Iterator[ChatCompletionChunk]:
         try:
             for event in stream:
                 if event.data.strip() == "[DONE]":
                     return
-                data = event.json()
+                data = event_json(event)
                 if isinstance(data, dict) and "error" in data:
-                    message = (
-                        data["error"].get("message") if isinstance(data["error"], dict) else data["error"]
-                    )
-                    raise UpstreamError(f"{self._config.vendor} error: {message}")
+                    error = data["error"]
+                    message = error.get("message") if isinstance(error, dict) else error
+                    raise UpstreamError(f"{self._config.vendor} error: {safe_message(str(message))}")
                 data["model"] = model.id
                 data.setdefault("created", clock.now())
                 data.setdefault("object", "chat.completion.chunk")
@@ -125,7 +159,12 @@ class OpenAIProvider:
 def create(name: str = "openai") -> OpenAIProvider:
     prefix, default_url = COMPATIBLE[name]
     config = VendorConfig.from_env(prefix, _DISPLAY.get(name, name.capitalize()), default_url)
-    return OpenAIProvider(name, config, auth="optional-bearer" if name in _KEYLESS else "bearer")
+    return OpenAIProvider(
+        name,
+        config,
+        auth="optional-bearer" if name in _KEYLESS else "bearer",
+        limit_field=_LIMIT_FIELD.get(name, "max_completion_tokens"),
+    )
 
 
 def create_azure() -> OpenAIProvider:

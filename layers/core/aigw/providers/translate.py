@@ -8,13 +8,13 @@ import json
 from typing import Any
 
 from aigw import clock
-from aigw.catalog import ModelInfo
 from aigw.chat import (
     AssistantMessage,
     ChatCompletion,
     ChatMessage,
     ChatRequest,
     Choice,
+    ModelInfo,
     Usage,
     new_completion_id,
 )
