@@ -1,16 +1,19 @@
-"""OpenAI-compatible invocation: POST /v1/chat/completions and GET /v1/models."""
+"""OpenAI-compatible invocation: chat completions, embeddings, the Responses API, models; and
+OpenAI-shaped 404/405 answers for every other /v1 path."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote, unquote
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aigw import invocation, streaming, web
-from aigw.chat import ChatCompletion, ChatRequest, ModelList
+from aigw import embeddings, invocation, streaming, web
+from aigw.chat import ChatCompletion, ChatRequest, ModelCard, ModelList
+from aigw.embeddings import EmbeddingRequest
 
 logger = Logger(service="aigw-invoke")
 app = web.resolver()
@@ -51,6 +54,38 @@ def models() -> Response[str]:
     return web.json_response(invocation.list_models(key))
 
 
+@app.get(
+    "/v1/models/<model_id>",
+    responses={
+        200: {
+            "description": "One model this key may use",
+            "content": {"application/json": {"model": ModelCard}},
+        }
+    },
+)
+def model(model_id: str) -> Response[str]:
+    key = web.current_key(app)
+    return web.json_response(invocation.retrieve_model(key, unquote(model_id)))
+
+
+@app.post("/v1/embeddings")
+def create_embeddings(request: EmbeddingRequest) -> Response[str]:
+    key = web.current_key(app)
+    return web.json_response(embeddings.create(key, request, request_id=web.request_id(app)))
+
+
+# Every other /v1 path and method lands here (the template's /v1/{proxy+}): no key needed to be
+# told a URL does not exist.
+UNKNOWN = "/v1/{proxy+}"
+MODEL_RESOURCE = "/v1/models/{model+}"
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any] | streaming.StreamingResponse:
+    if event.get("resource") == MODEL_RESOURCE:
+        # Model ids hold a slash ("openai/gpt-4o"): one path segment for the router.
+        model_id = unquote(str((event.get("pathParameters") or {}).get("model") or ""))
+        event["path"] = "/v1/models/" + quote(model_id, safe="")
+    if event.get("resource") == UNKNOWN:
+        return web.unknown_route(event)
     return web.handle_streaming(app, event, context)

@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aigw import invocation, keys, messages_api, streaming, web
 from aigw.keys import ApiKey
-from aigw.messages_api import MessagesRequest
+from aigw.messages_api import CountTokensRequest, MessagesRequest
 
 logger = Logger(service="aigw-messages")
 app = web.resolver()
@@ -39,6 +39,12 @@ def messages(body: MessagesRequest) -> Response[str]:
         return streaming.respond(streaming.event_stream(events, on_close=stream.close))
     completion = invocation.chat_completion(key, request, request_id=request_id, route=messages_api.ROUTE)
     return web.json_response(messages_api.from_completion(completion))
+
+
+@app.post("/v1/messages/count_tokens")
+def count_tokens(body: CountTokensRequest) -> Response[str]:
+    key = web.current_key(app)
+    return web.json_response(messages_api.count_tokens(key, body))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

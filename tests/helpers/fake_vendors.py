@@ -418,6 +418,94 @@ def bedrock_converse(
     return Answer(content_type="application/vnd.amazon.eventstream", events=frames)
 
 
+# ---- embeddings (each vendor's wire format) and Anthropic's token count --------------------
+
+
+def fake_vector(text: str, size: int) -> list[float]:
+    """What the fakes embed a text as: its length, then its position's words, padded."""
+    return [float(len(text))] + [float(i + 1) for i in range(max(size, 1) - 1)]
+
+
+def _words(texts: list[Any]) -> int:
+    return sum(len(t) if isinstance(t, list) else len(str(t).split()) for t in texts)
+
+
+def openai_embeddings(request: dict[str, Any], *, dimensions_field: str = "dimensions") -> Answer:
+    raw = request.get("input")
+    if raw is None or raw == [] or raw == "":
+        return openai_error(400, "'input' is a required property")
+    texts = [raw] if isinstance(raw, str) or (isinstance(raw, list) and isinstance(raw[0], int)) else raw
+    size = int(request.get(dimensions_field) or 4)
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": fake_vector(json.dumps(t) if isinstance(t, list) else t, size),
+        }
+        for i, t in enumerate(texts)
+    ]
+    tokens = _words(texts)
+    body = {
+        "object": "list",
+        "data": list(reversed(data)),  # the index says which input a row is: order is not promised
+        "model": request.get("model"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+    return json_answer(body)
+
+
+def gemini_embeddings(request: dict[str, Any], headers: dict[str, str]) -> Answer:
+    if not headers.get("x-goog-api-key"):
+        return gemini_error(403, "Method doesn't allow unregistered callers", "PERMISSION_DENIED")
+    requests = request.get("requests") or []
+    if not requests:
+        return gemini_error(400, "* BatchEmbedContentsRequest.requests: is empty", "INVALID_ARGUMENT")
+    rows = []
+    for one in requests:
+        text = "".join(p.get("text", "") for p in one["content"]["parts"])
+        rows.append({"values": fake_vector(text, int(one.get("outputDimensionality") or 4))})
+    return json_answer({"embeddings": rows})
+
+
+def bedrock_invoke(model_id: str, request: dict[str, Any], headers: dict[str, str]) -> Answer:
+    """InvokeModel for Titan Text Embeddings (one ``inputText``) and Cohere Embed (``texts``)."""
+    if "AWS4-HMAC-SHA256" not in headers.get("Authorization", ""):
+        return bedrock_error(403, "AccessDeniedException", "Missing Authentication Token")
+    if model_id.startswith("cohere.embed"):
+        texts = request.get("texts")
+        if not texts or not request.get("input_type"):
+            return bedrock_error(400, "ValidationException", "texts and input_type are required")
+        body = {
+            "id": "emb-fake",
+            "response_type": "embeddings_floats",
+            "texts": texts,
+            "embeddings": [fake_vector(t, 4) for t in texts],
+        }
+        count = _words(texts)
+    elif model_id.startswith("amazon.titan-embed"):
+        text = request.get("inputText")
+        if not isinstance(text, str) or not text:
+            return bedrock_error(400, "ValidationException", "inputText is required")
+        size = int(request.get("dimensions") or 1024)
+        if size not in (256, 512, 1024):
+            return bedrock_error(400, "ValidationException", "dimensions must be 256, 512 or 1024")
+        count = _words([text])
+        body = {"embedding": fake_vector(text, size), "inputTextTokenCount": count}
+    else:
+        return bedrock_error(400, "ValidationException", f"no fake for model {model_id}")
+    return json_answer(body, headers={"X-Amzn-Bedrock-Input-Token-Count": str(count)})
+
+
+def anthropic_count_tokens(request: dict[str, Any], headers: dict[str, str]) -> Answer:
+    if not headers.get("x-api-key"):
+        return anthropic_error(401, "authentication_error", "x-api-key header is required")
+    if "max_tokens" in request:
+        return anthropic_error(400, "invalid_request_error", "max_tokens: Extra inputs are not permitted")
+    if not request.get("messages") or not request.get("model"):
+        return anthropic_error(400, "invalid_request_error", "messages: Field required")
+    return json_answer({"input_tokens": 4242})
+
+
 # ---- the server ---------------------------------------------------------------------------
 
 Route = Callable[[Recorded, re.Match[str]], Answer]
@@ -435,6 +523,15 @@ class VendorServer(RecordingServer):
     def __init__(self) -> None:
         self.script = VendorScript()
         self._routes: list[tuple[re.Pattern[str], Route]] = [
+            (re.compile(r"^/(openai|groq|together|deepseek|ollama|vllm)/v1/embeddings$"), self._openai_embed),
+            (
+                re.compile(r"^/azure/openai/deployments/([^/]+)/embeddings\?api-version=.+$"),
+                self._azure_embed,
+            ),
+            (re.compile(r"^/mistral/v1/embeddings$"), self._mistral_embed),
+            (re.compile(r"^/anthropic/v1/messages/count_tokens$"), self._anthropic_count),
+            (re.compile(r"^/gemini/v1beta/models/([^:]+):batchEmbedContents$"), self._gemini_embed),
+            (re.compile(r"^/bedrock/model/([^/]+)/invoke$"), self._bedrock_invoke),
             (re.compile(r"^/(openai|groq|together|deepseek|ollama|vllm)/v1/chat/completions$"), self._openai),
             (
                 re.compile(r"^/azure/openai/deployments/([^/]+)/chat/completions\?api-version=.+$"),
@@ -525,6 +622,38 @@ class VendorServer(RecordingServer):
     def _bedrock(self, request: Recorded, match: re.Match[str]) -> Answer:
         stream = match.group(2) == "converse-stream"
         return self._failure() or bedrock_converse(self.script, request.json(), request.headers, stream)
+
+    def _openai_embed(self, request: Recorded, match: re.Match[str]) -> Answer:
+        if match.group(1) not in ("ollama", "vllm") and not request.headers.get(
+            "Authorization", ""
+        ).startswith("Bearer "):
+            return openai_error(401, "You didn't provide an API key.")
+        return self._failure() or openai_embeddings(request.json())
+
+    def _azure_embed(self, request: Recorded, match: re.Match[str]) -> Answer:
+        if not request.headers.get("api-key"):
+            return json_answer({"error": {"code": "401", "message": "Access denied"}}, 401)
+        return self._failure() or openai_embeddings(request.json())
+
+    def _mistral_embed(self, request: Recorded, match: re.Match[str]) -> Answer:
+        body = request.json()
+        extra = sorted(set(body) - {"model", "input", "output_dimension", "output_dtype", "encoding_format"})
+        if extra or not all(isinstance(t, str) for t in (body.get("input") or [None])):
+            return json_answer(
+                {"object": "error", "message": f"bad fields {extra}", "type": "invalid_request_error"}, 422
+            )
+        return self._failure() or openai_embeddings(body, dimensions_field="output_dimension")
+
+    def _anthropic_count(self, request: Recorded, match: re.Match[str]) -> Answer:
+        return self._failure() or anthropic_count_tokens(request.json(), request.headers)
+
+    def _gemini_embed(self, request: Recorded, match: re.Match[str]) -> Answer:
+        return self._failure() or gemini_embeddings(request.json(), request.headers)
+
+    def _bedrock_invoke(self, request: Recorded, match: re.Match[str]) -> Answer:
+        from urllib.parse import unquote
+
+        return self._failure() or bedrock_invoke(unquote(match.group(1)), request.json(), request.headers)
 
     def _answer(self, request: Recorded) -> Answer:
         for pattern, route in self._routes:

@@ -18,7 +18,7 @@ import threading
 import time
 from decimal import Decimal
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +46,9 @@ class ModelEntry(BaseModel):
     output_per_mtok: Decimal = Field(ge=0)
     created: int = 0
     fallbacks: tuple[str, ...] = Field(default=(), max_length=10)
+    mode: Literal["chat", "embedding"] = "chat"
+    dimensions: int | None = Field(default=None, ge=1, le=100_000)
+    min_dimensions: int | None = Field(default=None, ge=1, le=100_000)
 
 
 class Catalog(BaseModel):
@@ -98,6 +101,23 @@ class Catalog(BaseModel):
 
     def all(self) -> list[ModelInfo]:
         return sorted(self.models.values(), key=lambda m: m.id)
+
+
+_ROUTE_OF_MODE = {
+    "chat": "/v1/chat/completions (or /v1/messages, /v1/responses)",
+    "embedding": "/v1/embeddings",
+}
+
+
+def require_mode(model: ModelInfo, mode: str, requested: str) -> None:
+    """400 when a model is asked for something it does not do (an embedding model on chat)."""
+    if model.mode != mode:
+        raise InvalidRequest(
+            f"The model '{requested}' is a{'n' if model.mode[0] in 'ae' else ''} {model.mode} model: "
+            f"call it on {_ROUTE_OF_MODE[model.mode]}",
+            code="model_not_supported",
+            param="model",
+        )
 
 
 def builtin() -> tuple[dict[str, ModelInfo], dict[str, tuple[str, ...]]]:

@@ -104,6 +104,13 @@ class ModelInfo(BaseModel):
     output_per_mtok: Decimal
     created: int = 0
     fallbacks: tuple[str, ...] = ()
+    # "chat" models answer /v1/chat/completions, /v1/messages and /v1/responses; "embedding"
+    # models answer /v1/embeddings (their output price is zero, ``max_output_tokens`` unused).
+    mode: Literal["chat", "embedding"] = "chat"
+    # Embedding models: the vector size they answer by default, and whether a caller may ask
+    # for fewer (``dimensions``) and at least how many.
+    dimensions: int | None = None
+    min_dimensions: int | None = None
 
     def check_output_limit(self, request: ChatRequest) -> None:
         """400 naming the caller's field when it asks for more output than this model gives."""
@@ -170,8 +177,33 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
-    # An extension of OpenAI's model object: whether this gateway has the provider's key.
+    # Extensions of OpenAI's model object: whether this gateway has the provider's key, what
+    # the model is for, its limits and list prices (USD per 1M tokens, as strings).
     configured: bool = True
+    mode: str | None = None
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    dimensions: int | None = None
+    pricing: dict[str, str] | None = None
+
+    @classmethod
+    def of(cls, model: ModelInfo, *, configured: bool) -> ModelCard:
+        pricing = {
+            "input_per_mtok": str(model.input_per_mtok),
+            "cached_input_per_mtok": str(model.cached_input_per_mtok),
+            "output_per_mtok": str(model.output_per_mtok),
+        }
+        return cls(
+            id=model.id,
+            created=model.created,
+            owned_by=model.provider,
+            configured=configured,
+            mode=model.mode,
+            context_window=model.context_window,
+            max_output_tokens=model.max_output_tokens if model.mode == "chat" else None,
+            dimensions=model.dimensions,
+            pricing=pricing,
+        )
 
 
 class ModelList(BaseModel):

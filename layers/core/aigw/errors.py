@@ -64,6 +64,13 @@ class NotFound(GatewayError):
     default_code = "not_found"
 
 
+class MethodNotAllowed(GatewayError):
+    status = 405
+    error_type = "invalid_request_error"
+    title = "Method not allowed"
+    default_code = "method_not_allowed"
+
+
 class Conflict(GatewayError):
     status = 409
     error_type = "conflict_error"

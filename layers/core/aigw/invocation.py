@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from aigw import clock, providers
 from aigw.billing import account
 from aigw.billing.meter import Meter, open_meter
-from aigw.catalog import catalog
+from aigw.catalog import catalog, require_mode
 from aigw.chat import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -27,7 +27,7 @@ from aigw.chat import (
     Usage,
 )
 from aigw.config import settings
-from aigw.errors import GatewayError, InvalidRequest
+from aigw.errors import GatewayError, InvalidRequest, NotFound
 from aigw.keys import ApiKey, require_model
 from aigw.providers import Provider, get_provider
 from aigw.providers.upstream import can_fall_back, is_retryable
@@ -40,13 +40,24 @@ def list_models(key: ApiKey) -> ModelList:
     """The models this key may call: its own allow-list and its team's plan both allow them."""
     plan = account.governing_plan(key.team_id)
     cards = [
-        ModelCard(
-            id=m.id, created=m.created, owned_by=m.provider, configured=providers.configured(m.provider)
-        )
+        ModelCard.of(m, configured=providers.configured(m.provider))
         for m in catalog().all()
         if key.allows_model(m.id) and (plan is None or plan.allows_model(m.id))
     ]
     return ModelList(data=cards)
+
+
+def retrieve_model(key: ApiKey, model_id: str) -> ModelCard:
+    """One model this key may call (``GET /v1/models/{id}``); any other id is a 404, as on
+    OpenAI, whether it does not exist or is not this key's to use."""
+    for card in list_models(key).data:
+        if card.id == model_id:
+            return card
+    raise NotFound(
+        f"The model '{model_id}' does not exist or you do not have access to it.",
+        code="model_not_found",
+        param="model",
+    )
 
 
 def resolve_model(key: ApiKey, requested: str) -> ModelInfo:
@@ -112,6 +123,7 @@ def _attempts[T, R](
     finish: Callable[[Meter, T], R],
 ) -> R:
     chain = candidates(key, request.model)
+    require_mode(chain[0], "chat", request.model)
     chain[0].check_output_limit(request)  # 400 naming max_tokens before anything is reserved
     for n, model in enumerate(chain):
         provider = get_provider(model.provider)

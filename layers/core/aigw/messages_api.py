@@ -15,6 +15,8 @@ from aigw import sse, streaming
 from aigw.chat import ChatCompletion, ChatMessage, ChatRequest, Usage
 from aigw.errors import InvalidRequest
 from aigw.invocation import MeteredStream
+from aigw.keys import ApiKey
+from aigw.tokens import estimate_messages, estimate_text
 
 ROUTE = "/v1/messages"
 STOP_REASONS = {
@@ -155,6 +157,39 @@ def to_chat_request(body: MessagesRequest) -> ChatRequest:
         first = exc.errors()[0]
         param = ".".join(str(p) for p in first["loc"]) or None
         raise InvalidRequest(f"Cannot translate the request: {first['msg']}", param=param) from exc
+
+
+class CountTokensRequest(BaseModel):
+    """``POST /v1/messages/count_tokens``: a Messages request without ``max_tokens``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[AnthropicMessage] = Field(min_length=1, max_length=10_000)
+    system: str | list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: dict[str, Any] | None = None
+
+
+def count_tokens(key: ApiKey, body: CountTokensRequest) -> dict[str, int]:
+    """The request's input tokens: Anthropic's own count for Anthropic models (when its key is
+    configured here), the gateway's estimate (what admission reserves with) for the others.
+    Counting is free and not metered, as on Anthropic."""
+    from aigw import invocation, providers
+    from aigw.catalog import require_mode
+
+    model = invocation.candidates(key, body.model)[0]
+    require_mode(model, "chat", body.model)
+    if model.provider == "anthropic" and providers.configured("anthropic"):
+        provider = providers.get_provider("anthropic")
+        counter = getattr(provider, "count_tokens", None)
+        if counter is not None:
+            return {"input_tokens": int(counter(model, body.model_dump(exclude_none=True)))}
+    request = to_chat_request(
+        MessagesRequest.model_validate({**body.model_dump(exclude_none=True), "max_tokens": 1})
+    )
+    tools = json.dumps(request.tools) if request.tools else ""
+    return {"input_tokens": estimate_messages(request.messages) + estimate_text(tools)}
 
 
 def _usage(usage: Usage | None) -> dict[str, int]:

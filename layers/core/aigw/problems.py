@@ -14,7 +14,31 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:aigw:problem:"
 
 
-ANTHROPIC_ROUTES = frozenset({"/v1/messages"})
+ANTHROPIC_ROUTES = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
+# The /v1 routes and their methods: any other method on one of these paths is a 405, any
+# other /v1 path a 404, both in OpenAI's shape (aigw.web).
+V1_ROUTES: dict[str, frozenset[str]] = {
+    "/v1/chat/completions": frozenset({"POST"}),
+    "/v1/embeddings": frozenset({"POST"}),
+    "/v1/responses": frozenset({"POST"}),
+    "/v1/models": frozenset({"GET"}),
+    "/v1/messages": frozenset({"POST"}),
+    "/v1/messages/count_tokens": frozenset({"POST"}),
+}
+_V1_PATTERNS = (("/v1/models/", frozenset({"GET"})), ("/v1/responses/", frozenset({"GET", "DELETE"})))
+
+
+def v1_methods(path: str) -> frozenset[str]:
+    """The methods a /v1 path answers (none: the path does not exist)."""
+    path = path.rstrip("/") or "/"
+    if path in V1_ROUTES:
+        return V1_ROUTES[path]
+    for prefix, methods in _V1_PATTERNS:
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return methods
+    return frozenset()
+
+
 _ANTHROPIC_ERROR_TYPES = frozenset(
     {
         "invalid_request_error",
@@ -46,6 +70,8 @@ def error_body(err: GatewayError, path: str) -> tuple[str, dict[str, Any]]:
     if path in ANTHROPIC_ROUTES:
         # Anthropic's error shape, so Claude SDKs raise the matching exception.
         kind = err.error_type if err.error_type in _ANTHROPIC_ERROR_TYPES else "api_error"
+        if err.status == 413:
+            kind = "request_too_large"
         return JSON, {"type": "error", "error": {"type": kind, "message": err.message, "code": err.code}}
     body: dict[str, Any] = {
         "error": {"message": err.message, "type": err.error_type, "param": err.param, "code": err.code}

@@ -22,8 +22,8 @@ from pydantic import BaseModel
 
 from aigw import request_context, streaming, surrogates
 from aigw.config import settings
-from aigw.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
-from aigw.problems import JSON, error_body, is_openai_route
+from aigw.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge
+from aigw.problems import JSON, error_body, is_openai_route, v1_methods
 
 if TYPE_CHECKING:
     # Keys (and with them the table and boto3) load on the first authenticated request: a
@@ -99,7 +99,7 @@ def resolver() -> APIGatewayRestResolver:
 
     @app.exception_handler(NotFoundError)
     def _no_route(_: NotFoundError) -> Response[str]:
-        return error_response(NotFound(f"No route for {app.current_event.http_method} {path()}"), path())
+        return error_response(no_route(app.current_event.http_method, path()), path())
 
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response[str]:
@@ -108,6 +108,30 @@ def resolver() -> APIGatewayRestResolver:
         return error_response(err, path())
 
     return app
+
+
+def no_route(method: str, path: str) -> GatewayError:
+    """404 for a path nothing serves, 405 for a method a path does not take; on /v1 worded as
+    OpenAI words them, so SDKs show a useful message."""
+    if not is_openai_route(path):
+        return NotFound(f"No route for {method} {path}")
+    allowed = v1_methods(path)
+    if allowed and method not in allowed:
+        return MethodNotAllowed(
+            f"Invalid method for URL ({method} {path}): use {' or '.join(sorted(allowed))}",
+            headers={"Allow": ", ".join(sorted(allowed))},
+        )
+    return NotFound(f"Invalid URL ({method} {path})", code="unknown_url")
+
+
+def unknown_route(event: dict[str, Any]) -> LambdaResult:
+    """The answer for a path no route serves (API Gateway's catch-all resource)."""
+    request_context.begin(public_base_url(event))
+    rid = event_request_id(event)
+    if rid:
+        request_context.add_headers({REQUEST_ID_HEADER: rid})
+    err = no_route(str(event.get("httpMethod") or "GET"), str(event.get("path") or ""))
+    return _with_context_headers(_refusal(err, event))
 
 
 def _header(event: Mapping[str, Any], name: str) -> str | None:
@@ -240,6 +264,15 @@ def _force_json_content_type(event: dict[str, Any]) -> None:
         event["multiValueHeaders"]["content-type"] = [JSON]
 
 
+REQUEST_ID_HEADER = "x-request-id"
+
+
+def event_request_id(event: Mapping[str, Any]) -> str | None:
+    """API Gateway's id of this request: the id of its usage record too."""
+    value = (event.get("requestContext") or {}).get("requestId")
+    return str(value) if value else None
+
+
 def _refusal(err: GatewayError, event: Mapping[str, Any]) -> LambdaResult:
     content_type, body = error_body(err, str(event.get("path") or ""))
     headers = {"Content-Type": content_type, **err.headers}
@@ -300,11 +333,15 @@ def handle_streaming(
     answer is a proxy-result dict, or the stream a route handed over. ``authenticate``
     replaces the Bearer check (the Anthropic-format route also takes ``x-api-key``)."""
     request_context.begin(public_base_url(event))
+    rid = event_request_id(event)
+    if rid:
+        # Every answer names its request: the same id as the call's usage record.
+        request_context.add_headers({REQUEST_ID_HEADER: rid})
     receipt: dict[str, str] = {}
     try:
         refused = _precheck(event)
         if refused is not None:
-            return _refusal(refused, event)
+            return _with_context_headers(_refusal(refused, event))
         if event.get("resource") not in public_resources:
             _empty_body_is_an_empty_object(event)
             key = (authenticate or _authenticate_event)(event)
@@ -318,7 +355,7 @@ def handle_streaming(
                 receipt = _pay(event, key)
     except GatewayError as exc:
         app.clear_context()
-        return _refusal(exc, event)
+        return _with_context_headers(_refusal(exc, event))
     streaming.discard_pending()
     result: LambdaResult = app.resolve(event, context)
     request_context.set_caller(None)  # links issued after this request are not its key's

@@ -51,15 +51,31 @@ class Reservation:
         return self.cost if self.funding == "credits" else 0
 
 
-def output_limit(model: ModelInfo, request: ChatRequest, plan: Plan) -> int:
+@dataclass(frozen=True)
+class Estimate:
+    """The size of a call that is not a chat request (embeddings): its input's estimated
+    tokens and, when it produces no output, no output limit at all. Chat calls pass their
+    :class:`ChatRequest` and are estimated from it."""
+
+    prompt_tokens: int
+    output_limit: int | None = None
+    produces_output: bool = True
+
+
+def output_limit(model: ModelInfo, request: ChatRequest | Estimate, plan: Plan) -> int:
     """The output limit a call is reserved with and sent upstream with: the caller's, else the
     plan's default, never above what the model can produce."""
+    if isinstance(request, Estimate) and not request.produces_output:
+        return 0
     return min(request.output_limit or plan.default_max_tokens, model.max_output_tokens)
 
 
-def worst_case(model: ModelInfo, request: ChatRequest, plan: Plan) -> tuple[int, int]:
+def worst_case(model: ModelInfo, request: ChatRequest | Estimate, plan: Plan) -> tuple[int, int]:
     """Tokens and micro-USD a call may use at most: a padded prompt estimate plus its output limit."""
-    prompt = estimate_messages(request.messages) * 5 // 4 + 16
+    estimated = (
+        request.prompt_tokens if isinstance(request, Estimate) else estimate_messages(request.messages)
+    )
+    prompt = estimated * 5 // 4 + 16
     output = output_limit(model, request, plan)
     cost = cost_micro_usd(model, Usage(prompt_tokens=prompt, completion_tokens=output))
     return prompt + output, cost
@@ -154,7 +170,7 @@ def _refuse(state: BillingState, decision: Decision) -> GatewayError:
 
 
 def reserve(
-    key: ApiKey, model: ModelInfo, request: ChatRequest, *, request_id: str
+    key: ApiKey, model: ModelInfo, request: ChatRequest | Estimate, *, request_id: str
 ) -> tuple[Reservation, BillingState]:
     team_id = key.team_id
     state = account.cached_state(team_id)

@@ -18,7 +18,7 @@ from typing import Any
 from aigw import clock, request_context
 from aigw.billing import holds, notifications, ratelimit
 from aigw.billing.account import BILLING_SK
-from aigw.billing.admission import Reservation, reserve
+from aigw.billing.admission import Estimate, Reservation, reserve
 from aigw.billing.pricing import cost_micro_usd
 from aigw.billing.rules import BillingState
 from aigw.catalog import ModelInfo
@@ -100,6 +100,8 @@ class Meter:
     closed: bool = False
     # The machine payment that paid for this request, if one did (its usage record names it).
     machine_payment: str | None = field(default_factory=request_context.machine_payment)
+    # Fields the caller adds to the usage record (a response-cache hit says so here).
+    record_fields: dict[str, Any] = field(default_factory=dict)
 
     def _usage(self, **fields: Any) -> UsageRecord:
         if self.closed:
@@ -116,7 +118,7 @@ class Meter:
             created_at_ms=clock.now_ms(),
             funding=self.reservation.funding if self.reservation else None,
             machine_payment=self.machine_payment,
-            **fields,
+            **{**self.record_fields, **fields},
         )
 
     def _commit(
@@ -219,7 +221,9 @@ class Meter:
         return record_
 
 
-def open_meter(key: ApiKey, model: ModelInfo, request: ChatRequest, *, request_id: str, route: str) -> Meter:
+def open_meter(
+    key: ApiKey, model: ModelInfo, request: ChatRequest | Estimate, *, request_id: str, route: str
+) -> Meter:
     """Admit a call before any provider is contacted: check the entitlement, reserve its worst case.
 
     Raises 402 (:class:`~aigw.errors.PaymentRequired`) for money reasons and 429 for rate limits.

@@ -206,6 +206,20 @@ class AnthropicProvider:
         with malformed("Anthropic"):
             return from_anthropic(model, body)
 
+    def count_tokens(self, model: ModelInfo, body: dict[str, Any]) -> int:
+        """Anthropic's own count (``/v1/messages/count_tokens``) of a Messages request body."""
+        payload = {k: v for k, v in body.items() if k in _COUNTED_FIELDS}
+        payload["model"] = model.upstream
+        answer = post_json(
+            self._client,
+            f"{self._config.base_url}/v1/messages/count_tokens",
+            payload,
+            self._headers(),
+            "Anthropic",
+        )
+        with malformed("Anthropic"):
+            return int(answer["input_tokens"])
+
     def stream(self, model: ModelInfo, request: ChatRequest) -> Iterator[ChatCompletionChunk]:
         response = open_stream(
             self._client,
@@ -275,6 +289,10 @@ def _chunks(model: ModelInfo, stream: Generator[Event]) -> Iterator[ChatCompleti
                 )
     finally:
         stream.close()
+
+
+# What Anthropic's count_tokens takes of a Messages request.
+_COUNTED_FIELDS = ("messages", "system", "tools", "tool_choice", "thinking")
 
 
 def create() -> AnthropicProvider:

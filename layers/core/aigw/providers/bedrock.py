@@ -8,6 +8,7 @@ fake). botocore's own retries are off: the gateway retries and falls back itself
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -36,6 +37,7 @@ from aigw.chat import (
     new_completion_id,
 )
 from aigw.config import settings
+from aigw.embeddings import Embedded, EmbeddingRequest, estimate_input
 from aigw.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError, UpstreamTimeout
 from aigw.providers import translate
 from aigw.providers.upstream import MALFORMED, guarded, malformed, safe_message
@@ -215,12 +217,72 @@ class BedrockProvider:
         with malformed("Bedrock"):
             return from_converse(model, surrogates.scrub(body))
 
+    def embed(self, model: ModelInfo, request: EmbeddingRequest) -> Embedded:
+        """InvokeModel in the model family's own body: Cohere Embed takes a batch of texts,
+        Titan one text a call (a batch is one call per input)."""
+        texts = request.texts()
+        if model.upstream.startswith("cohere."):
+            body = {"texts": texts, "input_type": _COHERE_INPUT_TYPE, "truncate": "END"}
+            answer, counted = self._invoke(model, body)
+            with malformed("Bedrock"):
+                vectors = [[float(x) for x in v] for v in _cohere_vectors(answer)]
+            tokens = counted
+        else:
+            vectors, tokens = [], 0
+            for text in texts:
+                titan: dict[str, Any] = {"inputText": text}
+                if request.dimensions is not None:
+                    titan["dimensions"] = request.dimensions
+                answer, counted = self._invoke(model, titan)
+                with malformed("Bedrock"):
+                    vectors.append([float(x) for x in answer["embedding"]])
+                    reported = answer.get("inputTextTokenCount", counted)
+                tokens = None if tokens is None or reported is None else tokens + int(reported)
+        if tokens is None:
+            return Embedded(vectors, estimate_input(request), "estimate")
+        return Embedded(vectors, tokens)
+
+    def _invoke(self, model: ModelInfo, body: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
+        """One InvokeModel call: its JSON answer and the input token count Bedrock reports in
+        a header (``X-Amzn-Bedrock-Input-Token-Count``), if it does."""
+        try:
+            response = self._client.invoke_model(
+                modelId=model.upstream,
+                body=json.dumps(body),
+                contentType="application/json",
+                accept="application/json",
+            )
+            raw = response["body"].read()
+        except _BOTO_ERRORS as exc:
+            raise error_from(exc) from exc
+        headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+        counted = headers.get("x-amzn-bedrock-input-token-count")
+        with malformed("Bedrock"):
+            answer = surrogates.loads(raw)
+            if not isinstance(answer, dict):
+                raise TypeError("the answer is not a JSON object")
+        return answer, int(counted) if counted and str(counted).isdigit() else None
+
     def stream(self, model: ModelInfo, request: ChatRequest) -> Iterator[ChatCompletionChunk]:
         try:
             response = self._client.converse_stream(**to_converse(model, request))
         except _BOTO_ERRORS as exc:
             raise error_from(exc) from exc
         return guarded(_chunks(model, response["stream"]), "Bedrock")
+
+
+# What the vectors are for: documents (what a gateway caller embeds most; queries can use it too).
+_COHERE_INPUT_TYPE = "search_document"
+
+
+def _cohere_vectors(answer: dict[str, Any]) -> list[list[float]]:
+    """Cohere's ``embeddings``: a list of vectors, or by type (``{"float": [...]}``)."""
+    vectors = answer["embeddings"]
+    if isinstance(vectors, dict):
+        vectors = vectors["float"]
+    if not isinstance(vectors, list):
+        raise TypeError("embeddings is not a list")
+    return vectors
 
 
 def _chunks(model: ModelInfo, stream: Any) -> Iterator[ChatCompletionChunk]:

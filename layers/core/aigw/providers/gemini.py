@@ -18,6 +18,7 @@ from aigw.chat import (
     Usage,
     new_completion_id,
 )
+from aigw.embeddings import Embedded, EmbeddingRequest, estimate_input
 from aigw.errors import InvalidRequest, UpstreamError
 from aigw.providers import translate
 from aigw.providers.base import VendorConfig
@@ -208,6 +209,20 @@ class GeminiProvider:
             raise UpstreamError("Gemini answered with an unexpected body", code=MALFORMED)
         with malformed("Gemini"):
             return from_gemini(model, body)
+
+    def embed(self, model: ModelInfo, request: EmbeddingRequest) -> Embedded:
+        """``batchEmbedContents``: one request per input; Gemini reports no token count."""
+        texts = request.texts()
+        one: dict[str, Any] = {"model": f"models/{model.upstream}"}
+        if request.dimensions is not None:
+            one["outputDimensionality"] = request.dimensions
+        payload = {"requests": [{**one, "content": {"parts": [{"text": t}]}} for t in texts]}
+        body = post_json(
+            self._client, self._url(model, "batchEmbedContents"), payload, self._headers(), "Gemini"
+        )
+        with malformed("Gemini"):
+            vectors = [[float(x) for x in row["values"]] for row in body["embeddings"]]
+        return Embedded(vectors, estimate_input(request), "estimate")
 
     def stream(self, model: ModelInfo, request: ChatRequest) -> Iterator[ChatCompletionChunk]:
         url = self._url(model, "streamGenerateContent") + "?alt=sse"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from aigw.chat import ChatCompletion, ChatCompletionChunk, ChatRequest, ModelInfo
+from aigw.embeddings import EmbeddingRequest
 from aigw.providers import translate
 from aigw.providers.base import VendorConfig
 from aigw.providers.openai import OpenAIProvider
@@ -59,6 +60,13 @@ class MistralProvider(OpenAIProvider):
         extra = request.model_extra or {}
         if "parallel_tool_calls" in extra:
             payload["parallel_tool_calls"] = extra["parallel_tool_calls"]
+        return payload
+
+    def embed_payload(self, model: ModelInfo, request: EmbeddingRequest) -> dict[str, Any]:
+        # Mistral takes text only, and names the vector size output_dimension.
+        payload: dict[str, Any] = {"model": model.upstream, "input": request.texts()}
+        if request.dimensions is not None:
+            payload["output_dimension"] = request.dimensions
         return payload
 
     def normalise(self, completion: ChatCompletion) -> ChatCompletion:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from aigw import clock
 from aigw.chat import ChatCompletion, ChatCompletionChunk, ChatRequest, ModelInfo
+from aigw.embeddings import Embedded, EmbeddingRequest, estimate_input
 from aigw.errors import UpstreamError
 from aigw.providers.base import VendorConfig
 from aigw.providers.upstream import (
@@ -79,14 +80,44 @@ class OpenAIProvider:
             headers["Authorization"] = f"Bearer {self._config.secret()}"
         return headers
 
-    def _url(self, model: ModelInfo) -> str:
+    def _url(self, model: ModelInfo, endpoint: str = "chat/completions") -> str:
         if self._auth == "azure":
             # Azure addresses a deployment, whose name is the catalog's upstream name.
             return (
-                f"{self._config.base_url}/openai/deployments/{model.upstream}/chat/completions"
+                f"{self._config.base_url}/openai/deployments/{model.upstream}/{endpoint}"
                 f"?api-version={self._api_version}"
             )
-        return f"{self._config.base_url}/chat/completions"
+        return f"{self._config.base_url}/{endpoint}"
+
+    # ---- embeddings -----------------------------------------------------------------------
+
+    def embed_payload(self, model: ModelInfo, request: EmbeddingRequest) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "model": model.upstream,
+            "input": request.input,
+            "encoding_format": "float",
+        }
+        if request.dimensions is not None:
+            payload["dimensions"] = request.dimensions
+        if request.user:
+            payload["user"] = request.user
+        return payload
+
+    def embed(self, model: ModelInfo, request: EmbeddingRequest) -> Embedded:
+        body = post_json(
+            self._client,
+            self._url(model, "embeddings"),
+            self.embed_payload(model, request),
+            self._headers(),
+            self._config.vendor,
+        )
+        with malformed(self._config.vendor):
+            rows = sorted(body["data"], key=lambda row: int(row.get("index", 0)))
+            vectors = [[float(x) for x in row["embedding"]] for row in rows]
+            tokens = (body.get("usage") or {}).get("prompt_tokens")
+        if tokens is None:
+            return Embedded(vectors, estimate_input(request), "estimate")
+        return Embedded(vectors, int(tokens))
 
     def payload(self, model: ModelInfo, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         payload = request.model_dump(exclude_none=True)

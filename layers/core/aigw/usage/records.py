@@ -46,6 +46,10 @@ class UsageRecord(BaseModel):
     stripe_customer_id: str | None = None
     # The PaymentIntent of the machine payment that unlocked this call, if one did.
     machine_payment: str | None = None
+    # Answered from the response cache (aigw.response_cache): the tokens above are what was
+    # billed for the hit; the vendor call it replayed would have cost this much more.
+    cache_hit: bool = False
+    cost_saved_micro_usd: int = 0
 
     @classmethod
     def from_item(cls, item: Item) -> UsageRecord:
