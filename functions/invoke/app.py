@@ -11,9 +11,10 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aigw import embeddings, invocation, streaming, web
+from aigw import embeddings, invocation, responses_api, streaming, web
 from aigw.chat import ChatCompletion, ChatRequest, ModelCard, ModelList
 from aigw.embeddings import EmbeddingRequest
+from aigw.responses_api import ResponsesRequest
 
 logger = Logger(service="aigw-invoke")
 app = web.resolver()
@@ -72,6 +73,24 @@ def model(model_id: str) -> Response[str]:
 def create_embeddings(request: EmbeddingRequest) -> Response[str]:
     key = web.current_key(app)
     return web.json_response(embeddings.create(key, request, request_id=web.request_id(app)))
+
+
+@app.post("/v1/responses")
+def responses(request: ResponsesRequest) -> Response[str]:
+    key = web.current_key(app)
+    if request.stream:
+        return streaming.respond(responses_api.stream(key, request, request_id=web.request_id(app)))
+    return web.json_response(responses_api.create(key, request, request_id=web.request_id(app)))
+
+
+@app.get("/v1/responses/<response_id>")
+def stored_response(response_id: str) -> Response[str]:
+    return web.json_response(responses_api.retrieve(web.current_key(app), response_id))
+
+
+@app.delete("/v1/responses/<response_id>")
+def delete_response(response_id: str) -> Response[str]:
+    return web.json_response(responses_api.delete(web.current_key(app), response_id))
 
 
 # Every other /v1 path and method lands here (the template's /v1/{proxy+}): no key needed to be

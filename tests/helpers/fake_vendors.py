@@ -506,6 +506,120 @@ def anthropic_count_tokens(request: dict[str, Any], headers: dict[str, str]) -> 
     return json_answer({"input_tokens": 4242})
 
 
+def openai_responses(script: VendorScript, request: dict[str, Any]) -> Answer:
+    """OpenAI's own Responses API: a response object, or its typed events."""
+    if not request.get("input"):
+        return openai_error(400, "Missing required parameter: 'input'.")
+    text, completion_tokens, cut = script.limited(request.get("max_output_tokens"))
+    base = {
+        "id": "resp_fake1",
+        "object": "response",
+        "created_at": 1_700_000_000,
+        "model": request.get("model"),
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": request.get("tools") or [],
+        "store": request.get("store", True),
+    }
+    usage = {
+        "input_tokens": script.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": script.cached_tokens},
+        "output_tokens": completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": script.prompt_tokens + completion_tokens,
+    }
+    if script.tool_call:
+        name, args = script.tool_call
+        item: dict[str, Any] = {
+            "type": "function_call",
+            "id": "fc_fake1",
+            "call_id": "call_fake1",
+            "name": name,
+            "arguments": json.dumps(args),
+            "status": "completed",
+        }
+    else:
+        content = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+        item = {
+            "type": "message",
+            "id": "msg_fake1",
+            "status": "completed",
+            "role": "assistant",
+            "content": [content],
+        }
+    status = "incomplete" if cut else "completed"
+    final = {**base, "status": status, "output": [item], "usage": usage}
+    if not request.get("stream"):
+        return json_answer(final)
+    seq = itertools.count()
+
+    def event(kind: str, **fields: Any) -> bytes:
+        return sse({"type": kind, "sequence_number": next(seq), **fields}, kind)
+
+    started = {**base, "status": "in_progress", "output": [], "usage": None}
+    events = [event("response.created", response=started), event("response.in_progress", response=started)]
+    if item["type"] == "function_call":
+        events.append(
+            event(
+                "response.output_item.added",
+                output_index=0,
+                item={**item, "arguments": "", "status": "in_progress"},
+            )
+        )
+        for piece in (item["arguments"][:5], item["arguments"][5:]):
+            events.append(
+                event(
+                    "response.function_call_arguments.delta", item_id="fc_fake1", output_index=0, delta=piece
+                )
+            )
+        events.append(
+            event(
+                "response.function_call_arguments.done",
+                item_id="fc_fake1",
+                output_index=0,
+                arguments=item["arguments"],
+            )
+        )
+    else:
+        events.append(
+            event(
+                "response.output_item.added",
+                output_index=0,
+                item={**item, "content": [], "status": "in_progress"},
+            )
+        )
+        part = {"type": "output_text", "text": "", "annotations": []}
+        events.append(
+            event(
+                "response.content_part.added", item_id="msg_fake1", output_index=0, content_index=0, part=part
+            )
+        )
+        for piece in script.pieces_of(text):
+            events.append(
+                event(
+                    "response.output_text.delta",
+                    item_id="msg_fake1",
+                    output_index=0,
+                    content_index=0,
+                    delta=piece,
+                    logprobs=[],
+                )
+            )
+        events.append(
+            event(
+                "response.output_text.done",
+                item_id="msg_fake1",
+                output_index=0,
+                content_index=0,
+                text=text,
+                logprobs=[],
+            )
+        )
+    events.append(event("response.output_item.done", output_index=0, item=item))
+    events.append(event(f"response.{status}", response=final))
+    return Answer(content_type="text/event-stream", events=events)
+
+
 # ---- the server ---------------------------------------------------------------------------
 
 Route = Callable[[Recorded, re.Match[str]], Answer]
@@ -524,6 +638,7 @@ class VendorServer(RecordingServer):
         self.script = VendorScript()
         self._routes: list[tuple[re.Pattern[str], Route]] = [
             (re.compile(r"^/(openai|groq|together|deepseek|ollama|vllm)/v1/embeddings$"), self._openai_embed),
+            (re.compile(r"^/openai/v1/responses$"), self._openai_responses),
             (
                 re.compile(r"^/azure/openai/deployments/([^/]+)/embeddings\?api-version=.+$"),
                 self._azure_embed,
@@ -629,6 +744,11 @@ class VendorServer(RecordingServer):
         ).startswith("Bearer "):
             return openai_error(401, "You didn't provide an API key.")
         return self._failure() or openai_embeddings(request.json())
+
+    def _openai_responses(self, request: Recorded, match: re.Match[str]) -> Answer:
+        if not request.headers.get("Authorization", "").startswith("Bearer "):
+            return openai_error(401, "You didn't provide an API key.")
+        return self._failure() or openai_responses(self.script, request.json())
 
     def _azure_embed(self, request: Recorded, match: re.Match[str]) -> Answer:
         if not request.headers.get("api-key"):

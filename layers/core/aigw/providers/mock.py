@@ -122,6 +122,12 @@ class MockProvider:
         if request.messages[-1].role == "tool":
             last_user = request.messages[-1].text()
         text = f"Echo: {last_user}"
+        fmt = request.response_format or {}
+        if fmt.get("type") == "json_schema":
+            # Structured output: a JSON value of the schema, strings holding the echo.
+            text = json.dumps(_value((fmt.get("json_schema") or {}).get("schema") or {}, last_user))
+        elif fmt.get("type") == "json_object":
+            text = json.dumps({"echo": last_user})
         finish = "stop"
         limit = model.output_limit(request)
         if estimate_text(text) > limit:

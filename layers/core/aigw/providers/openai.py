@@ -89,6 +89,26 @@ class OpenAIProvider:
             )
         return f"{self._config.base_url}/{endpoint}"
 
+    # ---- the Responses API (OpenAI's own, for /v1/responses) --------------------------------
+
+    def respond(self, model: ModelInfo, body: dict[str, Any]) -> dict[str, Any]:
+        answer = post_json(
+            self._client, self._url(model, "responses"), body, self._headers(), self._config.vendor
+        )
+        if not isinstance(answer, dict) or not isinstance(answer.get("output"), list):
+            raise UpstreamError(f"{self._config.vendor} answered with an unexpected body", code=MALFORMED)
+        return answer
+
+    def respond_stream(self, model: ModelInfo, body: dict[str, Any]) -> Iterator[Event]:
+        response = open_stream(
+            self._client,
+            self._url(model, "responses"),
+            {**body, "stream": True},
+            self._headers(),
+            self._config.vendor,
+        )
+        return events(response, self._config.vendor)
+
     # ---- embeddings -----------------------------------------------------------------------
 
     def embed_payload(self, model: ModelInfo, request: EmbeddingRequest) -> dict[str, Any]:

@@ -1,0 +1,699 @@
+"""OpenAI's Responses API at the gateway's door (``POST /v1/responses``), for the Agents SDK
+and Codex-style clients, metered and billed like chat.
+
+OpenAI models go straight through to OpenAI's own ``/v1/responses`` (always with ``store:
+false`` upstream: state is the gateway's, per team); every other vendor is translated through
+the chat adapters: input items become chat messages, the answer becomes response output items,
+a stream becomes the Responses API's typed events (``response.created``,
+``response.output_item.added``, ``response.output_text.delta``,
+``response.function_call_arguments.delta``, ... ``response.completed`` with ``usage``).
+
+``previous_response_id`` is supported: unless a request says ``store: false``, its input and
+output are kept for the team (DynamoDB, ``RESPONSES_TTL_DAYS``, default 30), and a later
+request naming it continues that conversation; another team's id is not found.
+``GET``/``DELETE /v1/responses/{id}`` read and delete a stored response.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from aigw import clock, invocation, sse, streaming
+from aigw.billing.meter import Meter
+from aigw.catalog import ModelInfo, require_mode
+from aigw.chat import ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, Usage
+from aigw.errors import GatewayError, InvalidRequest, NotFound, UpstreamError
+from aigw.keys import ApiKey
+from aigw.providers import Provider
+from aigw.providers.upstream import MALFORMED
+from aigw.table import gateway_table
+from aigw.tokens import estimate_messages, estimate_text
+
+ROUTE = "/v1/responses"
+# Providers whose own Responses API the request goes to unchanged.
+NATIVE = frozenset({"openai"})
+_DAY = 86_400
+
+
+class ResponsesRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=256)
+    input: str | list[dict[str, Any]] | None = None
+    instructions: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    text: dict[str, Any] | None = None
+    stream: bool | None = None
+    store: bool | None = None
+    previous_response_id: str | None = Field(default=None, max_length=256)
+    metadata: dict[str, Any] | None = None
+    user: str | None = None
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+# ---- input items -> chat messages --------------------------------------------------------
+
+
+def _parts(content: Any, where: str) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise InvalidRequest(f"{where}.content must be a string or a list of parts", param=where)
+    out: list[dict[str, Any]] = []
+    for n, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("input_text", "output_text", "text"):
+            out.append({"type": "text", "text": str(part.get("text", ""))})
+        elif kind == "input_image" and part.get("image_url"):
+            out.append({"type": "image_url", "image_url": {"url": part["image_url"]}})
+        elif kind == "refusal":
+            out.append({"type": "text", "text": str(part.get("refusal", ""))})
+        else:
+            raise InvalidRequest(
+                f"Content parts of type '{kind}' are not supported here", param=f"{where}.content[{n}]"
+            )
+    return out
+
+
+def input_items(request: ResponsesRequest) -> list[dict[str, Any]]:
+    """The request's input as a list of items (a string is one user message)."""
+    if request.input is None:
+        return []
+    if isinstance(request.input, str):
+        return [{"type": "message", "role": "user", "content": request.input}]
+    return list(request.input)
+
+
+def to_messages(items: list[dict[str, Any]], instructions: str | None) -> list[ChatMessage]:
+    messages: list[ChatMessage] = []
+    if instructions:
+        messages.append(ChatMessage(role="system", content=instructions))
+    for n, item in enumerate(items):
+        where = f"input[{n}]"
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"{where} must be an object", param=where)
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = item.get("role")
+            if role not in ("user", "system", "developer", "assistant"):
+                raise InvalidRequest(
+                    f"{where}.role must be user, system, developer or assistant", param=where
+                )
+            content = _parts(item.get("content", ""), where)
+            if role == "assistant" and isinstance(content, list):
+                content = "".join(str(p.get("text", "")) for p in content)
+            messages.append(ChatMessage(role=role, content=content))
+        elif kind == "function_call":
+            call = {
+                "id": str(item.get("call_id") or ""),
+                "type": "function",
+                "function": {
+                    "name": str(item.get("name") or ""),
+                    "arguments": str(item.get("arguments") or ""),
+                },
+            }
+            last = messages[-1] if messages else None
+            if last is not None and last.role == "assistant" and not isinstance(last.content, list):
+                last.tool_calls = [*(last.tool_calls or []), call]
+            else:
+                messages.append(ChatMessage(role="assistant", content=None, tool_calls=[call]))
+        elif kind == "function_call_output":
+            output = item.get("output", "")
+            text = output if isinstance(output, str) else json.dumps(output)
+            messages.append(
+                ChatMessage(role="tool", tool_call_id=str(item.get("call_id") or ""), content=text)
+            )
+        elif kind == "reasoning":
+            continue  # a vendor's reasoning summary: nothing another vendor can take back
+        else:
+            raise InvalidRequest(
+                f"Input items of type '{kind}' are not supported here", param=f"{where}.type"
+            )
+    if not messages or all(m.role in ("system", "developer") for m in messages):
+        raise InvalidRequest("input is required: a string or a list of input items", param="input")
+    return messages
+
+
+def _chat_tools(request: ResponsesRequest, native: bool) -> list[dict[str, Any]] | None:
+    if not request.tools:
+        return None
+    tools = []
+    for n, tool in enumerate(request.tools):
+        if tool.get("type") != "function" and native:
+            continue  # OpenAI's hosted tools go to OpenAI as they are
+        if tool.get("type") != "function":
+            raise InvalidRequest(
+                f"Tools of type '{tool.get('type')}' are only available on OpenAI models; "
+                "other models take function tools",
+                param=f"tools[{n}].type",
+            )
+        if not tool.get("name"):
+            raise InvalidRequest("A function tool needs a name", param=f"tools[{n}].name")
+        fn = {k: tool[k] for k in ("name", "description", "parameters", "strict") if tool.get(k) is not None}
+        tools.append({"type": "function", "function": fn})
+    return tools
+
+
+def _chat_tool_choice(choice: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        return {"type": "function", "function": {"name": choice.get("name")}}
+    return choice
+
+
+def _response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
+    fmt = (text or {}).get("format") or {}
+    if fmt.get("type") == "json_schema":
+        schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if k in fmt}
+        return {"type": "json_schema", "json_schema": schema}
+    if fmt.get("type") == "json_object":
+        return {"type": "json_object"}
+    return None
+
+
+def to_chat_request(
+    request: ResponsesRequest, items: list[dict[str, Any]], native: bool = False
+) -> ChatRequest:
+    payload: dict[str, Any] = {
+        "model": request.model,
+        "messages": to_messages(items, request.instructions),
+        "max_completion_tokens": request.max_output_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "tools": _chat_tools(request, native) or None,
+        "tool_choice": _chat_tool_choice(request.tool_choice),
+        "response_format": _response_format(request.text),
+        "user": request.user,
+        "stream": request.stream,
+    }
+    if request.parallel_tool_calls is not None:
+        payload["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.stream:
+        payload["stream_options"] = {"include_usage": True}
+    try:
+        return ChatRequest.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        raise InvalidRequest(f"Cannot translate the request: {first['msg']}", param=param) from exc
+
+
+# ---- chat answers -> response objects ----------------------------------------------------
+
+
+def usage_body(usage: Usage | None, reasoning: int = 0) -> dict[str, Any]:
+    usage = usage or Usage()
+    return {
+        "input_tokens": usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "output_tokens": usage.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+
+
+def message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    return {
+        "type": "message",
+        "id": item_id,
+        "status": status,
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+    }
+
+
+def call_item(
+    item_id: str, call_id: str, name: str, arguments: str, status: str = "completed"
+) -> dict[str, Any]:
+    return {
+        "type": "function_call",
+        "id": item_id,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+        "status": status,
+    }
+
+
+def shell(request: ResponsesRequest, response_id: str, created: int) -> dict[str, Any]:
+    """A response object's fields that echo the request, with no output yet."""
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created,
+        "status": "in_progress",
+        "error": None,
+        "incomplete_details": None,
+        "instructions": request.instructions,
+        "max_output_tokens": request.max_output_tokens,
+        "model": request.model,
+        "output": [],
+        "parallel_tool_calls": request.parallel_tool_calls is not False,
+        "previous_response_id": request.previous_response_id,
+        "store": request.store is not False,
+        "temperature": request.temperature,
+        "text": request.text or {"format": {"type": "text"}},
+        "tool_choice": request.tool_choice or "auto",
+        "tools": request.tools or [],
+        "top_p": request.top_p,
+        "metadata": request.metadata or {},
+        "usage": None,
+    }
+
+
+def from_completion(
+    request: ResponsesRequest, completion: ChatCompletion, response_id: str
+) -> dict[str, Any]:
+    choice = completion.choices[0]
+    output: list[dict[str, Any]] = []
+    if choice.message.content:
+        output.append(message_item(_new_id("msg"), choice.message.content))
+    for call in choice.message.tool_calls or []:
+        fn = call.get("function") or {}
+        output.append(
+            call_item(_new_id("fc"), str(call.get("id")), str(fn.get("name")), str(fn.get("arguments") or ""))
+        )
+    body = shell(request, response_id, completion.created)
+    body.update(output=output, usage=usage_body(completion.usage))
+    _finish(body, choice.finish_reason)
+    return body
+
+
+def _finish(body: dict[str, Any], finish_reason: str | None) -> None:
+    if finish_reason == "length":
+        body.update(status="incomplete", incomplete_details={"reason": "max_output_tokens"})
+    elif finish_reason == "content_filter":
+        body.update(status="incomplete", incomplete_details={"reason": "content_filter"})
+    else:
+        body["status"] = "completed"
+
+
+def usage_of_response(body: dict[str, Any]) -> Usage:
+    """What OpenAI's response ``usage`` says, as the meter takes it (reasoning is output)."""
+    raw = body.get("usage") or {}
+    prompt = int(raw.get("input_tokens") or 0)
+    completion = int(raw.get("output_tokens") or 0)
+    cached = int((raw.get("input_tokens_details") or {}).get("cached_tokens") or 0)
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        prompt_tokens_details={"cached_tokens": cached},
+    )
+
+
+# ---- stored conversations -----------------------------------------------------------------
+
+
+def _pk(team_id: str) -> str:
+    return f"RESPONSE#{team_id}"
+
+
+def _ttl_days() -> int:
+    raw = os.environ.get("RESPONSES_TTL_DAYS", "").strip()
+    return max(1, min(int(raw), 365)) if raw else 30
+
+
+_MAX_STORED = 350_000  # bytes, compressed: DynamoDB items stop at 400 KB
+
+
+def store(team_id: str, response: dict[str, Any], items: list[dict[str, Any]]) -> None:
+    """Keep a response and the conversation that led to it (its input items and its output)."""
+    conversation = [*items, *response.get("output", [])]
+    blob = zlib.compress(json.dumps({"response": response, "conversation": conversation}).encode())
+    if len(blob) > _MAX_STORED:
+        return  # too long to keep: a follow-up naming it is told it was not found
+    gateway_table().put(
+        {
+            "pk": _pk(team_id),
+            "sk": str(response["id"]),
+            "type": "response",
+            "blob": blob,
+            "ttl": clock.now() + _ttl_days() * _DAY,
+        }
+    )
+
+
+def _load(team_id: str, response_id: str) -> dict[str, Any] | None:
+    item = gateway_table().get(_pk(team_id), response_id)
+    if item is None or int(item.get("ttl", 0)) < clock.now():
+        return None
+    blob = item["blob"]
+    data: dict[str, Any] = json.loads(zlib.decompress(bytes(blob.value if hasattr(blob, "value") else blob)))
+    return data
+
+
+def retrieve(key: ApiKey, response_id: str) -> dict[str, Any]:
+    data = _load(key.team_id, response_id)
+    if data is None:
+        raise NotFound(f"Response with id '{response_id}' not found.", code="response_not_found")
+    response: dict[str, Any] = data["response"]
+    return response
+
+
+def delete(key: ApiKey, response_id: str) -> dict[str, Any]:
+    retrieve(key, response_id)
+    gateway_table().delete(_pk(key.team_id), response_id)
+    return {"id": response_id, "object": "response", "deleted": True}
+
+
+def _history(key: ApiKey, request: ResponsesRequest) -> list[dict[str, Any]]:
+    if request.previous_response_id is None:
+        return []
+    data = _load(key.team_id, request.previous_response_id)
+    if data is None:
+        raise InvalidRequest(
+            f"Previous response with id '{request.previous_response_id}' not found.",
+            code="previous_response_not_found",
+            param="previous_response_id",
+        )
+    conversation: list[dict[str, Any]] = data["conversation"]
+    return conversation
+
+
+# ---- the call ----------------------------------------------------------------------------
+
+
+def _native_body(
+    request: ResponsesRequest, model: ModelInfo, items: list[dict[str, Any]], limit: int
+) -> dict[str, Any]:
+    body = request.model_dump(exclude_none=True)
+    body.update(model=model.upstream, input=items, store=False, max_output_tokens=limit)
+    body.pop("previous_response_id", None)  # the conversation is expanded here: state is ours
+    body.pop("stream", None)
+    return body
+
+
+@dataclass
+class _Native:
+    body: dict[str, Any]
+
+
+def create(key: ApiKey, request: ResponsesRequest, *, request_id: str) -> dict[str, Any]:
+    """A whole response. Streamed requests go through :func:`stream`."""
+    first = invocation.candidates(key, request.model)[0]
+    require_mode(first, "chat", request.model)
+    items = [*_history(key, request), *input_items(request)]
+    chat = to_chat_request(request.model_copy(update={"stream": False}), items, first.provider in NATIVE)
+    response_id = _new_id("resp")
+
+    def call(model: ModelInfo, provider: Provider, bounded: ChatRequest) -> _Native | ChatCompletion:
+        if model.provider in NATIVE and hasattr(provider, "respond"):
+            body = _native_body(request, model, items, model.output_limit(bounded))
+            return _Native(invocation.with_retries(lambda: provider.respond(model, body)))
+        return invocation.with_retries(lambda: provider.complete(model, bounded))
+
+    def finish(meter: Meter, result: _Native | ChatCompletion) -> dict[str, Any]:
+        if isinstance(result, _Native):
+            body = result.body
+            meter.settle(usage_of_response(body))
+            body.update(model=request.model, previous_response_id=request.previous_response_id)
+            body["store"] = request.store is not False
+        else:
+            meter.settle(result.usage)
+            body = from_completion(request, result, response_id)
+        return body
+
+    body = invocation._attempts(key, chat, request_id, ROUTE, call, finish)
+    if request.store is not False:
+        store(key.team_id, body, items)
+    return body
+
+
+# ---- streaming ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Events:
+    """Writes the Responses API's typed events with their running sequence number."""
+
+    sequence: int = 0
+
+    def __call__(self, kind: str, **fields: Any) -> bytes:
+        payload = {"type": kind, "sequence_number": self.sequence, **fields}
+        self.sequence += 1
+        return sse.encode(payload, kind)
+
+
+@dataclass
+class _ChatToEvents:
+    """A metered chat stream as Responses API events."""
+
+    request: ResponsesRequest
+    response_id: str
+    created: int
+    write: _Events = field(default_factory=_Events)
+    output: list[dict[str, Any]] = field(default_factory=list)
+    text_index: int | None = None
+    calls: dict[int, int] = field(default_factory=dict)  # chat tool index -> output index
+    finish_reason: str | None = None
+    final: dict[str, Any] | None = None
+
+    def _close_text(self) -> Iterator[bytes]:
+        if self.text_index is None:
+            return
+        index, self.text_index = self.text_index, None
+        item = self.output[index]
+        item["status"] = "completed"
+        text = item["content"][0]["text"]
+        common = {"item_id": item["id"], "output_index": index, "content_index": 0}
+        yield self.write("response.output_text.done", **common, text=text, logprobs=[])
+        yield self.write("response.content_part.done", **common, part=item["content"][0])
+        yield self.write("response.output_item.done", output_index=index, item=item)
+
+    def _close_calls(self) -> Iterator[bytes]:
+        for index in self.calls.values():
+            item = self.output[index]
+            item["status"] = "completed"
+            yield self.write(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=index,
+                arguments=item["arguments"],
+            )
+            yield self.write("response.output_item.done", output_index=index, item=item)
+        self.calls = {}
+
+    def start(self) -> Iterator[bytes]:
+        body = shell(self.request, self.response_id, self.created)
+        yield self.write("response.created", response=body)
+        yield self.write("response.in_progress", response=body)
+
+    def chunk(self, chunk: ChatCompletionChunk) -> Iterator[bytes]:
+        for choice in chunk.choices:
+            if choice.delta.content:
+                if self.text_index is None:
+                    yield from self._close_calls()
+                    item = message_item(_new_id("msg"), "", "in_progress")
+                    self.output.append(item)
+                    self.text_index = len(self.output) - 1
+                    yield self.write("response.output_item.added", output_index=self.text_index, item=item)
+                    part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+                    yield self.write(
+                        "response.content_part.added",
+                        item_id=item["id"],
+                        output_index=self.text_index,
+                        content_index=0,
+                        part=part,
+                    )
+                item = self.output[self.text_index]
+                item["content"][0]["text"] += choice.delta.content
+                yield self.write(
+                    "response.output_text.delta",
+                    item_id=item["id"],
+                    output_index=self.text_index,
+                    content_index=0,
+                    delta=choice.delta.content,
+                    logprobs=[],
+                )
+            for call in choice.delta.tool_calls or []:
+                index = int(call.get("index", 0))
+                fn = call.get("function") or {}
+                if index not in self.calls:
+                    yield from self._close_text()
+                    item = call_item(
+                        _new_id("fc"), str(call.get("id") or ""), str(fn.get("name") or ""), "", "in_progress"
+                    )
+                    self.output.append(item)
+                    self.calls[index] = len(self.output) - 1
+                    yield self.write("response.output_item.added", output_index=self.calls[index], item=item)
+                item = self.output[self.calls[index]]
+                if fn.get("arguments"):
+                    item["arguments"] += fn["arguments"]
+                    yield self.write(
+                        "response.function_call_arguments.delta",
+                        item_id=item["id"],
+                        output_index=self.calls[index],
+                        delta=fn["arguments"],
+                    )
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+
+    def end(self, usage: Usage | None) -> Iterator[bytes]:
+        yield from self._close_text()
+        yield from self._close_calls()
+        body = shell(self.request, self.response_id, self.created)
+        body.update(output=self.output, usage=usage_body(usage))
+        _finish(body, self.finish_reason)
+        yield self.write(f"response.{body['status']}", response=body)
+        self.final = body
+
+
+def _error_event(write: _Events, exc: Exception) -> bytes:
+    err = streaming.failure(exc)
+    return write("error", code=err.code, message=err.message, param=err.param)
+
+
+def _chat_events(stream: invocation.MeteredStream, translate: _ChatToEvents, on_done: Any) -> Iterator[bytes]:
+    try:
+        yield from translate.start()
+        for chunk in stream:
+            if chunk.choices:
+                yield from translate.chunk(chunk)
+            else:
+                yield from translate.end(chunk.usage)
+                break
+        else:
+            yield from translate.end(stream.usage)
+        if translate.final is not None:
+            on_done(translate.final)
+    except Exception as exc:  # the status line is sent: the failure is the last event
+        yield _error_event(translate.write, exc)
+    finally:
+        stream.close()
+
+
+@dataclass
+class NativeStream:
+    """OpenAI's own response events on their way to the caller, metered however they end:
+    by ``response.completed``'s usage, or, cut short, by the prompt and what was generated."""
+
+    meter: Meter
+    request: ResponsesRequest
+    prompt: ChatRequest
+    first: sse.Event | None
+    rest: Iterator[sse.Event]
+    final: dict[str, Any] | None = None
+    _generated: list[str] = field(default_factory=list)
+    _metered: bool = False
+    _error: GatewayError | None = None
+
+    def events(self) -> Iterator[bytes]:
+        write = _Events()
+        try:
+            event = self.first
+            while event is not None:
+                if event.data.strip() == "[DONE]":
+                    break
+                data = json.loads(event.data)
+                if not isinstance(data, dict):
+                    raise UpstreamError("OpenAI sent a malformed event", code=MALFORMED)
+                kind = str(data.get("type") or event.event)
+                if kind.endswith(".delta") and isinstance(data.get("delta"), str):
+                    self._generated.append(data["delta"])
+                response = data.get("response")
+                if isinstance(response, dict):
+                    response["model"] = self.request.model
+                    response["previous_response_id"] = self.request.previous_response_id
+                    response["store"] = self.request.store is not False
+                    if kind in ("response.completed", "response.incomplete", "response.failed"):
+                        self.final = response
+                        self._settle(usage_of_response(response))
+                yield write(kind, **{k: v for k, v in data.items() if k not in ("type", "sequence_number")})
+                event = next(self.rest, None)
+        except GatewayError as exc:
+            self._error = exc
+            yield _error_event(write, exc)
+        except Exception as exc:
+            yield _error_event(write, exc)
+        finally:
+            self.close()
+
+    def _settle(self, usage: Usage | None = None) -> None:
+        if self._metered:
+            return
+        self._metered = True
+        if usage is not None:
+            self.meter.settle(usage, source="provider")
+            return
+        if self._error is not None and not self._generated:
+            self.meter.fail(self._error)
+            return
+        prompt = estimate_messages(self.prompt.messages)
+        completion = estimate_text("".join(self._generated))
+        usage = Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+        self.meter.settle(usage, source="estimate", status=self._error.status if self._error else 200)
+
+    def close(self) -> None:
+        close = getattr(self.rest, "close", None)
+        if close is not None:
+            close()
+        self._settle()
+
+
+Started = tuple[Any, Iterator[Any]]
+
+
+def stream(key: ApiKey, request: ResponsesRequest, *, request_id: str) -> streaming.StreamingResponse:
+    """A streamed response: vendors are tried until one has sent its first event."""
+    first = invocation.candidates(key, request.model)[0]
+    require_mode(first, "chat", request.model)
+    items = [*_history(key, request), *input_items(request)]
+    chat = to_chat_request(request, items, first.provider in NATIVE)
+    response_id = _new_id("resp")
+    keep = request.store is not False
+
+    def remember(body: dict[str, Any]) -> None:
+        if keep and body.get("status") in ("completed", "incomplete"):
+            store(key.team_id, body, items)
+
+    def call(model: ModelInfo, provider: Provider, bounded: ChatRequest) -> tuple[bool, Started]:
+        native = model.provider in NATIVE and hasattr(provider, "respond_stream")
+
+        def start() -> Started:
+            if native:
+                body = _native_body(request, model, items, model.output_limit(bounded))
+                events: Iterator[Any] = provider.respond_stream(model, body)  # type: ignore[attr-defined]
+            else:
+                events = provider.stream(model, bounded)
+            try:
+                return next(events, None), events
+            except BaseException:
+                close = getattr(events, "close", None)
+                if close is not None:
+                    close()
+                raise
+
+        return native, invocation.with_retries(start)
+
+    def finish(meter: Meter, started: tuple[bool, Started]) -> streaming.StreamingResponse:
+        native, (first, rest) = started
+        if native:
+            passthrough = NativeStream(meter=meter, request=request, prompt=chat, first=first, rest=rest)
+
+            def body() -> Iterator[bytes]:
+                yield from passthrough.events()
+                if passthrough.final is not None:
+                    remember(passthrough.final)
+
+            return streaming.event_stream(body(), on_close=passthrough.close)
+        metered = invocation.MeteredStream(meter=meter, request=chat, first=first, rest=rest)
+        translate = _ChatToEvents(request, response_id, clock.now())
+        return streaming.event_stream(_chat_events(metered, translate, remember), on_close=metered.close)
+
+    return invocation._attempts(key, chat, request_id, ROUTE, call, finish)
