@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from aigw import catalog, keys, providers, table, teams
+from aigw import catalog, keys, providers, response_cache, table, teams
 from aigw.billing import account, machine_payments, notifications, plans, stripe_links
 from aigw.billing.config import billing_settings
 from aigw.config import settings
@@ -45,6 +45,7 @@ def reset_core() -> None:
     machine_payments.reset()
     notifications.reset()
     streams.forget()
+    response_cache.clear()
 
 
 def give_everyone_a_plan(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from aigw import keys, teams, web
+from aigw import keys, response_cache, teams, web
+from aigw.response_cache import CacheSettings
 from aigw.keys import ApiKey, Role
 
 logger = Logger(service="aigw-admin")
@@ -45,6 +46,19 @@ def _key_view(key: ApiKey) -> dict[str, Any]:
 def create_team(body: CreateTeam) -> Response[str]:
     team = teams.create_team(body.team_id, body.name)
     return web.json_response(team, status=201)
+
+
+@app.get("/admin/teams/<team_id>/cache")
+def get_cache(team_id: str) -> Response[str]:
+    teams.get_team(team_id)
+    return web.json_response(response_cache.settings_for(team_id))
+
+
+@app.put("/admin/teams/<team_id>/cache")
+def put_cache(team_id: str, settings: CacheSettings) -> Response[str]:
+    """The team's response cache: on or off, its TTL, temperature > 0, per-key overrides."""
+    teams.get_team(team_id)
+    return web.json_response(response_cache.put_settings(team_id, settings))
 
 
 @app.get("/admin/teams")

@@ -11,12 +11,15 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aigw import embeddings, invocation, responses_api, streaming, web
-from aigw.chat import ChatCompletion, ChatRequest, ModelCard, ModelList
+from aigw import embeddings, invocation, response_cache, responses_api, streaming, web
+from aigw.billing.admission import Estimate
+from aigw.chat import ChatCompletion, ChatRequest, ModelCard, ModelList, Usage
 from aigw.embeddings import EmbeddingRequest
 from aigw.responses_api import ResponsesRequest
 
 logger = Logger(service="aigw-invoke")
+CHAT = "/v1/chat/completions"
+EMBEDDINGS = embeddings.ROUTE
 app = web.resolver()
 
 
@@ -35,12 +38,31 @@ app = web.resolver()
 )
 def chat_completions(request: ChatRequest) -> Response[str]:
     key = web.current_key(app)
+    rid = web.request_id(app)
+    include_usage = bool(request.stream_options and request.stream_options.include_usage)
+    payload = request.model_dump(exclude_none=True)
+    lookup = response_cache.lookup_for(key, CHAT, payload, request.temperature, app.current_event.headers)
+    if lookup is not None:
+        hit = response_cache.get(lookup)
+        if hit is not None:
+            response_cache.bill_hit(key, hit, request, request_id=rid, route=CHAT)
+            completion = ChatCompletion.model_validate(hit.body)
+            if request.stream:
+                replayed = response_cache.Replayed(response_cache.replay(completion))
+                events = streaming.openai_events(replayed, include_usage=include_usage)  # type: ignore[arg-type]
+                return streaming.respond(streaming.event_stream(events))
+            return web.json_response(completion)
+        response_cache.mark_miss()
     if request.stream:
-        stream = invocation.stream_chat_completion(key, request, request_id=web.request_id(app))
-        include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        events = streaming.openai_events(stream, include_usage=include_usage)
+        stream = invocation.stream_chat_completion(key, request, request_id=rid)
+        source: Any = stream if lookup is None else response_cache.Recording(stream, lookup)
+        events = streaming.openai_events(source, include_usage=include_usage)
         return streaming.respond(streaming.event_stream(events, on_close=stream.close))
-    completion = invocation.chat_completion(key, request, request_id=web.request_id(app))
+    completion = invocation.chat_completion(key, request, request_id=rid)
+    if lookup is not None:
+        response_cache.store_later(
+            lookup, request.model, completion.model_dump(exclude_none=True), completion.usage
+        )
     return web.json_response(completion)
 
 
@@ -72,7 +94,25 @@ def model(model_id: str) -> Response[str]:
 @app.post("/v1/embeddings")
 def create_embeddings(request: EmbeddingRequest) -> Response[str]:
     key = web.current_key(app)
-    return web.json_response(embeddings.create(key, request, request_id=web.request_id(app)))
+    rid = web.request_id(app)
+    # Vectors are kept as floats: the same entry answers float and base64 callers.
+    payload = request.model_dump(exclude_none=True, exclude={"encoding_format"})
+    lookup = response_cache.lookup_for(key, EMBEDDINGS, payload, None, app.current_event.headers)
+    if lookup is not None:
+        hit = response_cache.get(lookup)
+        if hit is not None:
+            estimate = Estimate(prompt_tokens=embeddings.estimate_input(request), produces_output=False)
+            response_cache.bill_hit(key, hit, estimate, request_id=rid, route=EMBEDDINGS)
+            return web.json_response(embeddings.reencode(hit.body, request.encoding_format))
+        response_cache.mark_miss()
+    floats = request.model_copy(update={"encoding_format": "float"})
+    body = embeddings.create(key, floats, request_id=rid)
+    if lookup is not None:
+        usage = Usage(
+            prompt_tokens=body["usage"]["prompt_tokens"], total_tokens=body["usage"]["prompt_tokens"]
+        )
+        response_cache.store_later(lookup, request.model, body, usage)
+    return web.json_response(embeddings.reencode(body, request.encoding_format))
 
 
 @app.post("/v1/responses")

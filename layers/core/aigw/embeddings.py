@@ -154,6 +154,14 @@ def response_body(request: EmbeddingRequest, result: Embedded) -> dict[str, Any]
     }
 
 
+def reencode(body: dict[str, Any], encoding_format: str) -> dict[str, Any]:
+    """A float answer in the format the caller asked for."""
+    if encoding_format == "float":
+        return body
+    data = [{**row, "embedding": encode(row["embedding"], encoding_format)} for row in body["data"]]
+    return {**body, "data": data}
+
+
 def _embedder(provider: object, model: ModelInfo) -> Embedder:
     if not hasattr(provider, "embed"):
         raise InvalidRequest(

@@ -1,0 +1,328 @@
+"""The exact-match response cache: the same request from the same team answered again without
+calling the vendor.
+
+Opt-in, at three levels, the most specific winning: the team's setting (``PUT
+/admin/teams/{team_id}/cache``), a key's (the same setting's ``keys`` map), and the request's
+``x-aigw-cache`` header (``on``/``off``). Entries are keyed by a SHA-256 of the team, the route,
+the model and the normalised request (``stream``, ``stream_options`` and ``user`` left out), so
+no two teams ever share one. They live in the gateway table with the TTL the team chose
+(bounded, :data:`MIN_TTL`..:data:`MAX_TTL`). Calls with ``temperature > 0`` are not cached
+unless the team allows it (``allow_temperature``): their answers are meant to vary.
+
+A hit answers with ``x-aigw-cache: hit`` and the original usage (a streamed request replays it
+as SSE). It is still admitted like any call (401/402/403/429 as usual) and metered: billed at
+``CACHE_HIT_PRICE_FRACTION`` of the original (default 0), its usage record flagged
+``cache_hit`` with the ``cost_saved_micro_usd``.
+
+Cached routes: ``/v1/chat/completions`` (plain and streamed) and ``/v1/embeddings``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import threading
+import time
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from aigw import clock, request_context
+from aigw.billing.admission import Estimate
+from aigw.billing.meter import open_meter
+from aigw.billing.pricing import cost_micro_usd
+from aigw.catalog import catalog
+from aigw.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatRequest,
+    ChunkChoice,
+    ChunkDelta,
+    Usage,
+)
+from aigw.errors import InvalidRequest
+from aigw.keys import ApiKey
+from aigw.table import gateway_table
+from aigw.teams import team_pk
+
+HEADER = "x-aigw-cache"
+MIN_TTL = 60
+MAX_TTL = 7 * 86_400
+DEFAULT_TTL = 3_600
+_SETTINGS_SK = "CACHE_SETTINGS"
+_SETTINGS_SECONDS = 10  # how long a container trusts its copy of a team's setting
+_MAX_ENTRY = 350_000  # compressed bytes: DynamoDB items stop at 400 KB
+
+
+class CacheSettings(BaseModel):
+    """A team's cache setting, as an admin sets it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    ttl_seconds: int = Field(default=DEFAULT_TTL, ge=MIN_TTL, le=MAX_TTL)
+    allow_temperature: bool = False
+    # Per key: True opts a key in on a team that is not, False opts it out.
+    keys: dict[str, bool] = Field(default_factory=dict, max_length=1000)
+
+
+_lock = threading.Lock()
+_settings: dict[str, tuple[float, CacheSettings]] = {}
+
+
+def settings_for(team_id: str) -> CacheSettings:
+    now = time.monotonic()
+    cached = _settings.get(team_id)
+    if cached is not None and now - cached[0] < _SETTINGS_SECONDS:
+        return cached[1]
+    item = gateway_table().get(team_pk(team_id), _SETTINGS_SK)
+    found = (
+        CacheSettings.model_validate(item["settings"]) if item and item.get("settings") else CacheSettings()
+    )
+    with _lock:
+        _settings[team_id] = (now, found)
+    return found
+
+
+def put_settings(team_id: str, settings: CacheSettings) -> CacheSettings:
+    gateway_table().put(
+        {
+            "pk": team_pk(team_id),
+            "sk": _SETTINGS_SK,
+            "type": "cache_settings",
+            "settings": settings.model_dump(),
+            "updated_at": clock.now(),
+        }
+    )
+    clear()
+    return settings
+
+
+def clear() -> None:
+    with _lock:
+        _settings.clear()
+
+
+def hit_price_fraction() -> Decimal:
+    raw = os.environ.get("CACHE_HIT_PRICE_FRACTION", "").strip()
+    fraction = Decimal(raw) if raw else Decimal(0)
+    return min(max(fraction, Decimal(0)), Decimal(1))
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Whether a request may use the cache, and under which entry key."""
+
+    team_id: str
+    entry: str
+    ttl: int
+    route: str
+
+
+def _header(headers: Mapping[str, str] | None) -> bool | None:
+    value = next((v for k, v in (headers or {}).items() if k.lower() == HEADER), None)
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value in ("on", "true", "1", "use", "yes"):
+        return True
+    if value in ("off", "false", "0", "skip", "no", "bypass"):
+        return False
+    raise InvalidRequest(f"The {HEADER} header takes 'on' or 'off'", code="invalid_header", param=HEADER)
+
+
+def lookup_for(
+    key: ApiKey,
+    route: str,
+    payload: dict[str, Any],
+    temperature: float | None,
+    headers: Mapping[str, str] | None,
+) -> Lookup | None:
+    """The cache entry a request maps to, or None when it does not use the cache."""
+    asked = _header(headers)
+    if asked is False:
+        return None
+    settings = settings_for(key.team_id)
+    chosen = asked if asked is not None else settings.keys.get(key.key_id, settings.enabled)
+    if not chosen:
+        return None
+    if temperature is not None and temperature > 0 and not settings.allow_temperature:
+        request_context.add_headers({HEADER: "bypass"})
+        return None
+    normalised = {k: v for k, v in payload.items() if k not in ("stream", "stream_options", "user")}
+    text = json.dumps(
+        {"team": key.team_id, "route": route, "request": normalised}, sort_keys=True, default=str
+    )
+    entry = hashlib.sha256(text.encode()).hexdigest()
+    return Lookup(key.team_id, entry, settings.ttl_seconds, route)
+
+
+def _pk(team_id: str) -> str:
+    return f"RCACHE#{team_id}"
+
+
+@dataclass(frozen=True)
+class Hit:
+    model_id: str
+    body: dict[str, Any]
+    usage: Usage
+
+
+def get(lookup: Lookup) -> Hit | None:
+    item = gateway_table().get(_pk(lookup.team_id), lookup.entry)
+    if item is None or int(item.get("expires_at", 0)) <= clock.now():
+        return None
+    blob = item["blob"]
+    data = json.loads(zlib.decompress(bytes(blob.value if hasattr(blob, "value") else blob)))
+    return Hit(str(item["model_id"]), data["body"], Usage.model_validate(data["usage"]))
+
+
+def put(lookup: Lookup, model_id: str, body: dict[str, Any], usage: Usage) -> None:
+    blob = zlib.compress(json.dumps({"body": body, "usage": usage.model_dump()}).encode())
+    if len(blob) > _MAX_ENTRY:
+        return
+    now = clock.now()
+    gateway_table().put(
+        {
+            "pk": _pk(lookup.team_id),
+            "sk": lookup.entry,
+            "type": "response_cache",
+            "model_id": model_id,
+            "blob": blob,
+            "expires_at": now + lookup.ttl,
+            "ttl": now + lookup.ttl,
+        }
+    )
+
+
+def store_later(lookup: Lookup, model_id: str, body: dict[str, Any], usage: Usage) -> None:
+    """Keep an answer after it is sent (the caller does not wait for the write)."""
+    request_context.defer(lambda: put(lookup, model_id, body, usage))
+
+
+def bill_hit(
+    key: ApiKey, hit: Hit, admission: ChatRequest | Estimate, *, request_id: str, route: str
+) -> None:
+    """Admit and meter a hit like any call: billed at the hit price, the saving recorded."""
+    model = catalog().models.get(hit.model_id) or catalog().resolve(hit.model_id)
+    full = cost_micro_usd(model, hit.usage)
+    fraction = hit_price_fraction()
+    billed = Usage(
+        prompt_tokens=math.ceil(hit.usage.prompt_tokens * fraction),
+        completion_tokens=math.ceil(hit.usage.completion_tokens * fraction),
+        prompt_tokens_details={"cached_tokens": math.ceil(hit.usage.cached_tokens * fraction)},
+    )
+    billed.total_tokens = billed.prompt_tokens + billed.completion_tokens
+    meter = open_meter(key, model, admission, request_id=request_id, route=route)
+    meter.record_fields = {
+        "cache_hit": True,
+        "cost_saved_micro_usd": max(full - cost_micro_usd(model, billed), 0),
+    }
+    meter.settle(billed, source="provider")
+    request_context.add_headers({HEADER: "hit"})
+
+
+def mark_miss() -> None:
+    request_context.add_headers({HEADER: "miss"})
+
+
+# ---- streams ---------------------------------------------------------------------------
+
+
+def replay(completion: ChatCompletion) -> Iterator[ChatCompletionChunk]:
+    """A cached completion as the chunks of a stream (text a word at a time, tool calls whole)."""
+    import re
+
+    choice = completion.choices[0]
+    cid, created, model = completion.id, completion.created, completion.model
+
+    def chunk(delta: ChunkDelta, finish: str | None = None) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=cid, created=created, model=model, choices=[ChunkChoice(delta=delta, finish_reason=finish)]
+        )
+
+    yield chunk(ChunkDelta(role="assistant", content=""))
+    for piece in re.findall(r"\S*\s*", choice.message.content or ""):
+        if piece:
+            yield chunk(ChunkDelta(content=piece))
+    for index, call in enumerate(choice.message.tool_calls or []):
+        yield chunk(ChunkDelta(tool_calls=[{"index": index, **call}]))
+    yield chunk(ChunkDelta(), choice.finish_reason)
+    yield ChatCompletionChunk(id=cid, created=created, model=model, choices=[], usage=completion.usage)
+
+
+@dataclass
+class Replayed:
+    """A hit's replayed chunks, shaped like a metered stream for :mod:`aigw.streaming`."""
+
+    chunks: Iterator[ChatCompletionChunk]
+
+    def __iter__(self) -> Iterator[ChatCompletionChunk]:
+        return self.chunks
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class Recording:
+    """A metered stream passed through unchanged, kept whole once it ends normally."""
+
+    stream: Any
+    lookup: Lookup
+    _chunks: list[ChatCompletionChunk] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[ChatCompletionChunk]:
+        for chunk in self.stream:
+            self._chunks.append(chunk)
+            yield chunk
+        usage = self.stream.usage
+        if usage is not None and getattr(self.stream, "_finished", False):
+            completion = assemble(self._chunks, usage)
+            if completion is not None:
+                put(self.lookup, self.stream.meter.model.id, completion.model_dump(exclude_none=True), usage)
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def assemble(chunks: list[ChatCompletionChunk], usage: Usage) -> ChatCompletion | None:
+    """The whole answer a stream's chunks make."""
+    text: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    finish: str | None = None
+    first = next((c for c in chunks if c.choices), None)
+    if first is None:
+        return None
+    for chunk in chunks:
+        for choice in chunk.choices:
+            if choice.delta.content:
+                text.append(choice.delta.content)
+            for call in choice.delta.tool_calls or []:
+                slot = calls.setdefault(
+                    int(call.get("index", 0)), {"type": "function", "function": {"name": "", "arguments": ""}}
+                )
+                if call.get("id"):
+                    slot["id"] = call["id"]
+                fn = call.get("function") or {}
+                slot["function"]["name"] += str(fn.get("name") or "")
+                slot["function"]["arguments"] += str(fn.get("arguments") or "")
+            finish = choice.finish_reason or finish
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    return ChatCompletion.model_validate(
+        {
+            "id": first.id,
+            "created": first.created,
+            "model": first.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish or "stop"}],
+            "usage": usage.model_dump(),
+        }
+    )
