@@ -12,8 +12,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from aigw import keys, response_cache, teams, web
-from aigw.response_cache import CacheSettings
 from aigw.keys import ApiKey, Role
+from aigw.response_cache import CacheSettings
 
 logger = Logger(service="aigw-admin")
 app = web.resolver()

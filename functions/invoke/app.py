@@ -60,7 +60,7 @@ def chat_completions(request: ChatRequest) -> Response[str]:
         return streaming.respond(streaming.event_stream(events, on_close=stream.close))
     completion = invocation.chat_completion(key, request, request_id=rid)
     if lookup is not None:
-        response_cache.store_later(
+        response_cache.store(
             lookup, request.model, completion.model_dump(exclude_none=True), completion.usage
         )
     return web.json_response(completion)
@@ -111,7 +111,7 @@ def create_embeddings(request: EmbeddingRequest) -> Response[str]:
         usage = Usage(
             prompt_tokens=body["usage"]["prompt_tokens"], total_tokens=body["usage"]["prompt_tokens"]
         )
-        response_cache.store_later(lookup, request.model, body, usage)
+        response_cache.store(lookup, request.model, body, usage)
     return web.json_response(embeddings.reencode(body, request.encoding_format))
 
 

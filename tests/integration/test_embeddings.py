@@ -38,7 +38,8 @@ def test_each_vendor_embeds_a_batch_in_openai_shape_and_is_metered(
     assert reply.status == 200, reply.body
     assert vendors.paths() == [MODELS[model]]
     body = reply.json()
-    assert body["object"] == "list" and body["model"] == model
+    assert body["object"] == "list"
+    assert body["model"] == model
     assert [row["index"] for row in body["data"]] == [0, 1]
     # The fakes put the input's length first: the order of the inputs is kept.
     assert [row["embedding"][0] for row in body["data"]] == [7.0, 5.0]

@@ -117,5 +117,6 @@ def test_settings_are_bounded_and_admin_only(key: str) -> None:
     bad = call("PUT", "/admin/teams/acme/cache", body={"enabled": True, "ttl_seconds": 10}, key=admin_key)
     assert bad.status == 400
     ok = call("PUT", "/admin/teams/acme/cache", body={"enabled": True, "ttl_seconds": 120}, key=admin_key)
-    assert ok.status == 200 and ok.json()["ttl_seconds"] == 120
+    assert ok.status == 200
+    assert ok.json()["ttl_seconds"] == 120
     assert call("PUT", "/admin/teams/acme/cache", body={"enabled": True}, key=key).status == 403

@@ -36,7 +36,9 @@ def test_text_through_the_chat_adapters_is_a_response_object_and_is_metered(key:
     )
     assert reply.status == 200, reply.body
     body = reply.json()
-    assert body["object"] == "response" and body["status"] == "completed" and body["model"] == "mock/echo"
+    assert body["object"] == "response"
+    assert body["status"] == "completed"
+    assert body["model"] == "mock/echo"
     (message,) = body["output"]
     assert message["content"][0]["text"] == "Echo: Hello"
     (record,) = _records()
@@ -182,4 +184,5 @@ def test_bad_input_names_the_field(key: str) -> None:
     hosted = call(
         "POST", ROUTE, body={"model": "mock/echo", "input": "x", "tools": [{"type": "web_search"}]}, key=key
     )
-    assert hosted.status == 400 and hosted.json()["error"]["param"] == "tools[0].type"
+    assert hosted.status == 400
+    assert hosted.json()["error"]["param"] == "tools[0].type"

@@ -14,7 +14,8 @@ def test_retrieve_a_model_whose_id_holds_a_slash(key: str) -> None:
     assert reply.status == 200, reply.body
     card = reply.json()
     assert (card["id"], card["object"], card["owned_by"]) == ("mock/echo", "model", "mock")
-    assert card["context_window"] > 0 and card["configured"] is True
+    assert card["context_window"] > 0
+    assert card["configured"] is True
 
 
 def test_an_unknown_model_is_an_openai_404(key: str) -> None:

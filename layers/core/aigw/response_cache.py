@@ -201,9 +201,9 @@ def put(lookup: Lookup, model_id: str, body: dict[str, Any], usage: Usage) -> No
     )
 
 
-def store_later(lookup: Lookup, model_id: str, body: dict[str, Any], usage: Usage) -> None:
-    """Keep an answer after it is sent (the caller does not wait for the write)."""
-    request_context.defer(lambda: put(lookup, model_id, body, usage))
+def store(lookup: Lookup, model_id: str, body: dict[str, Any], usage: Usage) -> None:
+    """Keep an answer before it is sent: the caller's very next request can be a hit."""
+    put(lookup, model_id, body, usage)
 
 
 def bill_hit(
