@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: setup dev test lint typecheck template unit integration e2e bench screenshots clean
+.PHONY: setup dev test lint typecheck template unit integration e2e bench screenshots catalog clean
 
 setup:
 	@bash scripts/setup.sh
@@ -37,6 +37,10 @@ e2e: setup
 
 screenshots: setup
 	AIGW_UPDATE_SCREENSHOTS=1 pytest tests/e2e/test_portal_browser.py tests/e2e/test_billing_browser.py
+
+# The built-in catalog, generated from genai-prices (pinned in requirements-dev.txt).
+catalog: setup
+	python scripts/gen_catalog.py
 
 bench: setup
 	python bench/run.py
