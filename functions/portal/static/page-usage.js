@@ -58,7 +58,9 @@ window.aigw.registerPage({
         el("li", {}, el("span", { class: "tile-label" }, "Spend"), el("span", { class: "tile-value", "data-total": "cost" }, usd(t.cost_usd))),
         el("li", {}, el("span", { class: "tile-label" }, "Calls"), el("span", { class: "tile-value", "data-total": "calls" }, number(t.calls))),
         el("li", {}, el("span", { class: "tile-label" }, "Tokens"), el("span", { class: "tile-value", "data-total": "tokens" }, number(t.total_tokens))),
-        el("li", {}, el("span", { class: "tile-label" }, "Errors"), el("span", { class: "tile-value", "data-total": "errors" }, number(t.errors)))
+        el("li", {}, el("span", { class: "tile-label" }, "Errors"), el("span", { class: "tile-value", "data-total": "errors" }, number(t.errors))),
+        el("li", {}, el("span", { class: "tile-label" }, "Cache hits"), el("span", { class: "tile-value", "data-total": "cache-hits" }, number(t.cache_hits || 0))),
+        el("li", {}, el("span", { class: "tile-label" }, "Saved by cache"), el("span", { class: "tile-value", "data-total": "cost-saved" }, usd(((t.cost_saved_micro_usd || 0) / 1e6).toFixed(6))))
       )
     );
 
@@ -69,6 +71,7 @@ window.aigw.registerPage({
       { label: "Input tokens", numeric: true, render: (r) => number(r.prompt_tokens) },
       { label: "Output tokens", numeric: true, render: (r) => number(r.completion_tokens) },
       { label: "Cost", numeric: true, render: (r) => usd(r.cost_usd) },
+      { label: "Cache hits", numeric: true, render: (r) => number(r.cache_hits || 0) },
     ];
     const withLabel = (label) => [{ ...columns[0], label }, ...columns.slice(1)];
     const shortDay = (d) => d.slice(5);

@@ -50,6 +50,8 @@ COUNTERS: tuple[str, ...] = (
     "completion_tokens",
     "cached_tokens",
     "cost_micro_usd",
+    "cache_hits",
+    "cost_saved_micro_usd",
 )
 MAX_DAYS = 400
 _DAY_SECONDS = 86_400
@@ -135,6 +137,8 @@ def contributions(record: UsageRecord) -> list[Contribution]:
         record.completion_tokens,
         record.cached_tokens,
         record.cost_micro_usd,
+        1 if record.cache_hit else 0,
+        record.cost_saved_micro_usd,
     )
     day_ttl = record.created_at_ms // 1000 + settings().usage_retention_days * _DAY_SECONDS
     dims: list[tuple[Dimension, str | None]] = [
@@ -177,6 +181,9 @@ class Totals(BaseModel):
     completion_tokens: int = 0
     cached_tokens: int = 0
     cost_micro_usd: int = 0
+    # Answered from the response cache, and what those calls would have cost without it.
+    cache_hits: int = 0
+    cost_saved_micro_usd: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -202,6 +209,8 @@ class ReportRow(BaseModel):
     total_tokens: int
     cost_micro_usd: int
     cost_usd: str
+    cache_hits: int = 0
+    cost_saved_micro_usd: int = 0
 
     @classmethod
     def of(cls, group: str, totals: Totals) -> ReportRow:
@@ -397,6 +406,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "total_tokens",
     "cost_micro_usd",
     "cost_usd",
+    "cache_hits",
+    "cost_saved_micro_usd",
 )
 
 
