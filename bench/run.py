@@ -607,6 +607,8 @@ class Report:
     notes: list[str]
     load: str = ""
     ddb_ms: tuple[float, float] = (float("nan"), float("nan"))
+    # Response cache hits (x-aigw-cache: on, same request repeated): p50, p95 ms, or None.
+    cache_hit: tuple[float, float] | None = None
 
     def by_name(self, name: str) -> TargetResult | None:
         return next((r for r in self.results if r.target.name == name), None)
@@ -648,6 +650,9 @@ class Report:
                 f"{_ms(lat.percentile(95) - floor95)} | {r.throughput.throughput:.0f} | {errors} | "
                 f"{_ms(ttfb)} | {_ms(ttfb - floor_ttfb)} |\n"
             )
+        if self.cache_hit is not None:
+            p50, p95 = self.cache_hit
+            w(f"| aigw cache hit | {_ms(p50)} | {_ms(p95)} | | | | | | | |\n")
         w("\n")
         added_ratio = float("nan")
         if ours and theirs:
@@ -789,6 +794,33 @@ def _step(name: str, notes: list[str]) -> Iterator[None]:
         print(f"  failed: {exc}", flush=True)
 
 
+def cache_hit_latency(target: Target, requests: int) -> tuple[float, float]:
+    """p50 and p95 (ms) of a request answered from the response cache: the same request, opted
+    in by header, after one call has filled the entry. The vendor is never reached."""
+    body = json.dumps(
+        {"model": target.model, "messages": [{"role": "user", "content": "cached?"}], "temperature": 0}
+    )
+    headers = {
+        "Authorization": f"Bearer {target.api_key}",
+        "Content-Type": "application/json",
+        "x-aigw-cache": "on",
+    }
+    connection = target.connection()
+    timings: list[float] = []
+    for n in range(requests + 1):
+        started = time.perf_counter()
+        connection.request("POST", target.path, body=body, headers=headers)
+        answer = connection.getresponse()
+        answer.read()
+        if n and answer.getheader("x-aigw-cache") == "hit":
+            timings.append((time.perf_counter() - started) * 1000)
+    connection.close()
+    timings.sort()
+    if not timings:
+        return float("nan"), float("nan")
+    return timings[len(timings) // 2], timings[min(len(timings) - 1, int(len(timings) * 0.95))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small counts, for trying the bench out")
@@ -807,6 +839,7 @@ def main(argv: list[str] | None = None) -> int:
     ddb_counts: dict[str, float] | None = None
     ddb_ms = (float("nan"), float("nan"))
     cold: list[ColdStart] = []
+    cache_hit: tuple[float, float] | None = None
     packages: list[PackageSize] = []
     litellm_mode, litellm_version = "not run", ""
     db = DynamoDBLocal()
@@ -839,6 +872,8 @@ def main(argv: list[str] | None = None) -> int:
                 targets.append(Target("litellm", proxy.base_url, proxy.api_key, litellm_proxy.MODEL))
         print("- latency, throughput and streaming", flush=True)
         results = measure_targets(targets, sizes)
+        with _step("response cache hits", notes):
+            cache_hit = cache_hit_latency(targets[1], sizes.latency_requests // ROUNDS)
         with _step("DynamoDB Local round trips", notes):
             ddb_ms = dynamodb_round_trips_ms(db.endpoint, 200)
         with _step("counting DynamoDB requests", notes):
@@ -862,6 +897,7 @@ def main(argv: list[str] | None = None) -> int:
         notes,
         load,
         ddb_ms,
+        cache_hit,
     )
     text = report.render()
     print("\n" + text)
