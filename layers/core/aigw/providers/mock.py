@@ -123,11 +123,10 @@ class MockProvider:
             last_user = request.messages[-1].text()
         text = f"Echo: {last_user}"
         fmt = request.response_format or {}
-        if fmt.get("type") == "json_schema":
+        if fmt.get("type") == "json_schema" and (fmt.get("json_schema") or {}).get("strict"):
             # Structured output: a JSON value of the schema, strings holding the echo.
             text = json.dumps(_value((fmt.get("json_schema") or {}).get("schema") or {}, last_user))
-        elif fmt.get("type") == "json_object":
-            text = json.dumps({"echo": last_user})
+
         finish = "stop"
         limit = model.output_limit(request)
         if estimate_text(text) > limit:
