@@ -62,6 +62,6 @@ def test_other_teams_keys_and_admin_keys_are_out_of_reach(acme: str) -> None:
 
 def test_models_lists_only_allowed_models_with_prices(acme: str) -> None:
     models = call("GET", "/me/models", key=acme).json()["data"]
-    assert [m["id"] for m in models] == ["mock/echo", "openai/gpt-4o-mini"]
+    assert [m["id"] for m in models] == ["mock/echo", "mock/embed", "openai/gpt-4o-mini"]
     assert models[0]["input_per_mtok"] == "1.00"
     assert call("GET", "/me/models").status == 401
