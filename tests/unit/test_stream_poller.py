@@ -157,9 +157,7 @@ def test_batches_keep_stream_order_and_respect_the_batch_size() -> None:
     _write("r1", "r2")
     _write("other", kind="aggregate")
     _write("r3")
-    gateway_table().update(
-        "USAGE#acme#2026-03-09", "r1", expression="SET note = :n", values={":n": 1}
-    )
+    gateway_table().update("USAGE#acme#2026-03-09", "r1", expression="SET note = :n", values={":n": 1})
     assert poller.drain() == 3
     assert recorder.batches == [["r1", "r2"], ["r3"]]
     _write("r4")
