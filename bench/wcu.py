@@ -61,6 +61,7 @@ THREAD_HEADER = "x-aigw-bench-thread"
 SINGLE_WRITES = ("PutItem", "UpdateItem", "DeleteItem")
 KB = 1024
 QUIET_SECONDS = 3.0
+DEFAULT_LATENCY_MS = 500.0
 
 # The bench team's plan, as in bench/run.py: limits far above what the bench sends.
 BENCH_PLAN = {
@@ -585,7 +586,7 @@ def measure_all(
     workers: int = 64,
     calls: int = 40,
     concurrent_calls: int = 512,
-    latency: float = 0.5,
+    latency: float = DEFAULT_LATENCY_MS / 1000,
 ) -> list[Level]:
     work = BENCH / ".work"
     work.mkdir(exist_ok=True)
@@ -646,7 +647,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=64)
     parser.add_argument("--calls", type=int, default=40, help="calls measured at 1 in flight")
     parser.add_argument("--concurrent-calls", type=int, default=512, help="calls measured at 64 in flight")
-    parser.add_argument("--latency-ms", type=float, default=500.0, help="the fake vendor's answer time")
+    parser.add_argument(
+        "--latency-ms", type=float, default=DEFAULT_LATENCY_MS, help="the fake vendor's answer time"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     levels = measure_all(
