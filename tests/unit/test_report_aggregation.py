@@ -155,6 +155,8 @@ def test_the_same_batch_delivered_twice_leaves_the_totals_unchanged() -> None:
     for _ in range(2):  # Lambda delivers at least once: again, and again
         assert _invoke(event) == {"batchItemFailures": []}
         assert _seen("acme") == _expected(records)
+    assert _invoke({"Records": event["Records"] * 2}) == {"batchItemFailures": []}  # even within one batch
+    assert _seen("acme") == _expected(records)
 
 
 def test_a_redelivered_batch_with_new_records_counts_only_the_new_ones(cell_writes: list[str]) -> None:

@@ -132,7 +132,12 @@ def apply(records: Sequence[Delivered]) -> Outcome:
     first record not counted, so the stream delivers it (and what follows it) again."""
     outcome = Outcome()
     by_cell: dict[Dims, _CellWork] = {}
+    seen: set[tuple[str, int]] = set()
     for record in records:
+        if (record.feed, record.seq) in seen:  # the same stream record twice in one batch
+            outcome.already += 1
+            continue
+        seen.add((record.feed, record.seq))
         by_cell.setdefault(record.dims, _CellWork(record.dims)).records.append(record)
     ordered = sorted(by_cell.values(), key=lambda w: min(r.index for r in w.records))
     for position, work in enumerate(ordered):
