@@ -155,7 +155,19 @@ def test_the_same_batch_delivered_twice_leaves_the_totals_unchanged() -> None:
     for _ in range(2):  # Lambda delivers at least once: again, and again
         assert _invoke(event) == {"batchItemFailures": []}
         assert _seen("acme") == _expected(records)
-    assert _invoke({"Records": event["Records"] * 2}) == {"batchItemFailures": []}  # even within one batch
+
+
+def test_a_record_twice_in_one_batch_counts_once() -> None:
+    from tests.helpers import streams
+
+    teams.create_team("acme")
+    records = [_record("acme", n) for n in range(3)]
+    read: list[dict[str, Any]] = []
+    poller = streams.poller()
+    poller.handler = lambda event, context: read.extend(event["Records"])
+    poller.drain()  # read the stream without counting anything
+    assert _seen("acme") == (0, 0, 0, 0)
+    assert _invoke({"Records": read + read[1:]}) == {"batchItemFailures": []}
     assert _seen("acme") == _expected(records)
 
 
