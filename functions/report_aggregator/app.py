@@ -19,8 +19,6 @@ logger = Logger(service="aigw-report-aggregator")
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     outcome = apply_stream_batch(event.get("Records") or [])
-    if outcome.dropped:
-        logger.error("usage records not counted in the reports", extra={"dropped": outcome.dropped})
     failures = []
     if outcome.failed_sequence is not None:
         failures.append({"itemIdentifier": outcome.failed_sequence})

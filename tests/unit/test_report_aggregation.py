@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -16,7 +15,7 @@ from botocore.awsrequest import AWSResponse
 
 from aigw import teams
 from aigw.table import gateway_table
-from aigw.usage import cells, reports
+from aigw.usage import aggregation, cells, reports
 from aigw.usage import records as usage_records
 from aigw.usage.records import UsageRecord
 from aigw_local.apigw import LambdaContext
@@ -241,7 +240,7 @@ def test_a_cell_the_table_refuses_is_retried_from_its_first_record_and_counts_on
     assert {r.group: r.calls for r in by_model} == {"mock/echo": 3, "openai/gpt-4o": 2}
 
 
-def test_a_malformed_record_is_logged_and_the_others_count(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_malformed_record_is_logged_and_the_others_count(monkeypatch: pytest.MonkeyPatch) -> None:
     teams.create_team("acme")
     records = [_record("acme", n) for n in range(3)]
     event = _one_event(drain_reports())
@@ -252,13 +251,16 @@ def test_a_malformed_record_is_logged_and_the_others_count(caplog: pytest.LogCap
     broken = copy.deepcopy(event)
     broken["Records"][1]["dynamodb"]["NewImage"]["prompt_tokens"] = {"S": "lots"}
 
-    with caplog.at_level(logging.ERROR):
-        answer = _invoke(broken)
+    errors: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(aggregation.logger, "error", lambda msg, extra: errors.append((msg, extra)))
+    answer = _invoke(broken)
     # It can never be counted: failing it would hold up its shard until it expires.
     assert answer == {"batchItemFailures": []}
     assert _seen("acme") == _expected([records[0], records[2]])
-    assert _sequence(broken, 1) in caplog.text
-    assert "prompt_tokens" in caplog.text
+    ((message, extra),) = errors
+    assert "cannot be counted" in message
+    assert extra["sequence"] == _sequence(broken, 1)
+    assert "prompt_tokens" in extra["error"]
 
 
 def test_when_the_table_refuses_every_record_fails_and_a_retry_applies_them_once(

@@ -17,12 +17,12 @@ records and seals the cells.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from aigw import clock
@@ -31,7 +31,7 @@ from aigw.table import deserialize, gateway_table
 from aigw.usage import cells
 from aigw.usage.cells import Counters, Dims, MalformedRecord
 
-logger = logging.getLogger(__name__)
+logger = Logger(service="aigw-report-aggregator")
 
 # A day's cells can still change while the stream may deliver records of that day: records are
 # written within minutes of their call and the stream keeps them 24 hours. After this long past
@@ -112,10 +112,8 @@ def _write_cell(work: _CellWork) -> tuple[int, int, int]:
             return len(pending), already, 0
         if refused.sealed:
             logger.warning(
-                "usage records for a sealed (recounted) day not added: %s %s, %d record(s)",
-                work.dims.team_id,
-                work.dims.day,
-                len(pending),
+                "usage records of a recounted (sealed) day not added",
+                extra={"team_id": work.dims.team_id, "day": work.dims.day, "records": len(pending)},
             )
             return 0, already, len(pending)
         counted = [r for r in pending if r.seq <= refused.checkpoints.get(r.feed, -1)]
@@ -144,7 +142,7 @@ def apply(records: Sequence[Delivered]) -> Outcome:
         try:
             added, already, dropped = _write_cell(work)
         except (ServiceUnavailable, ClientError) as exc:
-            logger.warning("report cell %s not written: %s", work.dims.key, exc)
+            logger.warning("report cell not written", extra={"cell": work.dims.key, "error": str(exc)})
             first = min((r for w in ordered[position:] for r in w.records), key=lambda r: r.index)
             outcome.failed_at, outcome.failed_sequence = first.index, first.sequence
             return outcome
@@ -166,10 +164,12 @@ def apply_stream_batch(raw_records: Iterable[Mapping[str, Any]]) -> Outcome:
             # shard (the stream keeps order) until it expires. Logged with its keys instead.
             stream = raw.get("dynamodb") or {}
             logger.error(
-                "usage record cannot be counted in the reports (%s): keys %s, sequence %s",
-                exc,
-                stream.get("Keys"),
-                stream.get("SequenceNumber"),
+                "usage record cannot be counted in the reports",
+                extra={
+                    "error": str(exc),
+                    "keys": stream.get("Keys"),
+                    "sequence": stream.get("SequenceNumber"),
+                },
             )
             dropped += 1
             continue
