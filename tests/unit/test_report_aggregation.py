@@ -1,6 +1,6 @@
 """The report aggregator on the table stream: every usage record counted exactly once, one write
 per report cell a batch touches, and a batch that fails retried from the first record not
-counted (docs/decisions/0015-report-cells.md)."""
+counted (docs/decisions/0017-report-cells.md)."""
 
 from __future__ import annotations
 

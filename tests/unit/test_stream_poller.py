@@ -33,7 +33,7 @@ def test_the_aggregator_sees_inserted_usage_records_only() -> None:
         100,
         True,
     )
-    # The settings the report cells rely on (docs/decisions/0015-report-cells.md): batches of
+    # The settings the report cells rely on (docs/decisions/0017-report-cells.md): batches of
     # up to a second, and a shard never skipped (retried until its records expire).
     assert (source.batching_window, source.max_retries) == (1.0, -1)
     assert source.accepts(_record("INSERT", USAGE))

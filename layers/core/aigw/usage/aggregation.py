@@ -1,6 +1,6 @@
 """Usage records into the report cells, from the table stream: each record counted exactly once,
 at about one write per cell a batch touches (see :mod:`aigw.usage.cells` for the item and its
-checkpoints, docs/decisions/0015-report-cells.md for why).
+checkpoints, docs/decisions/0017-report-cells.md for why).
 
 The stream delivers a usage record's ``INSERT`` to :func:`apply_stream_batch` (the report
 aggregator's handler). The records of a batch are summed per cell; each cell gets one
