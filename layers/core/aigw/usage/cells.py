@@ -167,7 +167,7 @@ def _text(item: Mapping[str, Any], name: str, *, optional: bool = False) -> str 
     value = item.get(name)
     if value is None and optional:
         return None
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
         raise MalformedRecord(f"usage record field {name!r} is missing or not text")
     return value
 
@@ -196,14 +196,17 @@ def contribution(item: Mapping[str, Any]) -> tuple[Dims, Counters]:
     assert route is not None
     slug = _text(item, "api_slug", optional=True) or api_slug_of(route)
     status = _number(item, "status", default=None)
+    team_id = _text(item, "team_id")
+    if not team_id:
+        raise MalformedRecord("usage record without a team")
     dims = Dims(
-        team_id=str(_text(item, "team_id")),
+        team_id=team_id,
         day=day_of(_number(item, "created_at_ms", default=None)),
         model=str(_text(item, "model")),
         key_id=str(_text(item, "key_id")),
         route=route,
         api_slug=slug,
-        error_code=_text(item, "error_code", optional=True),
+        error_code=_text(item, "error_code", optional=True) or None,
     )
     counters = Counters(
         calls=1,
