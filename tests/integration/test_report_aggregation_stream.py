@@ -126,17 +126,23 @@ def test_racing_deliveries_of_the_same_records_count_them_once() -> None:
 
 
 def test_a_local_table_kept_from_before_streams_gets_its_stream(dynamodb_local: Any) -> None:
+    import uuid
+
     from aigw_local import template as tpl
     from aigw_local.dynamodb_local import client, ensure_table
 
     ddb = client(dynamodb_local.endpoint)
-    definition = tpl.table_definition(tpl.load(), "aigw-it-before-streams")
+    name = f"aigw-it-before-streams-{uuid.uuid4().hex[:8]}"
+    definition = tpl.table_definition(tpl.load(), name)
     del definition["StreamSpecification"]
-    ddb.create_table(**definition)
-    assert not ddb.describe_table(TableName="aigw-it-before-streams")["Table"].get("LatestStreamArn")
+    try:
+        ddb.create_table(**definition)
+    except ddb.exceptions.ResourceInUseException:
+        pass  # a retry of our own CreateTable whose first answer timed out on a loaded machine
+    assert not ddb.describe_table(TableName=name)["Table"].get("LatestStreamArn")
 
-    assert ensure_table(dynamodb_local.endpoint, "aigw-it-before-streams") is False
-    table = ddb.describe_table(TableName="aigw-it-before-streams")["Table"]
+    assert ensure_table(dynamodb_local.endpoint, name) is False
+    table = ddb.describe_table(TableName=name)["Table"]
     assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
     assert table["LatestStreamArn"]
 
