@@ -6,8 +6,9 @@ bench/RESULTS.md. Not part of the test suite: numbers depend on the machine.
 What is measured (see docs/bench.md for the method):
   latency p50/p95/p99 at concurrency 1, throughput at a fixed concurrency, added latency over
   direct calls to the upstream, streaming time to first chunk (only where the target streams),
-  DynamoDB requests per gateway call (a counting proxy in front of DynamoDB Local), cold start
-  and peak memory of each Lambda handler, and the `sam build` package sizes.
+  DynamoDB requests per gateway call (a counting proxy in front of DynamoDB Local), DynamoDB
+  write units per call at 1 and 64 calls in flight for one team (bench/wcu.py), cold start and
+  peak memory of each Lambda handler, and the `sam build` package sizes.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from aigw_local import apigw  # noqa: E402
 from aigw_local import template as tpl  # noqa: E402
 from aigw_local.dynamodb_local import DynamoDBLocal, client, ensure_table, free_port  # noqa: E402
 from aigw_local.runner import DEMO_TEAM, TABLE_NAME, local_environment  # noqa: E402
-from bench import litellm_proxy  # noqa: E402
+from bench import litellm_proxy, wcu  # noqa: E402
 from bench.load import Run, StreamProbe, Target, probe_streaming, run  # noqa: E402
 
 WORK = BENCH / ".work"
@@ -56,6 +57,7 @@ UPSTREAM_LATENCY_MS = 2.0
 # Targets (from the issue): what "good enough" means for this gateway.
 TARGET_ADDED_LATENCY_RATIO = 0.5
 TARGET_DDB_PER_CALL = 2.0
+TARGET_WCU_PER_CALL = 3.0
 TARGET_COLD_IMPORT_MS = 300.0
 
 
@@ -68,10 +70,13 @@ class Sizes:
     ddb_calls: int
     cold_runs: int
     max_seconds: float
+    wcu_workers: int = 64
+    wcu_calls: int = 40  # at 1 in flight
+    wcu_concurrent_calls: int = 512  # at 64 in flight
 
 
 FULL = Sizes(400, 8, 1500, 40, 50, 7, 30.0)
-QUICK = Sizes(60, 4, 200, 10, 20, 3, 10.0)
+QUICK = Sizes(60, 4, 200, 10, 20, 3, 10.0, wcu_workers=16, wcu_calls=10, wcu_concurrent_calls=128)
 
 
 class Processes:
@@ -609,6 +614,7 @@ class Report:
     ddb_ms: tuple[float, float] = (float("nan"), float("nan"))
     # Response cache hits (x-aigw-cache: on, same request repeated): p50, p95 ms, or None.
     cache_hit: tuple[float, float] | None = None
+    wcu: list[wcu.Level] | None = None
 
     def by_name(self, name: str) -> TargetResult | None:
         return next((r for r in self.results if r.target.name == name), None)
@@ -670,6 +676,17 @@ class Report:
             ours_ttfb = ours.stream.median_ms - floor_ttfb if ours.stream.streams else float("nan")
             theirs_ttfb = theirs.stream.median_ms - floor_ttfb if theirs.stream.streams else float("nan")
             w(f"| added first-chunk latency | {_ratio(ours_ttfb, theirs_ttfb)} |\n\n")
+        if self.wcu:
+            worst = max(level.total for level in self.wcu)
+            w(
+                f"DynamoDB write units per call, one team (bench/wcu.py: {self.sizes.wcu_workers} runner "
+                f"workers, a fake vendor answering in {wcu.DEFAULT_LATENCY_MS:g} ms, every write through a "
+                "proxy in front of DynamoDB Local, costed by AWS's rule: single-item writes from "
+                "ReturnConsumedCapacity, transactions at 2 units per item per started KB; stream "
+                "consumers and lease maintenance included, amortised). Target at most "
+                f"{TARGET_WCU_PER_CALL:g} at both levels: {_verdict(worst <= TARGET_WCU_PER_CALL)}.\n\n"
+            )
+            w(wcu.table(self.wcu) + "\n\n" + wcu.details(self.wcu) + "\n\n")
         for r in self.results:
             errors = {**r.latency.errors}
             for kind, n in r.throughput.errors.items():
@@ -885,6 +902,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         procs.stop_all()
         db.stop()
+    levels: list[wcu.Level] | None = None
+    print("- DynamoDB write units per call at 1 and 64 in flight", flush=True)
+    with _step("write units per call", notes):
+        levels = wcu.measure_all(
+            workers=sizes.wcu_workers, calls=sizes.wcu_calls, concurrent_calls=sizes.wcu_concurrent_calls
+        )
     report = Report(
         started,
         sizes,
@@ -898,6 +921,7 @@ def main(argv: list[str] | None = None) -> int:
         load,
         ddb_ms,
         cache_hit,
+        levels,
     )
     text = report.render()
     print("\n" + text)

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 # What aigw creates clients for (table, notifications, credentials/billing via Powertools
-# parameters, the Bedrock provider), and what botocore itself may create to find credentials
-# (assume-role, SSO, console login).
+# parameters, the Bedrock provider, the table stream that `aigw reports catch-up` reads), and
+# what botocore itself may create to find credentials (assume-role, SSO, console login).
 SERVICES = frozenset(
     {
         "dynamodb",
+        "dynamodbstreams",
         "events",
         "ssm",
         "secretsmanager",

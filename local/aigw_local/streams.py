@@ -4,11 +4,14 @@ Every ``Type: DynamoDB`` event of a function in template.yaml becomes a :class:`
 a :class:`StreamPoller` reads the table's stream through the DynamoDB Streams API of the same
 endpoint (DynamoDB Local serves it, ``-inMemory`` too), keeps the records the source's
 ``FilterCriteria`` let through, and invokes the handler with real DynamoDB stream events of at
-most ``BatchSize`` records. What Lambda does with the answer is done here too: a batch item
-failure (``ReportBatchItemFailures``) or an exception retries from the failed record, and after
-``MaximumRetryAttempts`` the batch is dropped (logged where Lambda would send it to the
-on-failure destination). Locally there is no batching window (records go as soon as they are
-read) and a failing batch is retried whole rather than bisected.
+most ``BatchSize`` records, gathered for at most ``MaximumBatchingWindowInSeconds``. What Lambda
+guarantees is kept: records of a shard are delivered in stream order, one batch at a time, a
+child shard only after its parent is read to the end; a batch item failure
+(``ReportBatchItemFailures``) or an exception retries from the failed record (after a backoff),
+and after ``MaximumRetryAttempts`` (``-1``: until the records expire, as on Lambda) the rest of
+the batch is dropped (logged where Lambda would send it to the on-failure destination).
+A failing batch is retried whole rather than bisected, and ``ParallelizationFactor`` above 1 is
+refused (Lambda would then deliver one shard's records concurrently).
 
 :class:`StreamRunner` polls every source from one thread; invocations take the same lock as the
 HTTP routes of the process (see :class:`aigw_local.server.Gateway`).
@@ -124,6 +127,7 @@ class StreamSource:
     event_name: str
     starting_position: str = "TRIM_HORIZON"
     batch_size: int = 100
+    batching_window: float = 0.0  # seconds the first record of a batch may wait for more
     max_retries: int = -1  # -1: until the record expires from the stream, as Lambda
     report_item_failures: bool = False
     filters: tuple[dict[str, Any], ...] = ()
@@ -155,12 +159,15 @@ def sources(template: dict[str, Any]) -> list[StreamSource]:
             filters = tuple(
                 parse_pattern(f["Pattern"]) for f in props.get("FilterCriteria", {}).get("Filters", [])
             )
+            if int(props.get("ParallelizationFactor", 1)) != 1:
+                raise ValueError(f"{logical_id}.{event_name}: ParallelizationFactor above 1 is not emulated")
             found.append(
                 StreamSource(
                     function=by_id[logical_id],
                     event_name=event_name,
                     starting_position=position,
                     batch_size=int(props.get("BatchSize", 100)),
+                    batching_window=float(props.get("MaximumBatchingWindowInSeconds", 0)),
                     max_retries=int(props.get("MaximumRetryAttempts", -1)),
                     report_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
                     filters=filters,
@@ -198,6 +205,7 @@ class _Shard:
     last_read: str | None = None  # sequence number of the last record read from the stream
     closed: bool = False  # the stream said so: no more records will come
     buffer: list[dict[str, Any]] = field(default_factory=list)  # read, filtered, not yet delivered
+    waiting_since: float = 0.0  # when the oldest record in the buffer was read
     attempts: int = 0
     retry_at: float = 0.0
 
@@ -255,7 +263,7 @@ class StreamPoller:
         return parent is None or (parent.closed and not parent.buffer)
 
     def _read(self, shard: _Shard) -> None:
-        if shard.closed or shard.buffer or shard.iterator is None:
+        if shard.closed or len(shard.buffer) >= self.source.batch_size or shard.iterator is None:
             return
         try:
             page = self.client.get_records(ShardIterator=shard.iterator, Limit=1000)
@@ -273,23 +281,38 @@ class StreamPoller:
             shard.last_read = raw["dynamodb"]["SequenceNumber"]
             record = lambda_record(raw, self.stream_arn)
             if self.source.accepts(record):
+                if not shard.buffer:
+                    shard.waiting_since = time.monotonic()
                 shard.buffer.append(record)
         shard.iterator = page.get("NextShardIterator")
         shard.closed = shard.iterator is None
 
-    def poll(self) -> int:
-        """Read what is new and deliver it; the number of records the handler accepted."""
+    def _due(self, shard: _Shard, *, flush: bool) -> bool:
+        """Whether the shard's buffer goes to the handler now: a full batch, a batch whose
+        window has passed, a retry whose backoff has passed, or everything when flushing."""
+        now = time.monotonic()
+        if not shard.buffer or now < shard.retry_at:
+            return False
+        if flush or shard.attempts or len(shard.buffer) >= self.source.batch_size or shard.closed:
+            return True
+        return now - shard.waiting_since >= self.source.batching_window
+
+    def poll(self, *, flush: bool = False) -> int:
+        """Read what is new and deliver what is due; the number of records the handler accepted.
+
+        ``flush``: deliver without waiting out the batching window (tests, shutdown)."""
         self._refresh_shards()
         delivered = 0
         for shard in list(self._shards.values()):
             if not self._readable(shard):
                 continue
             self._read(shard)
-            while shard.buffer and time.monotonic() >= shard.retry_at:
+            while self._due(shard, flush=flush):
                 accepted = self._deliver(shard)
                 delivered += accepted
                 if shard.buffer and shard.attempts:
                     break  # a failed batch: retried on a later poll, after its backoff
+                self._read(shard)  # a full batch went: what else is there
         return delivered
 
     def pending(self) -> bool:
@@ -299,7 +322,7 @@ class StreamPoller:
         """Poll until a read brings nothing new and nothing waits; the records delivered."""
         total = 0
         for _ in range(max_polls):
-            delivered = self.poll()
+            delivered = self.poll(flush=True)
             total += delivered
             if not delivered and not self.pending():
                 return total
@@ -323,6 +346,7 @@ class StreamPoller:
         elapsed = (time.monotonic() - started) * 1000
         accepted = len(batch) if failed_at is None else failed_at
         del shard.buffer[:accepted]
+        shard.waiting_since = time.monotonic()
         if failed_at is None:
             shard.attempts = 0
             self._say(f"stream {self.source.name}: {len(batch)} record(s) ({elapsed:.0f} ms)")

@@ -4,7 +4,6 @@ token against the fake Stripe, and gets its answer with a receipt, all in one cl
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import itertools
 import json
@@ -26,6 +25,7 @@ from mpp.methods.stripe import client as stripe_mpp
 from mpp.methods.stripe.client import OnChallengeParameters, StripeMethod
 
 from tests.e2e.conftest import Started, start_runner
+from tests.helpers import aio
 from tests.helpers.stripe import FakeStripe
 
 pytestmark = pytest.mark.e2e
@@ -144,7 +144,7 @@ def _credential(challenge: Challenge, spt: str | None = None) -> str:
         return spt or f"spt_manual{next(_tokens)}"
 
     method = StripeMethod(create_token=token, payment_method="pm_card_visa")
-    return asyncio.run(method.create_credential(challenge)).to_authorization()
+    return aio.run(method.create_credential(challenge)).to_authorization()
 
 
 def test_the_402_carries_a_challenge_the_client_parses(gateway: Gateway) -> None:
@@ -185,7 +185,7 @@ def test_an_agent_pays_and_gets_its_answer_with_a_receipt_in_one_call(gateway: G
             client = openai.AsyncOpenAI(api_key=key, base_url=gateway.url + "/v1", http_client=mpp.client())
             return await client.chat.completions.with_raw_response.create(**HELLO)  # type: ignore[call-overload]
 
-    raw = asyncio.run(run())
+    raw = aio.run(run())
     assert raw.status_code == 200
     assert raw.parse().choices[0].message.content == "Echo: Hello agent"
     receipt = Receipt.from_payment_receipt(raw.headers["payment-receipt"])
@@ -345,7 +345,7 @@ def test_streamed_and_anthropic_format_calls_are_paid_the_same_way(gateway: Gate
             )
             return streamed, messages
 
-    streamed, messages = asyncio.run(run())
+    streamed, messages = aio.run(run())
     assert streamed.status_code == 200
     assert streamed.headers["content-type"].startswith("text/event-stream")
     assert "data: [DONE]" in streamed.text
@@ -391,7 +391,7 @@ def test_quota_and_credits_refusals_carry_a_challenge_and_paying_lets_the_call_t
     refused = gateway.chat(quota_key)
     assert refused.json()["code"] == "quota_exhausted"
     assert _challenge(refused).request["amount"] == "1000"
-    paid = asyncio.run(pay(quota_key))
+    paid = aio.run(pay(quota_key))
     assert paid.status_code == 200
     assert paid.json()["choices"][0]["message"]["content"] == "Echo: Hello agent"
     assert [r["funding"] for r in gateway.started_usage(quota_team)] == ["credits"]
@@ -402,7 +402,7 @@ def test_quota_and_credits_refusals_carry_a_challenge_and_paying_lets_the_call_t
     refused = gateway.chat(credits_key)
     assert refused.json()["code"] == "credits_exhausted"
     assert "www-authenticate" in refused.headers
-    assert asyncio.run(pay(credits_key)).status_code == 200
+    assert aio.run(pay(credits_key)).status_code == 200
     assert (
         gateway.credits(credits_team)
         + sum(int(r["cost_micro_usd"]) for r in gateway.started_usage(credits_team))

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,14 @@ def test_design_publish_share_call_deprecate_retire(runner: Runner, tmp_path: Pa
     history = _aigw(runner, "history", "e2e-summarize", "--json", key=owner)
     assert [h["action"] for h in history] == ["publish", "deprecate", "retire"]
     assert {h["by_team"] for h in history} == {"demo"}
-    usage = _aigw(runner, "usage", "e2e-summarize", "--json", key=owner)
+    # The owner's report follows the usage records through the table stream: poll.
+    deadline = time.monotonic() + 20
+    while True:
+        usage = _aigw(runner, "usage", "e2e-summarize", "--json", key=owner)
+        counted = usage["by_team"].get("e2e-consumer", {}).get("calls", 0)
+        if counted == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert usage["by_team"]["e2e-consumer"]["calls"] == 3
     assert usage["by_team"]["e2e-consumer"]["cost_micro_usd"] > 0
 

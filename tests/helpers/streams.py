@@ -2,7 +2,8 @@
 
 Reports are eventually consistent: a test that reads them after writing usage records first
 calls :func:`drain_reports`, which reads the stream (moto's or DynamoDB Local's) with the
-runner's poller and invokes ``ReportAggregatorFunction`` with real DynamoDB stream events."""
+runner's poller and invokes ``ReportAggregatorFunction`` with real DynamoDB stream events, without waiting out
+the template's batching window."""
 
 from __future__ import annotations
 
@@ -64,9 +65,10 @@ def drain_reports() -> list[tuple[dict[str, Any], Any]]:
 
 
 def poll_reports() -> list[tuple[dict[str, Any], Any]]:
-    """One read of the stream and what it delivered, failed batches included."""
+    """One read of the stream and what it delivered (without waiting out the batching window),
+    failed batches included."""
     del _delivered[:]
-    poller().poll()
+    poller().poll(flush=True)
     return list(_delivered)
 
 

@@ -194,8 +194,20 @@ def test_a_pack_too_small_for_the_call_is_not_offered(agent: str, admin: str, st
     plans.put_plan("half", plans.PlanSpec(kind="credits", credits_micro_usd=500_000))
     call("PUT", "/admin/teams/acme/machine-payments", key=admin, body={"pack_id": "half"})
     call("POST", "/admin/teams/acme/credits", key=admin, body={"micro_usd": 1})
-    big = {**HELLO, "max_tokens": 400_000}  # up to 0.80 USD of output at 2 USD per million
-    reply = call("POST", CHAT, key=agent, body=big)
+    # A pricey model: the worst case of 4,096 output tokens at 1,000 USD per million is
+    # about 4.10 USD, more than the 0.50 USD pack buys.
+    pricey = {
+        "id": "mock/pricey",
+        "provider": "mock",
+        "upstream": "echo",
+        "context_window": 128_000,
+        "max_output_tokens": 16_384,
+        "input_per_mtok": "1",
+        "cached_input_per_mtok": "1",
+        "output_per_mtok": "1000",
+    }
+    assert call("PUT", "/admin/models", key=admin, body=pricey).status == 200
+    reply = call("POST", CHAT, key=agent, body={**HELLO, "model": "mock/pricey", "max_tokens": 4096})
     assert reply.status == 402
     assert reply.json()["code"] == "credits_exhausted"
     assert reply.header("WWW-Authenticate") is None

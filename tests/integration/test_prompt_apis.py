@@ -21,6 +21,7 @@ from tests.helpers.fake_upstream import (
 )
 from tests.helpers.fake_vendors import VendorScript, VendorServer
 from tests.helpers.prompt_apis import Actors, make_actors, published, share_org
+from tests.helpers.streams import drain_reports
 
 SUMMARY_SCHEMA = {
     "type": "object",
@@ -146,6 +147,7 @@ def test_usage_report_across_calling_teams(upstream: FakeUpstream, actors: Actor
     call("PUT", "/apis/summarize/access-requests/beta", body={"status": "approved"}, key=actors.owner)
     for _ in range(2):
         assert call("POST", "/apis/summarize", body={"text": "t"}, key=actors.other).status == 200
+    drain_reports()  # the owner's report follows the usage records through the table stream
     report = call("GET", "/apis/summarize/usage?days=1", key=actors.owner).json()
     beta = report["by_team"]["beta"]
     # gpt-4o-mini: 1000 prompt tokens at $0.15/M + 500 completion tokens at $0.60/M = 450 micro-USD.

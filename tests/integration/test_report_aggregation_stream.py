@@ -3,6 +3,7 @@ count once however often the stream delivers them, and racing deliveries do not 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +12,6 @@ from typing import Any
 import pytest
 
 from aigw import cli, clock, keys, teams
-from aigw.errors import ServiceUnavailable
 from aigw.usage import aggregation, reports
 from aigw.usage import records as usage_records
 from aigw_local.apigw import LambdaContext
@@ -101,7 +101,8 @@ def test_racing_deliveries_of_the_same_records_count_them_once() -> None:
             )
         )
     # Read the stream without applying it, then hand overlapping batches to four "containers"
-    # at once, as a retry overlapping a slow first attempt would.
+    # at once, as a retry overlapping a slow first attempt would. Each starts at the stream's
+    # first record not yet counted or before it, as Lambda delivers a shard (in order).
     from tests.helpers import streams
 
     poller = streams.poller()
@@ -111,35 +112,37 @@ def test_racing_deliveries_of_the_same_records_count_them_once() -> None:
     assert len(records) == 24
 
     def deliver(part: list[dict[str, Any]]) -> None:
-        batch = aggregation.StreamBatch(part)
-        batch.apply_by_team()
-        for raw in part:
-            for attempt in range(5):  # a record that fails is retried, as the stream does
-                try:
-                    batch.aggregate(raw)
-                    break
-                except ServiceUnavailable:
-                    assert attempt < 4
+        for attempt in range(5):  # a batch that fails is retried from its failed record
+            outcome = aggregation.apply_stream_batch(part)
+            if outcome.failed_at is None:
+                return
+            assert attempt < 4
+            part = part[outcome.failed_at :]
 
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(deliver, [records, records[:12], records[6:], records[::-1]]))
+        list(pool.map(deliver, [records, records[:12], records[:18], records[::-1]]))
     _report_equals_records("acme")
     by_key = reports.usage_report("acme", "key", reports.Period.parse(_today(), _today())).rows
     assert {r.group: r.calls for r in by_key} == {"key_0": 12, "key_1": 12}
 
 
 def test_a_local_table_kept_from_before_streams_gets_its_stream(dynamodb_local: Any) -> None:
+    import uuid
+
     from aigw_local import template as tpl
     from aigw_local.dynamodb_local import client, ensure_table
 
     ddb = client(dynamodb_local.endpoint)
-    definition = tpl.table_definition(tpl.load(), "aigw-it-before-streams")
+    name = f"aigw-it-before-streams-{uuid.uuid4().hex[:8]}"
+    definition = tpl.table_definition(tpl.load(), name)
     del definition["StreamSpecification"]
-    ddb.create_table(**definition)
-    assert not ddb.describe_table(TableName="aigw-it-before-streams")["Table"].get("LatestStreamArn")
+    # A retry of our own CreateTable, whose first answer timed out on a loaded machine, finds it.
+    with contextlib.suppress(ddb.exceptions.ResourceInUseException):
+        ddb.create_table(**definition)
+    assert not ddb.describe_table(TableName=name)["Table"].get("LatestStreamArn")
 
-    assert ensure_table(dynamodb_local.endpoint, "aigw-it-before-streams") is False
-    table = ddb.describe_table(TableName="aigw-it-before-streams")["Table"]
+    assert ensure_table(dynamodb_local.endpoint, name) is False
+    table = ddb.describe_table(TableName=name)["Table"]
     assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
     assert table["LatestStreamArn"]
 
@@ -169,3 +172,183 @@ def test_catch_up_refuses_a_day_that_is_not_one(capsys: pytest.CaptureFixture[st
         cli.main(["reports", "catch-up", "--team", "acme", "--day", "yesterday"])
     assert exit_.value.code == 2
     assert "not a day" in capsys.readouterr().err
+
+
+def _usage(team: str, n: int, created_at_ms: int, **fields: Any) -> usage_records.UsageRecord:
+    usage = usage_records.UsageRecord(
+        request_id=f"req-{team}-{n}",
+        team_id=team,
+        key_id=fields.pop("key_id", f"key_{n % 3}"),
+        model=fields.pop("model", "mock/echo"),
+        provider="mock",
+        route=fields.pop("route", "/v1/chat/completions"),
+        status=fields.pop("status", 200),
+        prompt_tokens=10 + n,
+        completion_tokens=n,
+        cost_micro_usd=7 * n + 1,
+        created_at_ms=created_at_ms + n,
+        **fields,
+    )
+    usage_records.record(usage)
+    return usage
+
+
+def test_catch_up_racing_the_stream_counts_every_record_once() -> None:
+    teams.create_team("acme")
+    now = clock.now_ms()
+    for n in range(60):
+        _usage("acme", n, now)
+    day = _today()
+    added: list[int] = []
+    # The aggregator (the runner's poller) and an operator's catch-up read the same stream at
+    # the same time, each in order, each writing the same cells.
+    with ThreadPoolExecutor(3) as pool:
+        drained = pool.submit(drain_reports)
+        for _ in range(2):
+            added.append(pool.submit(aggregation.catch_up, "acme", day).result())
+        drained.result()
+    _report_equals_records("acme")
+    assert reports.usage_report("acme", "day", reports.Period.parse(day, day)).totals.calls == 60
+    assert aggregation.catch_up("acme", day) == 0
+    assert 0 <= sum(added) <= 60
+
+
+class WriteUnits:
+    """Write capacity the table client's writes consumed, as DynamoDB Local reports it for
+    single-item writes (which it reports correctly, index writes included)."""
+
+    OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem")
+
+    def __init__(self) -> None:
+        self.by_pk: list[tuple[str, float]] = []
+        self.other: list[str] = []
+
+    def ask(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name in self.OPERATIONS:
+            params["ReturnConsumedCapacity"] = "TOTAL"
+        elif model.name in ("TransactWriteItems", "BatchWriteItem"):
+            self.other.append(model.name)
+
+    def seen(self, parsed: dict[str, Any], model: Any, **kwargs: Any) -> None:
+        if model.name in self.OPERATIONS and "ConsumedCapacity" in parsed:
+            pk = kwargs["context"].get("pk", "?")
+            self.by_pk.append((pk, float(parsed["ConsumedCapacity"]["CapacityUnits"])))
+
+    @staticmethod
+    def key(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        found = params.get("Key") or params.get("Item") or {}
+        context["pk"] = found.get("pk", {}).get("S", "?")
+
+    def of(self, prefix: str) -> float:
+        return sum(units for pk, units in self.by_pk if pk.startswith(prefix))
+
+
+@pytest.fixture
+def write_units() -> Any:
+    from aigw.table import gateway_table
+
+    units = WriteUnits()
+    events = gateway_table().client.meta.events
+    events.register("before-parameter-build.dynamodb", units.ask)
+    events.register("before-parameter-build.dynamodb", units.key)
+    events.register("after-call.dynamodb", units.seen)
+    yield units
+    events.unregister("before-parameter-build.dynamodb", units.ask)
+    events.unregister("before-parameter-build.dynamodb", units.key)
+    events.unregister("after-call.dynamodb", units.seen)
+
+
+def test_a_batch_of_one_record_costs_one_write_unit_to_count(write_units: WriteUnits) -> None:
+    teams.create_team("acme")
+    _usage("acme", 1, clock.now_ms())
+    assert write_units.of("USAGE#") == 1.0  # the record itself (written by the call)
+    drain_reports()
+    assert write_units.of("AGG#") == 1.0  # counting it: one cell, one write unit
+    assert write_units.other == []  # no transaction anywhere
+    _report_equals_records("acme")
+
+
+def test_a_batch_of_many_records_of_one_cell_costs_one_write_unit(write_units: WriteUnits) -> None:
+    teams.create_team("acme")
+    now = clock.now_ms()
+    for n in range(50):
+        _usage("acme", n, now, key_id="key_a")
+    drain_reports()
+    assert write_units.of("AGG#") == 1.0
+    _report_equals_records("acme")
+
+
+def test_a_prompt_api_record_costs_its_cell_and_the_cells_index_entry(write_units: WriteUnits) -> None:
+    teams.create_team("acme")
+    _usage("acme", 1, clock.now_ms(), route="/apis/summarize", api_slug="summarize")
+    assert write_units.of("USAGE#") == 1.0  # no index entry on the record any more
+    drain_reports()
+    assert write_units.of("AGG#") == 2.0  # the cell and its gsi1 entry (the API owner's view)
+
+
+def test_a_cell_fed_by_eight_partition_keys_stays_under_one_kilobyte(write_units: WriteUnits) -> None:
+    teams.create_team("a-team-with-a-rather-long-name")
+    now = clock.now_ms()
+    long_fields = {
+        "model": "bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0",
+        "key_id": "key_0123456789abcdef",
+        "route": "/apis/quarterly-board-summary-v2",
+        "api_slug": "quarterly-board-summary-v2",
+        "status": 502,
+        "error_code": "upstream_unavailable",
+    }
+    record = _usage("a-team-with-a-rather-long-name", 1, now, **long_fields)
+    item = usage_records.usage_item(record)
+    for shard in range(8):  # as if written under eight lease-sharded partition keys
+        raw = {
+            "eventName": "INSERT",
+            "dynamodb": {
+                "Keys": {"pk": {"S": f"{item['pk']}#{shard}"}, "sk": {"S": item["sk"]}},
+                "NewImage": {**_serialized(item), "pk": {"S": f"{item['pk']}#{shard}"}},
+                "SequenceNumber": f"{10**30 + shard:040d}",  # the longest a sequence number gets
+            },
+        }
+        assert aggregation.apply_stream_batch([raw]).added == 1
+    # The last write (eight checkpoints, long names, the API's index keys) is still one unit;
+    # with its index entry, two.
+    assert write_units.by_pk[-1] == (write_units.by_pk[-1][0], 2.0)
+    assert write_units.by_pk[-1][0].startswith("AGG#")
+
+
+def _serialized(item: dict[str, Any]) -> dict[str, Any]:
+    from aigw.table import serialize
+
+    return serialize(item)
+
+
+def test_catch_up_recounts_a_closed_day_from_its_records_and_seals_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import datetime
+
+    from aigw.table import gateway_table
+    from aigw.usage import cells
+
+    day = "2026-03-05"
+    start_ms = int(datetime.fromisoformat(f"{day}T10:00:00+00:00").timestamp() * 1000)
+    teams.create_team("acme")
+    records = [_usage("acme", n, start_ms) for n in range(9)]
+    event = {"Records": [r for e, _ in drain_reports() for r in e["Records"]]}
+    # A cell went missing (as if its records ended in the on-failure queue): key_1's calls.
+    one = datetime.fromisoformat(day).date()
+    (lost,) = [c for c in cells.team_cells("acme", one, one) if c.dims.key_id == "key_1"]
+    gateway_table().delete(*lost.dims.key)
+    period = reports.Period.parse(day, day)
+    assert reports.usage_report("acme", "day", period).totals.calls == 6
+
+    monkeypatch.setattr(clock, "now", lambda: start_ms // 1000 + 4 * 86_400)  # the day is closed
+    assert aggregation.catch_up("acme", day) == 3
+    assert reports.usage_report("acme", "day", period).totals.calls == 9
+    assert reports.usage_report("acme", "day", period).totals.cost_micro_usd == sum(
+        r.cost_micro_usd for r in records
+    )
+    assert aggregation.catch_up("acme", day) == 0
+    # A late delivery of the same records cannot count them again: the day's cells are sealed.
+    answer = handler()(copy.deepcopy(event), LambdaContext("ReportAggregatorFunction", 60))
+    assert answer == {"batchItemFailures": []}
+    assert reports.usage_report("acme", "day", period).totals.calls == 9

@@ -3,7 +3,6 @@ against pympp, the protocol's reference Python SDK (used here as the oracle only
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 
@@ -16,6 +15,7 @@ from mpp import generate_challenge_id
 from mpp.methods.stripe.client import OnChallengeParameters, StripeMethod
 
 from aigw.billing import mpp
+from tests.helpers import aio
 
 SECRET = "unit-test-challenge-secret"
 REQUEST = {
@@ -99,7 +99,7 @@ def _pympp_credential(challenge: mpp.Challenge, spt: str = "spt_1N4Zv32eZvKYlo2C
 
     method = StripeMethod(create_token=create_token, payment_method="pm_card_visa")
     parsed = PyChallenge.from_www_authenticate(challenge.www_authenticate())
-    credential = asyncio.run(method.create_credential(parsed))
+    credential = aio.run(method.create_credential(parsed))
     assert (seen[0].amount, seen[0].currency, seen[0].network_id) == (
         "1000",
         "usd",

@@ -81,7 +81,7 @@ def test_a_prompt_api_cannot_pin_more_output_than_its_model_gives(
 
 
 def test_mock_echo_stops_at_the_plans_default_limit(key: str) -> None:
-    plans.put_plan("short", plans.PlanSpec(default_max_tokens=5))
+    plans.put_plan("short", plans.PlanSpec(default_max_tokens=5, unlimited=True))
     account.assign_plan("acme", "short")
     status, body = _chat(key, messages=[{"role": "user", "content": LONG}])
     assert status == 200

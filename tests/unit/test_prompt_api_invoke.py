@@ -16,6 +16,7 @@ from aigw_local.apigw import LambdaContext
 from tests.conftest import reset_core
 from tests.helpers.apigw import Reply, _handler, build_event, call
 from tests.helpers.prompt_apis import Actors, create, design, make_actors, move, published, share_org
+from tests.helpers.streams import drain_reports
 
 
 @pytest.fixture
@@ -398,6 +399,7 @@ def test_usage_report_for_the_owner(actors: Actors) -> None:
     published(actors.owner, slug="broken", model="openai/gpt-4o-mini")
     call("POST", "/apis/broken", body={"text": "x"}, key=actors.owner)
 
+    drain_reports()  # the owner's report follows the usage records through the table stream
     reply = call("GET", "/apis/summarize/usage", key=actors.owner)
     assert reply.status == 200
     report = reply.json()

@@ -4,6 +4,7 @@ happens to a batch the handler fails, as Lambda's event source mappings do it.""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -32,9 +33,12 @@ def test_the_aggregator_sees_inserted_usage_records_only() -> None:
         100,
         True,
     )
+    # The settings the report cells rely on (docs/decisions/0018-report-cells.md): batches of
+    # up to a second, and a shard never skipped (retried until its records expire).
+    assert (source.batching_window, source.max_retries) == (1.0, -1)
     assert source.accepts(_record("INSERT", USAGE))
-    # Its own aggregated_at mark is a MODIFY of the record: never delivered back to it.
-    assert not source.accepts(_record("MODIFY", {**USAGE, "aggregated_at": 1}))
+    # A later change to a record (none is made today) never reaches it twice.
+    assert not source.accepts(_record("MODIFY", {**USAGE, "note": 1}))
     assert not source.accepts(_record("REMOVE", USAGE))
     assert not source.accepts(_record("INSERT", {**USAGE, "type": "aggregate"}))
     assert not source.accepts(
@@ -46,7 +50,7 @@ def test_meter_reporting_sees_inserted_records_of_metered_plans_only() -> None:
     source = _source("MeterReportFunction")
     metered = {**USAGE, "meter_event_name": "aigw_tokens", "stripe_customer_id": "cus_1"}
     assert source.accepts(_record("INSERT", metered))
-    assert not source.accepts(_record("MODIFY", {**metered, "aggregated_at": 1}))
+    assert not source.accepts(_record("MODIFY", {**metered, "note": 1}))
     # The local plan has no meter event: its records never reach Stripe's reporter.
     assert not source.accepts(_record("INSERT", USAGE))
 
@@ -130,7 +134,8 @@ class Recorder:
 
 def _poller(handler: Recorder, **changes: Any) -> streams.StreamPoller:
     base = _source("ReportAggregatorFunction")
-    source = streams.StreamSource(**{**base.__dict__, **changes})
+    # No batching window unless a test asks for one: each poll delivers what it read.
+    source = streams.StreamSource(**{**base.__dict__, "batching_window": 0.0, **changes})
     cfg = settings()
     return streams.StreamPoller(
         source,
@@ -152,9 +157,7 @@ def test_batches_keep_stream_order_and_respect_the_batch_size() -> None:
     _write("r1", "r2")
     _write("other", kind="aggregate")
     _write("r3")
-    gateway_table().update(
-        "USAGE#acme#2026-03-09", "r1", expression="SET aggregated_at = :n", values={":n": 1}
-    )
+    gateway_table().update("USAGE#acme#2026-03-09", "r1", expression="SET note = :n", values={":n": 1})
     assert poller.drain() == 3
     assert recorder.batches == [["r1", "r2"], ["r3"]]
     _write("r4")
@@ -226,3 +229,93 @@ def test_calls_on_the_local_plan_never_reach_the_meter_reporter(monkeypatch: pyt
     # Without a Stripe key the runner's meter reporter would fail: it is never invoked.
     assert drained.poller("MeterReportFunction").drain() == 0
     assert drained.poller("ReportAggregatorFunction").drain() == 1
+
+
+def test_records_wait_for_the_batching_window_unless_the_batch_is_full() -> None:
+    recorder = Recorder()
+    poller = _poller(recorder, batching_window=0.3, batch_size=3)
+    _write("r1", "r2")
+    assert poller.poll() == 0  # read, waiting for more (as Lambda gathers a batch)
+    _write("r3")
+    assert poller.poll() == 3  # the batch is full: it goes at once
+    _write("r4")
+    assert poller.poll() == 0
+    time.sleep(0.35)
+    assert poller.poll() == 1  # the window has passed
+    _write("r5")
+    assert poller.drain() == 1  # a drain (tests, shutdown) does not wait
+    assert recorder.batches == [["r1", "r2", "r3"], ["r4"], ["r5"]]
+
+
+def test_a_failing_batch_is_retried_until_it_succeeds_and_nothing_behind_it_overtakes_it() -> None:
+    class FailsAFewTimes(Recorder):
+        def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+            answer = super().__call__(event, context)
+            if len(self.batches) <= 4:
+                first = event["Records"][0]["dynamodb"]["SequenceNumber"]
+                return {"batchItemFailures": [{"itemIdentifier": first}]}
+            return answer
+
+    recorder = FailsAFewTimes()
+    poller = _poller(recorder, batch_size=2, max_retries=-1)
+    _write("r1", "r2", "r3")
+    poller.drain()
+    # The first batch four times (failed), then in order, each record once after success.
+    assert recorder.batches == [["r1", "r2"]] * 5 + [["r3"]]
+
+
+class FakeStreams:
+    """A DynamoDB Streams client over a fixed set of shards (to show lineage handling)."""
+
+    def __init__(self, shards: list[tuple[str, str | None, list[str]]], stream_arn: str) -> None:
+        self.shards = shards
+        self.arn = stream_arn
+
+    def describe_stream(self, **_: Any) -> dict[str, Any]:
+        listed = [{"ShardId": sid, **({"ParentShardId": p} if p else {})} for sid, p, _ in self.shards]
+        return {"StreamDescription": {"Shards": listed}}
+
+    def get_shard_iterator(self, ShardId: str, **_: Any) -> dict[str, str]:
+        return {"ShardIterator": f"{ShardId}:0"}
+
+    def get_records(self, ShardIterator: str, **_: Any) -> dict[str, Any]:
+        shard_id, at = ShardIterator.rsplit(":", 1)
+        (sks,) = [sks for sid, _, sks in self.shards if sid == shard_id]
+        page = sks[int(at) : int(at) + 1]  # one record a page: the child is ready much earlier
+        records = [
+            {
+                "eventName": "INSERT",
+                "eventSource": "aws:dynamodb",
+                "dynamodb": {
+                    "Keys": serialize({"pk": "USAGE#acme#2026-03-09", "sk": sk}),
+                    "NewImage": serialize({"pk": "USAGE#acme#2026-03-09", "sk": sk, "type": "usage"}),
+                    "SequenceNumber": f"{shard_id[-1]}{sk[1:]:0>5}",
+                },
+            }
+            for sk in page
+        ]
+        following = int(at) + len(page)
+        return {
+            "Records": records,
+            "NextShardIterator": None if following >= len(sks) else f"{shard_id}:{following}",
+        }
+
+
+def test_a_child_shard_waits_until_its_parent_is_read_to_the_end() -> None:
+    recorder = Recorder()
+    base = _source("ReportAggregatorFunction")
+    source = streams.StreamSource(**{**base.__dict__, "batching_window": 0.0})
+    arn = "arn:aws:dynamodb:us-east-1:000000000000:table/aigw-test/stream/2026"
+    # Listed child first: the order comes from the lineage, not from the listing.
+    client = FakeStreams([("shard-2", "shard-1", ["r4", "r5"]), ("shard-1", None, ["r1", "r2", "r3"])], arn)
+    poller = streams.StreamPoller(source, recorder, client=client, table_name="aigw-test", stream_arn=arn)
+    poller.drain()
+    assert [sk for batch in recorder.batches for sk in batch] == ["r1", "r2", "r3", "r4", "r5"]
+
+
+def test_a_parallelization_factor_the_runner_cannot_keep_is_refused() -> None:
+    template = tpl.load()
+    event = template["Resources"]["ReportAggregatorFunction"]["Properties"]["Events"]["UsageStream"]
+    event["Properties"]["ParallelizationFactor"] = 4
+    with pytest.raises(ValueError, match="ParallelizationFactor"):
+        streams.sources(template)

@@ -95,8 +95,9 @@ def register(subparsers: Any) -> None:
     catch = command(
         actions,
         "catch-up",
-        "add a day's usage records the table stream did not deliver to the reports "
-        "(writes to DynamoDB directly, like bootstrap)",
+        "add a day's usage records the reports are missing, never twice: replayed from the "
+        "table stream (its last 24 h), or recounted from the records for a day that ended over 2 days "
+        "ago (writes to DynamoDB directly, like bootstrap)",
     )
     catch.add_argument("--team", required=True, help="the team")
     catch.add_argument("--day", required=True, type=_day, help="UTC day, YYYY-MM-DD")

@@ -1,176 +1,310 @@
-"""Report aggregates from the table stream: every usage record counted exactly once.
+"""Usage records into the report cells, from the table stream: each record counted exactly once,
+at about one write per cell a batch touches (see :mod:`aigw.usage.cells` for the item and its
+checkpoints, docs/decisions/0018-report-cells.md for why).
 
-``settle`` writes the billing counters and the usage record, nothing else (two items, one
-transaction). The record's INSERT reaches :class:`StreamBatch` through the table stream; the
-record's contributions (:func:`aigw.usage.reports.contributions`) are added to the aggregates in a
-transaction that also marks the record itself (``SET aggregated_at``, on condition that it is
-not set yet). A redelivered record therefore cancels its transaction and is skipped: the
-aggregates move once per record, however often the stream delivers it.
+The stream delivers a usage record's ``INSERT`` to :func:`apply_stream_batch` (the report
+aggregator's handler). The records of a batch are summed per cell; each cell gets one
+conditional ``UpdateItem``, no transaction and no write to the records themselves. A cell
+refuses records it has already added (their sequence numbers are at or below its checkpoint for
+their partition key), so a batch delivered again, retried from a failed record, or racing
+``aigw reports catch-up`` adds each record once.
 
-A busy team's records arrive together: the records of one team in one stream batch go into as
-few transactions as fit (their marks plus the summed aggregate updates, at most
-:data:`MAX_TRANSACTION_ITEMS` items). When such a transaction is cancelled because some records
-were already applied, those are dropped and the rest tried again once; if that fails too, each
-record is applied on its own (:meth:`StreamBatch.aggregate`), which decides what fails.
+``aigw reports catch-up`` (:func:`catch_up`) repairs what the aggregator missed: for a day the
+stream still holds it reads the stream itself, in order, and applies the team's records of that
+day the same way; for a closed day (:data:`CLOSED_AFTER_SECONDS`) it recounts the day from its
+records and seals the cells.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from aigw import clock
 from aigw.errors import ServiceUnavailable
-from aigw.table import ConditionFailed, deserialize, gateway_table
-from aigw.usage.records import UsageRecord, usage_pk
-from aigw.usage.reports import Contribution, contributions
+from aigw.table import deserialize, gateway_table
+from aigw.usage import cells
+from aigw.usage.cells import Counters, Dims, MalformedRecord
 
-MARK = "aggregated_at"
-# DynamoDB's limit on the items of one TransactWriteItems.
-MAX_TRANSACTION_ITEMS = 100
+logger = Logger(service="aigw-report-aggregator")
 
-Key = tuple[str, str]
+# A day's cells can still change while the stream may deliver records of that day: records are
+# written within minutes of their call and the stream keeps them 24 hours. After this long past
+# the day's end, catch-up recounts the day from its records instead of replaying the stream.
+CLOSED_AFTER_SECONDS = 2 * 86_400
+# Attempts at one cell when another reader moves its checkpoint between our tries.
+_CELL_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
-class Pending:
-    """A usage record delivered by the stream, with the key of the item to mark."""
+class Delivered:
+    """A usage record as the stream delivered it: where it sits in the stream and what it adds."""
 
-    key: Key
-    record: UsageRecord
+    index: int  # position in its batch
+    sequence: str  # the stream's SequenceNumber (a batch item failure names it)
+    feed: str  # checkpoint attribute of its partition key
+    dims: Dims
+    counters: Counters
 
     @property
-    def contributions(self) -> list[Contribution]:
-        return contributions(self.record)
+    def seq(self) -> int:
+        return int(self.sequence)
 
 
-def pending_from_stream(raw: Mapping[str, Any]) -> Pending | None:
-    """The usage record in a DynamoDB stream record, or None for any other item."""
-    image = (raw.get("dynamodb") or {}).get("NewImage")
-    if not image:
+def delivered(raw: Mapping[str, Any], index: int = 0) -> Delivered | None:
+    """The usage record in a stream record (as Lambda delivers it), or None for other items.
+
+    Raises :class:`MalformedRecord` for a usage record that cannot be counted."""
+    stream = raw.get("dynamodb") or {}
+    image = stream.get("NewImage")
+    if raw.get("eventName", "INSERT") != "INSERT" or not image:
         return None
     item = deserialize(image)
     if item.get("type") != "usage":
         return None
-    return Pending(key=(str(item["pk"]), str(item["sk"])), record=UsageRecord.from_item(item))
+    keys = stream.get("Keys") or {}
+    usage_pk = deserialize(keys).get("pk") if keys else item.get("pk")
+    sequence = str(stream.get("SequenceNumber") or "")
+    if not isinstance(usage_pk, str) or not sequence.isdigit():
+        raise MalformedRecord("stream record without a partition key or sequence number")
+    dims, counters = cells.contribution(item)
+    return Delivered(index, sequence, cells.feed_of(usage_pk), dims, counters)
 
 
-def _mark(key: Key, now: int) -> dict[str, Any]:
-    # attribute_exists(pk): an Update must never create a record that is not there.
-    return {
-        "Update": {
-            "Key": {"pk": {"S": key[0]}, "sk": {"S": key[1]}},
-            "UpdateExpression": "SET #mark = :now",
-            "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(#mark)",
-            "ExpressionAttributeNames": {"#mark": MARK},
-            "ExpressionAttributeValues": {":now": {"N": str(now)}},
-        }
-    }
+@dataclass
+class Outcome:
+    """What applying a batch did: records newly counted, records found counted already, records
+    that could not be counted (malformed, or their cell sealed), and where to retry from."""
+
+    added: int = 0
+    already: int = 0
+    dropped: int = 0
+    failed_at: int | None = None  # index of the first record to deliver again
+    failed_sequence: str | None = None
 
 
-def operations(group: Sequence[Pending], now: int) -> list[dict[str, Any]]:
-    """One transaction for records of one team: a mark per record, then each aggregate item
-    touched once with the records' summed counters."""
-    sums: dict[str, Contribution] = {}
-    for pending in group:
-        for part in pending.contributions:
-            sums[part.sk] = sums[part.sk].plus(part) if part.sk in sums else part
-    return [*(_mark(p.key, now) for p in group), *(c.update() for c in sums.values())]
+@dataclass
+class _CellWork:
+    dims: Dims
+    records: list[Delivered] = field(default_factory=list)
 
 
-def chunks(group: Sequence[Pending]) -> list[list[Pending]]:
-    """Records of one team cut into runs whose transaction stays within the item limit."""
-    found: list[list[Pending]] = []
-    current: list[Pending] = []
-    touched: set[str] = set()
-    for pending in group:
-        sks = {c.sk for c in pending.contributions}
-        if current and len(current) + 1 + len(touched | sks) > MAX_TRANSACTION_ITEMS:
-            found.append(current)
-            current, touched = [], set()
-        current.append(pending)
-        touched |= sks
-    if current:
-        found.append(current)
-    return found
+def _write_cell(work: _CellWork) -> tuple[int, int, int]:
+    """Add the cell's records past its checkpoints; (added, already, dropped)."""
+    pending = sorted(work.records, key=lambda d: d.seq)
+    already = 0
+    for _ in range(_CELL_ATTEMPTS):
+        if not pending:
+            return 0, already, 0
+        feeds: dict[str, tuple[int, int]] = {}
+        total = Counters()
+        for record in pending:
+            first, last = feeds.get(record.feed, (record.seq, record.seq))
+            feeds[record.feed] = (min(first, record.seq), max(last, record.seq))
+            total = total.plus(record.counters)
+        refused = cells.add(work.dims, total, feeds)
+        if refused is None:
+            return len(pending), already, 0
+        if refused.sealed:
+            logger.warning(
+                "usage records of a recounted (sealed) day not added",
+                extra={"team_id": work.dims.team_id, "day": work.dims.day, "records": len(pending)},
+            )
+            return 0, already, len(pending)
+        counted = [r for r in pending if r.seq <= refused.checkpoints.get(r.feed, -1)]
+        already += len(counted)
+        pending = [r for r in pending if r.seq > refused.checkpoints.get(r.feed, -1)]
+    raise ServiceUnavailable("a report cell kept moving under this writer; retry")
 
 
-def apply_one(pending: Pending) -> bool:
-    """Add one record to the aggregates; False if it was already added (nothing changes)."""
-    try:
-        gateway_table().transact(operations([pending], clock.now()))
-    except ConditionFailed:
-        return False
-    return True
+def apply(records: Sequence[Delivered]) -> Outcome:
+    """Add delivered records (in stream order) to their cells, one write per cell.
 
-
-def _apply_group(group: list[Pending]) -> set[Key]:
-    """Keys of the records of ``group`` now known to be in the aggregates (added by this call or
-    before it). Records left out are for :func:`apply_one` to decide."""
-    known: set[Key] = set()
-    for _ in range(2):
-        try:
-            gateway_table().transact(operations(group, clock.now()))
-        except ConditionFailed as exc:
-            # The cancellation names the items whose condition failed: those marks are set
-            # already (a redelivery), so those records are in; the rest may go again, together.
-            marks = zip(group, exc.reasons, strict=False)
-            applied = {p.key for p, reason in marks if reason == "ConditionalCheckFailed"}
-            known |= applied
-            group = [p for p in group if p.key not in applied]
-            if not applied or not group:
-                return known
+    Cells are written in the order of their first record; at the first cell that cannot be
+    written (the table refuses or is unreachable) the rest waits, and the outcome names the
+    first record not counted, so the stream delivers it (and what follows it) again."""
+    outcome = Outcome()
+    by_cell: dict[Dims, _CellWork] = {}
+    seen: set[tuple[str, int]] = set()
+    for record in records:
+        if (record.feed, record.seq) in seen:  # the same stream record twice in one batch
+            outcome.already += 1
             continue
-        except (ServiceUnavailable, ClientError):
-            return known  # each record on its own decides what fails, and says so
-        return known | {p.key for p in group}
-    return known
+        seen.add((record.feed, record.seq))
+        by_cell.setdefault(record.dims, _CellWork(record.dims)).records.append(record)
+    ordered = sorted(by_cell.values(), key=lambda w: min(r.index for r in w.records))
+    for position, work in enumerate(ordered):
+        try:
+            added, already, dropped = _write_cell(work)
+        except (ServiceUnavailable, ClientError) as exc:
+            logger.warning("report cell not written", extra={"cell": work.dims.key, "error": str(exc)})
+            first = min((r for w in ordered[position:] for r in w.records), key=lambda r: r.index)
+            outcome.failed_at, outcome.failed_sequence = first.index, first.sequence
+            return outcome
+        outcome.added += added
+        outcome.already += already
+        outcome.dropped += dropped
+    return outcome
 
 
-def _parsed_or_none(raw: Mapping[str, Any]) -> Pending | None:
-    try:
-        return pending_from_stream(raw)
-    except Exception:
-        return None  # a malformed record fails on its own, in StreamBatch.aggregate
+def apply_stream_batch(raw_records: Iterable[Mapping[str, Any]]) -> Outcome:
+    """One stream batch, as Lambda delivers it to the report aggregator."""
+    parsed: list[Delivered] = []
+    dropped = 0
+    for index, raw in enumerate(raw_records):
+        try:
+            found = delivered(raw, index)
+        except (MalformedRecord, KeyError, TypeError, ValueError) as exc:
+            # It can never be counted: retrying would hold up every record behind it on its
+            # shard (the stream keeps order) until it expires. Logged with its keys instead.
+            stream = raw.get("dynamodb") or {}
+            logger.error(
+                "usage record cannot be counted in the reports",
+                extra={
+                    "error": str(exc),
+                    "keys": stream.get("Keys"),
+                    "sequence": stream.get("SequenceNumber"),
+                },
+            )
+            dropped += 1
+            continue
+        if found is not None:
+            parsed.append(found)
+    outcome = apply(parsed)
+    outcome.dropped += dropped
+    return outcome
 
 
-class StreamBatch:
-    """One stream batch: the team-batched transactions first (:meth:`apply_by_team`), then each
-    record accounted for on its own (:meth:`aggregate`, the batch processor's record handler)."""
+# ---- catch-up ----------------------------------------------------------------------------
 
-    def __init__(self, records: Iterable[Mapping[str, Any]]) -> None:
-        self.pending = [p for p in map(_parsed_or_none, records) if p is not None]
-        self.done: set[Key] = set()
 
-    def apply_by_team(self) -> None:
-        by_team: dict[str, dict[Key, Pending]] = {}
-        for pending in self.pending:  # a record twice in one batch would be two writes to one item
-            by_team.setdefault(pending.record.team_id, {})[pending.key] = pending
-        for group in by_team.values():
-            for chunk in chunks(list(group.values())):
-                if len(chunk) > 1:  # a lone record is the per-record path's own transaction
-                    self.done |= _apply_group(chunk)
-
-    def aggregate(self, raw: Mapping[str, Any]) -> None:
-        """Account for one stream record; raises if it could not be applied (to be retried)."""
-        pending = pending_from_stream(raw)
-        if pending is None or pending.key in self.done:
-            return
-        apply_one(pending)
-        self.done.add(pending.key)
+def _closed(day: str) -> bool:
+    end = datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp() + 86_400
+    return clock.now() >= end + CLOSED_AFTER_SECONDS
 
 
 def catch_up(team_id: str, day: str) -> int:
-    """Add the usage records of one team and UTC day that are not in the aggregates yet (a
-    stream batch that ended in the dead-letter queue); returns how many were added. Safe at any
-    time, also while the stream is delivering: a record is added at most once, whoever adds it."""
-    items = gateway_table().query("pk = :p", {":p": usage_pk(team_id, day)}, consistent=True)
-    missing = [
-        Pending(key=(str(item["pk"]), str(item["sk"])), record=UsageRecord.from_item(item))
-        for item in items
-        if item.get("type") == "usage" and MARK not in item
-    ]
-    return sum(apply_one(pending) for pending in missing)
+    """Add the usage records of one team and UTC day that are missing from the reports; the
+    number added. Safe at any time, also while the stream is delivering: a record is counted at
+    most once, whoever adds it.
+
+    A day the stream may still hold is replayed from the stream, in order, with the same
+    checkpoints as the aggregator. A closed day (see :data:`CLOSED_AFTER_SECONDS`) is recounted
+    from its records and its cells sealed."""
+    if _closed(day):
+        return recount(team_id, day)
+    return replay(team_id, day)
+
+
+def replay(team_id: str, day: str, *, reader: StreamReader | None = None) -> int:
+    """Apply the records of ``team_id`` and ``day`` still on the table's stream; the number
+    that were not counted yet."""
+    reader = reader or StreamReader.for_table()
+    added = 0
+    for page in reader.pages():
+        mine: list[Delivered] = []
+        for raw in page:
+            try:
+                found = delivered(raw, len(mine))
+            except (MalformedRecord, KeyError, TypeError, ValueError):
+                continue
+            if found is not None and found.dims.team_id == team_id and found.dims.day == day:
+                mine.append(found)
+        outcome = apply(mine)
+        if outcome.failed_at is not None:
+            raise ServiceUnavailable("The report cells could not be written; run catch-up again.")
+        added += outcome.added
+    return added
+
+
+def recount(team_id: str, day: str) -> int:
+    """Replace a closed day's cells with the sums of its records (sealed); the number of records
+    the cells were missing (negative if they counted some twice)."""
+    from aigw.usage.records import records_for_day
+
+    one = date.fromisoformat(day)
+    before = {c.dims: c.counters for c in cells.team_cells(team_id, one, one)}
+    truth = cells.sum_records(r.model_dump(exclude_none=True) for r in records_for_day(team_id, day))
+    for dims, counters in truth.items():
+        cells.put_rebuilt(dims, counters)
+    for dims in before.keys() - truth.keys():
+        cells.delete(dims)
+    return sum(c.calls for c in truth.values()) - sum(c.calls for c in before.values())
+
+
+class StreamReader:
+    """Reads a DynamoDB stream from its oldest record, shard by shard, parents before children
+    (the order Lambda keeps), in pages of records as ``GetRecords`` returns them."""
+
+    def __init__(self, client: Any, stream_arn: str) -> None:
+        self.client = client
+        self.stream_arn = stream_arn
+
+    @classmethod
+    def for_table(cls) -> StreamReader:
+        import boto3
+
+        from aigw.config import settings
+
+        cfg = settings()
+        table = gateway_table()
+        arn = table.client.describe_table(TableName=table.name)["Table"].get("LatestStreamArn")
+        if not arn:
+            raise ServiceUnavailable(f"table {table.name} has no stream")
+        client = boto3.client("dynamodbstreams", region_name=cfg.region, endpoint_url=cfg.dynamodb_endpoint)
+        return cls(client, arn)
+
+    def shards(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"StreamArn": self.stream_arn}
+        while True:
+            description = self.client.describe_stream(**kwargs)["StreamDescription"]
+            found.extend(description.get("Shards", []))
+            last = description.get("LastEvaluatedShardId")
+            if not last:
+                break
+            kwargs["ExclusiveStartShardId"] = last
+        known = {s["ShardId"] for s in found}
+        ordered: list[dict[str, Any]] = []
+        placed: set[str] = set()
+        while len(ordered) < len(found):
+            ready = [
+                s
+                for s in found
+                if s["ShardId"] not in placed
+                and (s.get("ParentShardId") in placed or s.get("ParentShardId") not in known)
+            ]
+            ordered.extend(ready)
+            placed.update(s["ShardId"] for s in ready)
+        return ordered
+
+    def pages(self) -> Iterable[list[dict[str, Any]]]:
+        for shard in self.shards():
+            iterator = self.client.get_shard_iterator(
+                StreamArn=self.stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            ).get("ShardIterator")
+            while iterator:
+                page = self.client.get_records(ShardIterator=iterator, Limit=1000)
+                records = page.get("Records", [])
+                if records:
+                    yield [_as_lambda(r, self.stream_arn) for r in records]
+                iterator = page.get("NextShardIterator")
+                if not records:
+                    break  # an open shard read to its end (a closed one ends with no iterator)
+
+
+def _as_lambda(raw: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
+    dynamodb = dict(raw["dynamodb"])
+    created = dynamodb.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime):
+        dynamodb["ApproximateCreationDateTime"] = created.timestamp()
+    return {
+        **{k: v for k, v in raw.items() if k != "dynamodb"},
+        "dynamodb": dynamodb,
+        "eventSourceARN": stream_arn,
+    }

@@ -79,10 +79,6 @@ def api_slug_of(route: str) -> str | None:
     return route[len(API_ROUTE_PREFIX) :].split("/", 1)[0] or None
 
 
-def api_usage_pk(slug: str) -> str:
-    return f"APIUSAGE#{slug}"
-
-
 def usage_item(record: UsageRecord) -> dict[str, Any]:
     expires = record.created_at_ms // 1000 + settings().usage_retention_days * _DAY_SECONDS
     sk = f"{record.created_at_ms:014d}#{record.request_id}"
@@ -95,15 +91,15 @@ def usage_item(record: UsageRecord) -> dict[str, Any]:
     }
     slug = record.api_slug or api_slug_of(record.route)
     if slug:
-        # Prompt API calls are billed to the caller's team but reported to the API's owner:
-        # gsi1 gathers them per API across every calling team.
-        item.update(api_slug=slug, gsi1pk=api_usage_pk(slug), gsi1sk=sk)
+        # Prompt API calls are billed to the caller's team; the API's owner sees them through
+        # the report cells (aigw.usage.cells, gsi1 there), not through an index on records.
+        item["api_slug"] = slug
     return item
 
 
 def record(usage: UsageRecord) -> None:
     # Keyed by request id, so a retried write of the same call cannot count twice; the report
-    # aggregates follow from the table stream (aigw.report_aggregation), once per record.
+    # cells follow from the table stream (aigw.usage.aggregation), once per record.
     try:
         gateway_table().put(usage_item(usage), condition="attribute_not_exists(pk)")
     except ConditionFailed:

@@ -1,22 +1,10 @@
-"""Usage and cost reports, served from aggregates kept up to date from the usage records.
+"""Usage and cost reports, served from the report cells kept up to date from the usage records.
 
-Every usage record adds its counters to a few aggregate items (see :func:`contributions`).
-They are applied off the request path, from the table's stream, exactly once per record
-(:mod:`aigw.usage.aggregation`): totals equal the sum of the records once the stream has
-caught up, typically well under a second after a call. Reports read a handful of aggregate
-items instead of scanning records.
-
-=====================  ==========================  ==========================================
-item                   pk                          sk
-=====================  ==========================  ==========================================
-aggregate              ``AGG#<team_id>``           ``<D|M>#<dim>#<bucket>[#<value>]``
-=====================  ==========================  ==========================================
-
-``D`` buckets are UTC days (``2026-11-25``), ``M`` buckets UTC months (``2026-11``); ``dim`` is
-``all`` (the team's total, no value), ``model``, ``key``, ``route`` or ``api`` (the prompt API
-called, for calls through ``/apis/<slug>`` only; the calling team pays and sees them). Putting
-the dimension before the bucket makes "this dimension over a date range" one ``Query`` with
-``BETWEEN``.
+Every usage record adds its counters to one report cell (:mod:`aigw.usage.cells`: one team, UTC
+day and combination of model, key, route, prompt API and error code), off the request path,
+from the table's stream, exactly once (:mod:`aigw.usage.aggregation`): totals equal the sum of
+the records once the stream has caught up, typically within a second or two of a call. A report
+reads the cells of its days (a few ``Query`` calls) and sums them by the group asked for.
 """
 
 from __future__ import annotations
@@ -24,152 +12,22 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from aigw import clock
-from aigw.config import settings
 from aigw.errors import InvalidRequest, PermissionDenied
 from aigw.keys import ApiKey
-from aigw.table import Item, gateway_table
-
-if TYPE_CHECKING:
-    from aigw.usage.records import UsageRecord
+from aigw.usage import cells
+from aigw.usage.cells import COUNTERS, Counters, Dims
 
 GroupBy = Literal["day", "month", "model", "key", "route", "api", "team"]
 GROUP_BYS: tuple[str, ...] = ("day", "month", "model", "key", "route", "api", "team")
-Dimension = Literal["all", "model", "key", "route", "api"]
 
-COUNTERS: tuple[str, ...] = (
-    "calls",
-    "errors",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "cost_micro_usd",
-    "cache_hits",
-    "cost_saved_micro_usd",
-)
 MAX_DAYS = 400
-_DAY_SECONDS = 86_400
-
-
-def agg_pk(team_id: str) -> str:
-    return f"AGG#{team_id}"
-
-
-def _agg_sk(period: Literal["D", "M"], dim: Dimension, bucket: str, value: str | None) -> str:
-    sk = f"{period}#{dim}#{bucket}"
-    return f"{sk}#{value}" if value is not None else sk
-
-
-def _day_of(epoch_ms: int) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
-
-
-@dataclass(frozen=True)
-class Contribution:
-    """What usage records add to one aggregate item: its key, descriptive attributes and counters.
-
-    Contributions to the same item (same ``sk``) of one team sum with :meth:`plus`, so a batch of
-    records updates each aggregate item once (:mod:`aigw.usage.aggregation`)."""
-
-    team_id: str
-    sk: str
-    period: Literal["D", "M"]
-    bucket: str
-    dim: Dimension
-    value: str | None
-    ttl: int | None
-    counters: tuple[int, ...]  # in COUNTERS order
-
-    def plus(self, other: Contribution) -> Contribution:
-        ttl = max(self.ttl, other.ttl) if self.ttl is not None and other.ttl is not None else self.ttl
-        counters = tuple(a + b for a, b in zip(self.counters, other.counters, strict=True))
-        return replace(self, ttl=ttl, counters=counters)
-
-    def update(self) -> dict[str, Any]:
-        """A TransactWriteItems ``Update`` that adds the counters to the aggregate item."""
-        # Every attribute goes through a name placeholder: several are DynamoDB reserved words.
-        attrs: dict[str, Any] = {
-            "team_id": {"S": self.team_id},
-            "type": {"S": "aggregate"},
-            "bucket": {"S": self.bucket},
-            "dim": {"S": self.dim},
-        }
-        if self.value is not None:
-            attrs["dim_value"] = {"S": self.value}
-        if self.ttl is not None:
-            attrs["ttl"] = {"N": str(self.ttl)}
-        names = {f"#{a}": a for a in [*attrs, *COUNTERS]}
-        values = {f":{a}": v for a, v in attrs.items()}
-        values.update(
-            {f":{c}": {"N": str(amount)} for c, amount in zip(COUNTERS, self.counters, strict=True)}
-        )
-        expression = (
-            "SET "
-            + ", ".join(f"#{a} = :{a}" for a in attrs)
-            + " ADD "
-            + ", ".join(f"#{c} :{c}" for c in COUNTERS)
-        )
-        return {
-            "Update": {
-                "Key": {"pk": {"S": agg_pk(self.team_id)}, "sk": {"S": self.sk}},
-                "UpdateExpression": expression,
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values,
-            }
-        }
-
-
-def contributions(record: UsageRecord) -> list[Contribution]:
-    """What one usage record adds to its team's aggregates: a day and a month item per dimension.
-
-    Day items expire with the records they summarise; month items are kept."""
-    day = _day_of(record.created_at_ms)
-    counters = (
-        1,
-        1 if record.status >= 400 else 0,
-        record.prompt_tokens,
-        record.completion_tokens,
-        record.cached_tokens,
-        record.cost_micro_usd,
-        1 if record.cache_hit else 0,
-        record.cost_saved_micro_usd,
-    )
-    day_ttl = record.created_at_ms // 1000 + settings().usage_retention_days * _DAY_SECONDS
-    dims: list[tuple[Dimension, str | None]] = [
-        ("all", None),
-        ("model", record.model),
-        ("key", record.key_id),
-        ("route", record.route),
-    ]
-    from aigw.usage.records import api_slug_of  # metering imports this module
-
-    slug = record.api_slug or api_slug_of(record.route)
-    if slug:
-        dims.append(("api", slug))
-    periods: tuple[tuple[Literal["D", "M"], str, int | None], ...] = (
-        ("D", day, day_ttl),
-        ("M", day[:7], None),
-    )
-    return [
-        Contribution(
-            team_id=record.team_id,
-            sk=_agg_sk(period, dim, bucket, value),
-            period=period,
-            bucket=bucket,
-            dim=dim,
-            value=value,
-            ttl=ttl,
-            counters=counters,
-        )
-        for period, bucket, ttl in periods
-        for dim, value in dims
-    ]
 
 
 class Totals(BaseModel):
@@ -193,8 +51,8 @@ class Totals(BaseModel):
         return Totals(**{c: getattr(self, c) + getattr(other, c) for c in COUNTERS})
 
     @classmethod
-    def from_item(cls, item: Item) -> Totals:
-        return cls(**{c: int(item.get(c, 0)) for c in COUNTERS})
+    def of(cls, counters: Counters) -> Totals:
+        return cls(**{c: getattr(counters, c) for c in COUNTERS})
 
 
 class ReportRow(BaseModel):
@@ -293,40 +151,20 @@ class _Sums:
         self.by_group[group] = self.by_group.get(group, Totals()).plus(totals)
 
 
-def _query(team_id: str, low: str, high: str) -> list[Item]:
-    # "~" sorts after every character used in buckets and values, closing the range.
-    return gateway_table().query(
-        "pk = :p AND sk BETWEEN :lo AND :hi",
-        {":p": agg_pk(team_id), ":lo": low, ":hi": high + "~"},
-    )
-
-
-def _segments(period: Period) -> list[tuple[Literal["D", "M"], str, str]]:
-    """The range as at most three sort-key ranges: whole months read from month items, the
-    ragged ends from day items. A year by model is ~12 items per model, not ~365."""
-    segments: list[tuple[Literal["D", "M"], str, str]] = []
-    for month in period.months():
-        first = max(period.start, date.fromisoformat(month + "-01"))
-        last = min(period.end, _month_end(month))
-        if first.day == 1 and last == _month_end(month):
-            if segments and segments[-1][0] == "M":
-                segments[-1] = ("M", segments[-1][1], month)
-            else:
-                segments.append(("M", month, month))
-        elif segments and segments[-1][0] == "D":
-            segments[-1] = ("D", segments[-1][1], last.isoformat())
-        else:
-            segments.append(("D", first.isoformat(), last.isoformat()))
-    return segments
-
-
-def _items(team_id: str, dim: Dimension, period: Period, *, days_only: bool = False) -> list[Item]:
-    if days_only:
-        return _query(team_id, f"D#{dim}#{period.start.isoformat()}", f"D#{dim}#{period.end.isoformat()}")
-    items: list[Item] = []
-    for kind, low, high in _segments(period):
-        items.extend(_query(team_id, f"{kind}#{dim}#{low}", f"{kind}#{dim}#{high}"))
-    return items
+def _group(dims: Dims, group_by: GroupBy) -> str | None:
+    """The row a cell's counters go to; None when the cell has no value for that group (calls
+    that were not to a prompt API, grouped by API)."""
+    if group_by == "day":
+        return dims.day
+    if group_by == "month":
+        return dims.day[:7]
+    if group_by == "model":
+        return dims.model
+    if group_by == "key":
+        return dims.key_id
+    if group_by == "route":
+        return dims.route
+    return dims.api_slug  # "api"
 
 
 def usage_report(team_id: str | None, group_by: GroupBy, period: Period) -> UsageReport:
@@ -338,23 +176,19 @@ def usage_report(team_id: str | None, group_by: GroupBy, period: Period) -> Usag
 
         for team in teams.list_teams():
             sums.by_group[team.team_id] = Totals()
-            for item in _items(team.team_id, "all", period):
-                sums.add(team.team_id, Totals.from_item(item))
+            for cell in cells.team_cells(team.team_id, period.start, period.end):
+                sums.add(team.team_id, Totals.of(cell.counters))
     elif team_id is None:
         raise InvalidRequest("a team is needed for this report", param="team")
-    elif group_by == "day":
-        for day in period.days():
-            sums.by_group[day] = Totals()
-        for item in _items(team_id, "all", period, days_only=True):
-            sums.add(str(item["bucket"]), Totals.from_item(item))
-    elif group_by == "month":
-        for month in period.months():
-            sums.by_group[month] = Totals()
-        for item in _items(team_id, "all", period):
-            sums.add(str(item["bucket"])[:7], Totals.from_item(item))
     else:
-        for item in _items(team_id, group_by, period):
-            sums.add(str(item["dim_value"]), Totals.from_item(item))
+        if group_by == "day":
+            sums.by_group.update((day, Totals()) for day in period.days())
+        elif group_by == "month":
+            sums.by_group.update((month, Totals()) for month in period.months())
+        for cell in cells.team_cells(team_id, period.start, period.end):
+            group = _group(cell.dims, group_by)
+            if group is not None:
+                sums.add(group, Totals.of(cell.counters))
     rows = [ReportRow.of(group, totals) for group, totals in sums.by_group.items()]
     if group_by in ("day", "month"):
         rows.sort(key=lambda r: r.group)
