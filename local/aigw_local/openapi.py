@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,12 @@ REQUEST_EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
 # The portal's static pages (HTML, JS, CSS) are routes, not part of the JSON API.
 NOT_JSON_API = frozenset({"/portal", "/portal/{proxy+}"})
 
+# How API Gateway's own OpenAPI export writes a route of method ANY. A template route of method
+# ANY that no resolver route details (the /v1 catch-all) is documented so: schemathesis leaves
+# it alone, as it cannot know which paths the catch-all really receives.
+ANY_METHOD = "x-amazon-apigateway-any-method"
+_PATH_PARAM = re.compile(r"\{([^}]+)\}")
+
 _RETRY_AFTER = {
     "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}
 }
@@ -141,6 +148,51 @@ def _fix_operation(path: str, operation: dict[str, Any]) -> None:
         responses.setdefault(status, response)
 
 
+def _shape(path: str) -> str:
+    """A path with its parameters unnamed: ``/v1/models/{model_id}`` and the template's
+    ``/v1/models/{model+}`` are the same route."""
+    return _PATH_PARAM.sub("{}", path)
+
+
+def _rename_path_parameters(operation: dict[str, Any], resolver_path: str, path: str) -> None:
+    """Name the operation's path parameters as the template's path does (``model+`` for a
+    greedy ``{model+}``), so the document's paths are the routes API Gateway serves."""
+    names = dict(zip(_PATH_PARAM.findall(resolver_path), _PATH_PARAM.findall(path), strict=True))
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") == "path" and parameter.get("name") in names:
+            renamed = names[parameter["name"]]
+            if renamed.endswith("+"):
+                parameter["description"] = "May contain slashes (sent encoded or not)"
+            parameter["name"] = renamed
+
+
+def _catch_all_operation(path: str) -> dict[str, Any]:
+    """A template route of method ANY that no resolver route details: it answers only that
+    nothing is there (aigw.web.unknown_route), without asking for a key."""
+    statuses = {404: "No route for this path", 405: "This path does not take this method (see Allow)"}
+    errors = _error_responses(path)
+    responses = {str(s): {**errors[str(s)], "description": d} for s, d in statuses.items()}
+    responses["405"]["headers"] = {
+        "Allow": {"description": "The methods the path takes", "schema": {"type": "string"}}
+    }
+    return {
+        "summary": "Any other path or method",
+        "description": "A path nothing serves, or a method the path does not take.",
+        "security": [],
+        "parameters": [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "Any path under this prefix, slashes included",
+            }
+            for name in _PATH_PARAM.findall(path)
+        ],
+        "responses": responses,
+    }
+
+
 def build(template: dict[str, Any] | None = None) -> dict[str, Any]:
     template = template or tpl.load()
     routed = {r.function.logical_id for r in tpl.routes(template)}
@@ -159,24 +211,30 @@ def build(template: dict[str, Any] | None = None) -> dict[str, Any]:
         "security": [{"bearer": []}],
     }
     declared = {(r.method.lower(), r.path) for r in tpl.routes(template) if r.path not in NOT_JSON_API}
+    by_shape = {_shape(path): path for _, path in declared}
     for spec in tpl.functions(template):
         if spec.logical_id not in routed:
             continue
         part = _resolver_document(spec)
         for name, schema in part.get("components", {}).get("schemas", {}).items():
             document["components"]["schemas"].setdefault(name, schema)
-        for path, operations in part.get("paths", {}).items():
+        for resolver_path, operations in part.get("paths", {}).items():
+            path = by_shape.get(_shape(resolver_path), resolver_path)
             for method, operation in operations.items():
                 # Only what API Gateway routes exists; a resolver route missing from the
                 # template would be unreachable.
                 if (method, path) not in declared:
                     continue
+                _rename_path_parameters(operation, resolver_path, path)
                 _fix_operation(path, operation)
                 example = REQUEST_EXAMPLES.get((method, path))
                 body = operation.get("requestBody", {}).get("content", {}).get("application/json")
                 if example is not None and body is not None:
                     body["example"] = example
                 document["paths"].setdefault(path, {})[method] = operation
+    for method, path in sorted(declared):
+        if method == "any" and path not in document["paths"]:
+            document["paths"][path] = {ANY_METHOD: _catch_all_operation(path)}
     for unused in ("HTTPValidationError", "ValidationError"):
         document["components"]["schemas"].pop(unused, None)
     return document

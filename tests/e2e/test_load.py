@@ -78,8 +78,21 @@ def test_load_run_has_no_errors_and_usage_equals_requests(runner: Runner) -> Non
 
 @pytest.mark.e2e
 def test_any_http_method_gets_a_json_answer(runner: Runner) -> None:
+    # /v1 answers in OpenAI's shape, so the SDKs show the message.
     for method in ("TRACE", "PROPFIND", "PATCH"):
         reply = httpx.request(method, runner.base_url + "/v1/chat/completions", timeout=10)
         assert reply.status_code == 405, method
+        assert reply.json()["error"]["code"] == "method_not_allowed"
+        assert reply.headers["allow"] == "POST"
+    unknown = httpx.request("TRACE", runner.base_url + "/v1/nope", timeout=10)
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "unknown_url"
+    # Everywhere else, problem+json with a code.
+    for method in ("TRACE", "PATCH"):
+        reply = httpx.request(method, runner.base_url + "/admin/teams", timeout=10)
+        assert reply.status_code == 405, method
+        assert reply.headers["content-type"].startswith("application/problem+json")
         assert reply.json()["code"] == "method_not_allowed"
-    assert httpx.request("TRACE", runner.base_url + "/nope", timeout=10).status_code == 404
+    nowhere = httpx.request("TRACE", runner.base_url + "/nope", timeout=10)
+    assert nowhere.status_code == 404
+    assert nowhere.json()["code"] == "not_found"

@@ -49,8 +49,17 @@ def test_document_declares_every_template_route_and_its_errors() -> None:
     routes = {
         (r.method.lower(), r.path) for r in tpl.routes(tpl.load()) if r.path not in openapi.NOT_JSON_API
     }
-    documented = {(m, p) for p, ops in document["paths"].items() for m in ops}
+    documented = {
+        ("any" if m == openapi.ANY_METHOD else m, p) for p, ops in document["paths"].items() for m in ops
+    }
     assert documented == routes
+    # The /v1 catch-all (any other path or method) is declared with its OpenAI-shaped 404 and 405.
+    catch_all = document["paths"]["/v1/{proxy+}"][openapi.ANY_METHOD]["responses"]
+    assert set(catch_all) == {"404", "405"}
+    assert all("application/json" in r["content"] for r in catch_all.values())
+    # A model id holds a slash: the greedy template parameter is the document's.
+    retrieve = document["paths"]["/v1/models/{model+}"]["get"]
+    assert [p["name"] for p in retrieve["parameters"] if p["in"] == "path"] == ["model+"]
     chat = document["paths"]["/v1/chat/completions"]["post"]["responses"]
     assert chat["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ChatCompletion"
