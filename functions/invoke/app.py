@@ -42,27 +42,28 @@ def chat_completions(request: ChatRequest) -> Response[str]:
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
     payload = request.model_dump(exclude_none=True)
     lookup = response_cache.lookup_for(key, CHAT, payload, request.temperature, app.current_event.headers)
-    if lookup is not None:
-        hit = response_cache.get(lookup)
-        if hit is not None:
-            response_cache.bill_hit(key, hit, request, request_id=rid, route=CHAT)
-            completion = ChatCompletion.model_validate(hit.body)
-            if request.stream:
-                replayed = response_cache.Replayed(response_cache.replay(completion))
-                events = streaming.openai_events(replayed, include_usage=include_usage)  # type: ignore[arg-type]
-                return streaming.respond(streaming.event_stream(events))
-            return web.json_response(completion)
-        response_cache.mark_miss()
+    hit = response_cache.find(lookup, key, request.model) if lookup is not None else None
+    if hit is not None:
+        response_cache.bill_hit(key, hit, request, request_id=rid, route=CHAT)
+        completion = ChatCompletion.model_validate(hit.body)
+        if request.stream:
+            replayed = response_cache.Replayed(response_cache.replay(completion))
+            events = streaming.openai_events(replayed, include_usage=include_usage)  # type: ignore[arg-type]
+            return streaming.respond(streaming.event_stream(events))
+        return web.json_response(completion)
     if request.stream:
         stream = invocation.stream_chat_completion(key, request, request_id=rid)
-        source: Any = stream if lookup is None else response_cache.Recording(stream, lookup)
+        source: Any = stream
+        if lookup is not None:
+            source = response_cache.Recording(stream, lookup)
+            response_cache.mark_miss()
         events = streaming.openai_events(source, include_usage=include_usage)
         return streaming.respond(streaming.event_stream(events, on_close=stream.close))
     completion = invocation.chat_completion(key, request, request_id=rid)
     if lookup is not None:
-        response_cache.store(
-            lookup, request.model, completion.model_dump(exclude_none=True), completion.usage
-        )
+        body = completion.model_dump(exclude_none=True)
+        response_cache.store(lookup, completion.served_by, body, completion.usage)
+        response_cache.mark_miss()
     return web.json_response(completion)
 
 
@@ -98,20 +99,17 @@ def create_embeddings(request: EmbeddingRequest) -> Response[str]:
     # Vectors are kept as floats: the same entry answers float and base64 callers.
     payload = request.model_dump(exclude_none=True, exclude={"encoding_format"})
     lookup = response_cache.lookup_for(key, EMBEDDINGS, payload, None, app.current_event.headers)
-    if lookup is not None:
-        hit = response_cache.get(lookup)
-        if hit is not None:
-            estimate = Estimate(prompt_tokens=embeddings.estimate_input(request), produces_output=False)
-            response_cache.bill_hit(key, hit, estimate, request_id=rid, route=EMBEDDINGS)
-            return web.json_response(embeddings.reencode(hit.body, request.encoding_format))
-        response_cache.mark_miss()
+    hit = response_cache.find(lookup, key, request.model) if lookup is not None else None
+    if hit is not None:
+        estimate = Estimate(prompt_tokens=embeddings.estimate_input(request), produces_output=False)
+        response_cache.bill_hit(key, hit, estimate, request_id=rid, route=EMBEDDINGS)
+        return web.json_response(embeddings.reencode(hit.body, request.encoding_format))
     floats = request.model_copy(update={"encoding_format": "float"})
-    body = embeddings.create(key, floats, request_id=rid)
+    body, served_by = embeddings.create(key, floats, request_id=rid)
     if lookup is not None:
-        usage = Usage(
-            prompt_tokens=body["usage"]["prompt_tokens"], total_tokens=body["usage"]["prompt_tokens"]
-        )
-        response_cache.store(lookup, request.model, body, usage)
+        tokens = body["usage"]["prompt_tokens"]
+        response_cache.store(lookup, served_by, body, Usage(prompt_tokens=tokens, total_tokens=tokens))
+        response_cache.mark_miss()
     return web.json_response(embeddings.reencode(body, request.encoding_format))
 
 

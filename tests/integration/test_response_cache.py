@@ -120,3 +120,17 @@ def test_settings_are_bounded_and_admin_only(key: str) -> None:
     assert ok.status == 200
     assert ok.json()["ttl_seconds"] == 120
     assert call("PUT", "/admin/teams/acme/cache", body={"enabled": True}, key=key).status == 403
+
+
+def test_a_hit_is_refused_to_a_key_that_may_not_use_the_model(vendors: VendorServer, cached: str) -> None:
+    assert call("POST", CHAT, body=_body(), key=cached).header("x-aigw-cache") == "miss"
+    narrow = keys.create_key("acme", allowed_models=["mock/*"]).secret
+    refused = call("POST", CHAT, body=_body(), key=narrow)
+    assert refused.status == 403
+    assert refused.json()["error"]["code"] == "model_not_allowed"
+    assert refused.header("x-aigw-cache") is None
+    embed = {"model": "mock/embed", "input": "a"}
+    assert call("POST", "/v1/embeddings", body=embed, key=cached).header("x-aigw-cache") == "miss"
+    no_embed = keys.create_key("acme", allowed_models=["openai/*"]).secret
+    assert call("POST", "/v1/embeddings", body=embed, key=no_embed).status == 403
+    assert len(vendors.requests) == 1

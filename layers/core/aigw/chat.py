@@ -12,7 +12,7 @@ import secrets
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from aigw.errors import InvalidRequest
 
@@ -170,6 +170,16 @@ class ChatCompletion(BaseModel):
     choices: list[Choice]
     usage: Usage
     system_fingerprint: str | None = None
+    # The catalog model that answered (a fallback's when one did); never sent to the caller.
+    _served_by: str | None = PrivateAttr(default=None)
+
+    @property
+    def served_by(self) -> str:
+        return self._served_by or self.model
+
+    def served(self, model_id: str) -> ChatCompletion:
+        self._served_by = model_id
+        return self
 
 
 class ModelCard(BaseModel):

@@ -172,8 +172,11 @@ def _embedder(provider: object, model: ModelInfo) -> Embedder:
     return provider
 
 
-def create(key: ApiKey, request: EmbeddingRequest, *, request_id: str, route: str = ROUTE) -> dict[str, Any]:
-    """Embed, metered: each model of the chain tried is one metered attempt, as for chat."""
+def create(
+    key: ApiKey, request: EmbeddingRequest, *, request_id: str, route: str = ROUTE
+) -> tuple[dict[str, Any], str]:
+    """Embed, metered: each model of the chain tried is one metered attempt, as for chat.
+    The answer's body, and the catalog model that answered it."""
     chain = invocation.candidates(key, request.model)
     require_mode(chain[0], "embedding", request.model)
     _check_dimensions(chain[0], request)
@@ -199,5 +202,5 @@ def create(key: ApiKey, request: EmbeddingRequest, *, request_id: str, route: st
             raise
         usage = Usage(prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens)
         meter.settle(usage, source=result.source)
-        return response_body(request, result)
+        return response_body(request, result), model.id
     raise AssertionError("unreachable: the chain is never empty")

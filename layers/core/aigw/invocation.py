@@ -160,7 +160,7 @@ def chat_completion(
     def finish(meter: Meter, completion: ChatCompletion) -> ChatCompletion:
         completion.model = request.model
         meter.settle(completion.usage)
-        return completion
+        return completion.served(meter.model.id)
 
     return _attempts(key, request, request_id, route, call, finish)
 

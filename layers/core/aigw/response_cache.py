@@ -183,6 +183,20 @@ def get(lookup: Lookup) -> Hit | None:
     return Hit(str(item["model_id"]), data["body"], Usage.model_validate(data["usage"]))
 
 
+def find(lookup: Lookup, key: ApiKey, requested: str) -> Hit | None:
+    """The entry a request may be answered from: one whose model this key may call for
+    ``requested`` now (its allow-list and its team's plan, as on a miss). A key that may use
+    none of them gets the miss path's 403 before anything is answered; an entry of a model
+    the key may not use (another key's fallback) is a miss."""
+    hit = get(lookup)
+    if hit is None:
+        return None
+    from aigw.invocation import candidates  # invocation loads providers: only for a hit
+
+    chain = candidates(key, requested)
+    return hit if any(m.id == hit.model_id for m in chain) else None
+
+
 def put(lookup: Lookup, model_id: str, body: dict[str, Any], usage: Usage) -> None:
     blob = zlib.compress(json.dumps({"body": body, "usage": usage.model_dump()}).encode())
     if len(blob) > _MAX_ENTRY:
@@ -229,6 +243,7 @@ def bill_hit(
 
 
 def mark_miss() -> None:
+    """Say the answer came from the vendor (only on answers: a refusal was neither)."""
     request_context.add_headers({HEADER: "miss"})
 
 
