@@ -7,11 +7,13 @@ import json
 import secrets
 
 import anthropic
+import httpx
 import openai
 import pytest
 from pydantic import BaseModel
 
 from tests.e2e.conftest import Runner
+from tests.helpers.fake_vendors import VendorScript
 
 TEAM = "demo"  # the team of the runner's first key
 WEATHER = {
@@ -135,3 +137,30 @@ def test_anthropic_count_tokens(runner: Runner) -> None:
         model="anthropic/claude-haiku-4-5", messages=[{"role": "user", "content": "Hi"}]
     )
     assert exact.input_tokens == 4242
+
+
+def test_a_responses_stream_cut_short_is_billed_for_what_was_generated(runner: Runner) -> None:
+    # Translated through the chat adapters (OpenAI's own passthrough: tests/integration).
+    model = "groq/llama-3.1-8b-instant"
+    words = " ".join(f"w{i}" for i in range(400))
+    runner.vendors.reset(VendorScript(text=words, pieces=200, event_delay=0.05))
+    marker = f"cut {secrets.token_hex(4)}"
+    headers = {"Authorization": f"Bearer {runner.team_key}"}
+    deltas = 0
+    body = {"model": model, "input": marker, "stream": True}
+    with httpx.stream(
+        "POST", runner.base_url + "/v1/responses", json=body, headers=headers, timeout=30
+    ) as reply:
+        assert reply.status_code == 200
+        rid = reply.headers["x-request-id"]
+        for line in reply.iter_lines():
+            if line.startswith("data: ") and '"response.output_text.delta"' in line:
+                deltas += 1
+            if deltas == 5:
+                break  # the client hangs up
+    assert runner.vendors.closed_early.wait(timeout=30), "the gateway kept reading the vendor"
+    (record,) = runner.usage_records(TEAM, lambda r: r.request_id == rid)
+    assert (record.route, record.model, record.status) == ("/v1/responses", model, 200)
+    assert record.usage_source == "estimate"
+    assert 0 < record.completion_tokens < 500  # what was generated before the hang-up
+    assert record.cost_micro_usd > 0

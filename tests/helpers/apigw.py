@@ -91,8 +91,13 @@ def build_event(
     return event, route
 
 
+def invoke_handler(event: dict[str, Any], route: tpl.Route) -> Any:
+    """The route's handler's own answer: a proxy-result dict, or a stream not yet read."""
+    return _handler(route.function.logical_id)(event, LambdaContext(route.function.logical_id, 30))
+
+
 def invoke_event(event: dict[str, Any], route: tpl.Route) -> Reply:
-    result = _handler(route.function.logical_id)(event, LambdaContext(route.function.logical_id, 30))
+    result = invoke_handler(event, route)
     if isinstance(result, StreamingResponse):
         # A streamed answer, read to its end as a client would.
         try:

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from aigw import clock
+from aigw.streaming import StreamingResponse
 from aigw.usage import records as usage_records
-from tests.helpers.apigw import call
+from tests.helpers.apigw import build_event, call, invoke_handler
 from tests.helpers.fake_vendors import VendorScript, VendorServer
 
 ROUTE = "/v1/responses"
@@ -186,3 +187,26 @@ def test_bad_input_names_the_field(key: str) -> None:
     )
     assert hosted.status == 400
     assert hosted.json()["error"]["param"] == "tools[0].type"
+
+
+@pytest.mark.parametrize("model", ["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"])
+def test_a_stream_cut_short_is_billed_for_what_was_generated(
+    vendors: VendorServer, key: str, model: str
+) -> None:
+    words = " ".join(f"w{i}" for i in range(400))
+    vendors.reset(VendorScript(text=words, pieces=200, event_delay=0.02))
+    event, route = build_event("POST", ROUTE, body={"model": model, "input": "go", "stream": True}, key=key)
+    answer = invoke_handler(event, route)
+    assert isinstance(answer, StreamingResponse)
+    received = b""
+    for piece in answer.body:
+        received += piece
+        if received.count(b"event: response.output_text.delta") == 5:
+            break  # the client hangs up: the server stops sending and closes the stream
+    answer.close()
+    assert vendors.closed_early.wait(timeout=15), "the gateway kept reading the vendor"
+    (record,) = _records()
+    assert record.request_id == answer.headers["x-request-id"]
+    assert (record.status, record.usage_source) == (200, "estimate")
+    assert 0 < record.completion_tokens < 400  # what was generated before the hang-up
+    assert record.cost_micro_usd > 0
