@@ -187,6 +187,12 @@ def test_bad_input_names_the_field(key: str) -> None:
     )
     assert hosted.status == 400
     assert hosted.json()["error"]["param"] == "tools[0].type"
+    for stream in (False, True):
+        body = {"model": "openai/gpt-4o-mini", "input": "x", "max_output_tokens": 10**9, "stream": stream}
+        too_long = call("POST", ROUTE, body=body, key=key)
+        assert too_long.status == 400
+        assert too_long.json()["error"]["param"] == "max_output_tokens"
+        assert "max_output_tokens" in too_long.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("model", ["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"])

@@ -399,6 +399,18 @@ def _native_body(
     return body
 
 
+def _check_output_limit(model: ModelInfo, request: ResponsesRequest) -> None:
+    """400 naming this API's own field (the chat check further on names the chat fields)."""
+    limit = request.max_output_tokens
+    if limit is not None and limit > model.max_output_tokens:
+        raise InvalidRequest(
+            f"max_output_tokens is {limit}, above the {model.max_output_tokens} output tokens model "
+            f"'{model.id}' can produce: it may be at most {model.max_output_tokens}, or left out",
+            code="max_tokens_too_large",
+            param="max_output_tokens",
+        )
+
+
 @dataclass
 class _Native:
     body: dict[str, Any]
@@ -408,6 +420,7 @@ def create(key: ApiKey, request: ResponsesRequest, *, request_id: str) -> dict[s
     """A whole response. Streamed requests go through :func:`stream`."""
     first = invocation.candidates(key, request.model)[0]
     require_mode(first, "chat", request.model)
+    _check_output_limit(first, request)
     items = [*_history(key, request), *input_items(request)]
     chat = to_chat_request(request.model_copy(update={"stream": False}), items, first.provider in NATIVE)
     response_id = _new_id("resp")
@@ -653,6 +666,7 @@ def stream(key: ApiKey, request: ResponsesRequest, *, request_id: str) -> stream
     """A streamed response: vendors are tried until one has sent its first event."""
     first = invocation.candidates(key, request.model)[0]
     require_mode(first, "chat", request.model)
+    _check_output_limit(first, request)
     items = [*_history(key, request), *input_items(request)]
     chat = to_chat_request(request, items, first.provider in NATIVE)
     response_id = _new_id("resp")
