@@ -144,6 +144,21 @@ def test_records_reach_the_reports_only_through_the_stream() -> None:
     assert drain_reports() == []
 
 
+def test_cache_hits_and_the_cost_they_saved_are_counted_per_model() -> None:
+    teams.create_team("acme")
+    _record("acme", 0)
+    _record("acme", 1, cache_hit=True, cost_saved_micro_usd=700)
+    _record("acme", 2, cache_hit=True, cost_saved_micro_usd=500, model="mock/embed", route="/v1/embeddings")
+    drain_reports()
+    totals = _totals("acme")
+    assert (totals.calls, totals.cache_hits, totals.cost_saved_micro_usd) == (3, 2, 1_200)
+    period = reports.Period.parse(DAY, DAY)
+    by_model = {r.group: r for r in reports.usage_report("acme", "model", period).rows}
+    assert (by_model["mock/echo"].cache_hits, by_model["mock/echo"].cost_saved_micro_usd) == (1, 700)
+    by_route = {r.group: r for r in reports.usage_report("acme", "route", period).rows}
+    assert (by_route["/v1/embeddings"].calls, by_route["/v1/embeddings"].cache_hits) == (1, 1)
+
+
 def test_the_same_batch_delivered_twice_leaves_the_totals_unchanged() -> None:
     teams.create_team("acme")
     records = [_record("acme", n) for n in range(6)]
