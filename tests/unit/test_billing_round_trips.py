@@ -1,4 +1,5 @@
-"""The hot path's DynamoDB round trips, counted (not timed): a warm call makes two."""
+"""The hot path's DynamoDB round trips, counted (not timed): a warm container with a live budget
+lease makes none before the vendor and one after it (the usage record)."""
 
 from __future__ import annotations
 
@@ -22,26 +23,34 @@ def _count_calls() -> list[str]:
     return seen
 
 
-def test_a_warm_call_is_one_reservation_and_one_settlement(acme_key: str) -> None:
+def test_a_warm_call_writes_its_usage_record_and_nothing_else(acme_key: str) -> None:
     plans.put_plan("limited", plans.PlanSpec(monthly_tokens=100_000, requests_per_minute=100))
     account.assign_plan("acme", "limited")
-    assert call("POST", CHAT, body=HELLO, key=acme_key).status == 200  # warms key, plan, entitlement
+    assert call("POST", CHAT, body=HELLO, key=acme_key).status == 200  # warms key, plan, lease
+    seen = _count_calls()
+    for _ in range(3):
+        assert call("POST", CHAT, body=HELLO, key=acme_key).status == 200
+    assert seen == ["PutItem"] * 3
+
+
+def test_a_cold_container_takes_its_lease_in_one_transaction(acme_key: str) -> None:
+    account.grant_credits("acme", 1_000_000)
+    account.forget()
     seen = _count_calls()
     assert call("POST", CHAT, body=HELLO, key=acme_key).status == 200
-    assert seen == ["UpdateItem", "TransactWriteItems"]
+    # Reads (the entitlement, a cold catalog), then ONE write before the vendor: the lease's
+    # grant; then the record.
+    writes = [name for name in seen if name not in ("GetItem", "Query")]
+    assert writes == ["TransactWriteItems", "PutItem"]
 
 
 def test_a_changed_entitlement_costs_no_extra_read(acme_key: str) -> None:
     account.grant_credits("acme", 1_000_000)
     assert call("POST", CHAT, body=HELLO, key=acme_key).status == 200
-    # Another container (a webhook, an admin) changes the entitlement behind this one's cache.
-    gateway_table().update(
-        "TEAM#acme",
-        account.BILLING_SK,
-        expression="ADD credits :c SET rev = rev + :one",
-        values={":c": 1_000_000, ":one": 1},
-    )
+    # Another container (a webhook, an admin) changes the entitlement behind this one's lease.
+    account.grant_credits("acme", 1_000_000)
     seen = _count_calls()
-    assert call("POST", CHAT, body=HELLO, key=acme_key).status == 200
-    # The refused write returned the item (ALL_OLD); the retry decides on it without a GetItem.
-    assert seen == ["UpdateItem", "UpdateItem", "TransactWriteItems"]
+    call("POST", CHAT, body={**HELLO, "max_tokens": 10_000}, key=acme_key)  # needs more than the slice
+    # The refused top-up returned the item: a new lease is decided on it without a GetItem.
+    assert seen.count("GetItem") == 0
+    assert seen[:2] == ["TransactWriteItems", "TransactWriteItems"]

@@ -8,6 +8,7 @@ concurrent requests (threads in the local runner) apart.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 
@@ -17,11 +18,20 @@ _logger = Logger(service="aigw")
 
 _base_url: ContextVar[str | None] = ContextVar("aigw_base_url", default=None)
 _headers: ContextVar[dict[str, str] | None] = ContextVar("aigw_response_headers", default=None)
+_deadline: ContextVar[float | None] = ContextVar("aigw_deadline", default=None)
 
 
-def begin(base_url: str | None) -> None:
+def begin(base_url: str | None, *, remaining_ms: int | None = None) -> None:
+    """Start a request: ``remaining_ms`` is the function's time left (the Lambda context's)."""
     _base_url.set(base_url)
     _headers.set({})
+    _deadline.set(time.monotonic() + remaining_ms / 1000 if remaining_ms else None)
+
+
+def seconds_left() -> float | None:
+    """How long the function may still run for this request (None: not known)."""
+    deadline = _deadline.get()
+    return None if deadline is None else deadline - time.monotonic()
 
 
 def base_url() -> str | None:

@@ -54,11 +54,20 @@ _UNAVAILABLE_CODES = frozenset(
 class ConditionFailed(Exception):
     """A conditional write or transaction was refused; the caller decides what it means."""
 
-    def __init__(self, reasons: Sequence[str] = (), item: Item | None = None) -> None:
+    def __init__(
+        self, reasons: Sequence[str] = (), item: Item | None = None, items: Sequence[Item | None] = ()
+    ) -> None:
         super().__init__("condition failed")
         self.reasons = list(reasons)
         # The item as it was when the condition failed, when the caller asked for it.
         self.item = item
+        # A transaction: each operation's item as it was, where that operation asked for it
+        # (``ReturnValuesOnConditionCheckFailure``) and its condition failed.
+        self.items = list(items)
+
+    def failed(self, index: int) -> bool:
+        """Whether the transaction's operation ``index`` is one whose condition failed."""
+        return index < len(self.reasons) and self.reasons[index] == "ConditionalCheckFailed"
 
 
 def serialize(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -83,9 +92,11 @@ def _guard() -> Iterator[None]:
             old: Any = exc.response.get("Item")
             raise ConditionFailed([code], deserialize(old) if old else None) from exc
         if code == "TransactionCanceledException":
-            reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+            cancelled = exc.response.get("CancellationReasons", [])
+            reasons = [r.get("Code", "None") for r in cancelled]
             if "ConditionalCheckFailed" in reasons:
-                raise ConditionFailed(reasons) from exc
+                items = [deserialize(r["Item"]) if r.get("Item") else None for r in cancelled]
+                raise ConditionFailed(reasons, items=items) from exc
             raise ServiceUnavailable(
                 "The gateway's database is busy; retry shortly.", headers={"Retry-After": "1"}
             ) from exc
@@ -224,7 +235,9 @@ class Table:
                 kwargs["ExclusiveStartKey"] = last
 
     def transact(self, operations: Sequence[Mapping[str, Any]]) -> None:
-        """Run low-level TransactWriteItems operations; ``TableName`` is filled in."""
+        """Run low-level TransactWriteItems operations; ``TableName`` is filled in. A refused
+        condition raises :class:`ConditionFailed` with each operation's reason and, where the
+        operation asked for it, its item as it was."""
         prepared = []
         for op in operations:
             ((kind, body),) = op.items()

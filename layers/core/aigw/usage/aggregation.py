@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 from aigw import clock
 from aigw.errors import ServiceUnavailable
 from aigw.table import ConditionFailed, deserialize, gateway_table
-from aigw.usage.records import UsageRecord, usage_pk
+from aigw.usage.records import UsageRecord, items_for_day
 from aigw.usage.reports import Contribution, contributions
 
 MARK = "aggregated_at"
@@ -167,7 +167,7 @@ def catch_up(team_id: str, day: str) -> int:
     """Add the usage records of one team and UTC day that are not in the aggregates yet (a
     stream batch that ended in the dead-letter queue); returns how many were added. Safe at any
     time, also while the stream is delivering: a record is added at most once, whoever adds it."""
-    items = gateway_table().query("pk = :p", {":p": usage_pk(team_id, day)}, consistent=True)
+    items = items_for_day(team_id, day)
     missing = [
         Pending(key=(str(item["pk"]), str(item["sk"])), record=UsageRecord.from_item(item))
         for item in items

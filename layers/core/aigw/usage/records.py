@@ -124,9 +124,22 @@ def api_usage_pk(slug: str) -> str:
     return f"APIUSAGE#{slug}"
 
 
-def usage_item(record: UsageRecord) -> dict[str, Any]:
+def record_key(record: UsageRecord) -> tuple[str, str]:
+    """The record's pk and sk. A record that names no lease (written by tools or tests, never
+    by a metered call) is sharded by its request id and keyed by time."""
+    day = _day(record.created_at_ms)
     if record.lease_id is None or record.lease_seq is None:
-        raise ValueError(f"usage record {record.request_id} names no lease")
+        return (
+            usage_pk(record.team_id, day, usage_shard(record.request_id)),
+            f"-#{record.created_at_ms:014d}#{record.request_id}",
+        )
+    return usage_pk(record.team_id, day, usage_shard(record.lease_id)), usage_sk(
+        record.lease_id, record.lease_seq
+    )
+
+
+def usage_item(record: UsageRecord) -> dict[str, Any]:
+    pk, sk = record_key(record)
     expires = record.created_at_ms // 1000 + settings().usage_retention_days * _DAY_SECONDS
     dumped = record.model_dump(exclude_none=True)
     if record.flags:
@@ -134,8 +147,8 @@ def usage_item(record: UsageRecord) -> dict[str, Any]:
     else:
         dumped.pop("flags", None)
     item = {
-        "pk": usage_pk(record.team_id, _day(record.created_at_ms), usage_shard(record.lease_id)),
-        "sk": usage_sk(record.lease_id, record.lease_seq),
+        "pk": pk,
+        "sk": sk,
         "type": "usage",
         "ttl": expires,
         **dumped,
@@ -143,7 +156,9 @@ def usage_item(record: UsageRecord) -> dict[str, Any]:
     if record.api_slug:
         # Prompt API calls are billed to the caller's team but reported to the API's owner:
         # gsi1 gathers them per API across every calling team.
-        item.update(gsi1pk=api_usage_pk(record.api_slug), gsi1sk=f"{record.created_at_ms:014d}#{record.request_id}")
+        item.update(
+            gsi1pk=api_usage_pk(record.api_slug), gsi1sk=f"{record.created_at_ms:014d}#{record.request_id}"
+        )
     return item
 
 
@@ -155,16 +170,22 @@ def record(usage: UsageRecord) -> None:
         return  # already recorded by an earlier attempt of this very write
 
 
+def items_for_day(team_id: str, day: str) -> list[Item]:
+    """A team's record items of one UTC day, as stored, oldest first (every shard of the day)."""
+    found: list[Item] = []
+    for shard in range(USAGE_SHARDS):
+        found.extend(gateway_table().query("pk = :p", {":p": usage_pk(team_id, day, shard)}, consistent=True))
+    return sorted(found, key=lambda i: (int(i.get("created_at_ms", 0)), str(i.get("request_id", ""))))
+
+
 def records_for_day(team_id: str, day: str) -> list[UsageRecord]:
     """A team's records of one UTC day, oldest first (every shard of the day)."""
-    found: list[UsageRecord] = []
-    for shard in range(USAGE_SHARDS):
-        items = gateway_table().query("pk = :p", {":p": usage_pk(team_id, day, shard)}, consistent=True)
-        found.extend(UsageRecord.from_item(i) for i in items)
-    return sorted(found, key=lambda r: (r.created_at_ms, r.request_id))
+    return [UsageRecord.from_item(i) for i in items_for_day(team_id, day)]
 
 
-def records_of_lease(team_id: str, lease_id: str, days: list[str], *, after_seq: int = 0) -> list[UsageRecord]:
+def records_of_lease(
+    team_id: str, lease_id: str, days: list[str], *, after_seq: int = 0
+) -> list[UsageRecord]:
     """The records a lease admitted with a sequence number above ``after_seq``, in sequence order.
 
     ``days``: the UTC days the lease may have written in (from its grant to its expiry)."""
