@@ -14,7 +14,7 @@ from aigw import clock, invocation, keys, teams
 from aigw.billing import account, plans
 from aigw.chat import ChatRequest
 from aigw.errors import GatewayError
-from aigw.table import gateway_table, serialize
+from aigw.table import serialize
 from aigw.usage import records as usage_records
 from aigw_local import template as tpl
 from aigw_local.apigw import LambdaContext
@@ -183,9 +183,7 @@ def test_metered_usage_reaches_stripe_meters_once(acme: str, fake_stripe: FakeSt
     body = call("POST", CHAT, body=HELLO, key=acme).json()
     (record,) = _records()
     assert (record.meter_event_name, record.stripe_customer_id) == ("aigw_tokens", "cus_TestAcme")
-    raw = gateway_table().query(
-        "pk = :p", {":p": usage_records.usage_pk("acme", clock.iso(clock.now())[:10])}
-    )
+    raw = usage_records.items_for_day("acme", clock.iso(clock.now())[:10])
     event = _stream_event(raw)
     handler = _meter_handler()
     assert handler(event, LambdaContext("MeterReportFunction", 60)) == {"batchItemFailures": []}
@@ -205,9 +203,7 @@ def test_meter_report_failures_are_retried_item_by_item(
     plans.put_plan("pro-monthly", plans.PlanSpec(meter_event_name="aigw_tokens"))
     deliver(stripe_event("customer.subscription.created"))
     call("POST", CHAT, body=HELLO, key=acme)
-    raw = gateway_table().query(
-        "pk = :p", {":p": usage_records.usage_pk("acme", clock.iso(clock.now())[:10])}
-    )
+    raw = usage_records.items_for_day("acme", clock.iso(clock.now())[:10])
     monkeypatch.setenv("STRIPE_API_KEY", "rk_wrong")
     reset_core()
     result = _meter_handler()(_stream_event(raw), LambdaContext("MeterReportFunction", 60))

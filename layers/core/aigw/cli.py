@@ -168,9 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_keys)
 
     # Each area registers its own commands from its own module (aigw/cli_<area>.py).
-    from aigw import cli_billing, cli_models, cli_prompt_apis, cli_reports
+    from aigw import cli_billing, cli_key_budgets, cli_models, cli_prompt_apis, cli_reports
 
     cli_billing.register(sub)
+    cli_key_budgets.register(sub)
     cli_models.register(sub)
     cli_prompt_apis.register(sub)
     cli_reports.register(sub)

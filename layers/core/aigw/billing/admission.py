@@ -34,7 +34,7 @@ from aigw.billing.plans import Plan
 from aigw.billing.rules import BillingState, Decision, Funding
 from aigw.catalog import ModelInfo
 from aigw.chat import ChatRequest
-from aigw.errors import GatewayError, PaymentRequired, PermissionDenied, ServiceUnavailable
+from aigw.errors import GatewayError, InvalidRequest, PaymentRequired, PermissionDenied, ServiceUnavailable
 from aigw.keys import ApiKey
 from aigw.tokens import estimate_messages
 
@@ -194,6 +194,14 @@ def output_limit_for(plan: Plan, model: ModelInfo, estimate: Estimate) -> int:
     if not estimate.produces_output:
         return 0
     if estimate.output_limit is not None:
+        model_max = getattr(model, "max_output_tokens", None) or model.context_window
+        if estimate.output_limit > model_max:
+            raise InvalidRequest(
+                f"max_tokens is {estimate.output_limit}, more than model '{model.id}' can write "
+                f"({model_max}); lower it",
+                code="max_tokens_too_large",
+                param="max_tokens",
+            )
         return estimate.output_limit
     limit = plan.default_max_tokens
     model_max = getattr(model, "max_output_tokens", None)

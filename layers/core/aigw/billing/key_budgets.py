@@ -99,3 +99,23 @@ def spend(key_id: str, budget: KeyBudget, now: int) -> KeySpend:
 
 def held_of(item: dict[str, Any] | None) -> int:
     return int((item or {}).get("held", 0))
+
+
+def view(budget: KeyBudget | None, key_id: str, now: int | None = None) -> dict[str, Any] | None:
+    """A key's budget as the API shows it: the cap, this period's spend, what is left."""
+    if budget is None:
+        return None
+    from aigw import clock
+
+    at = clock.now() if now is None else now
+    spent = spend(key_id, budget, at)
+    return {
+        "limit_micro_usd": budget.limit_micro_usd,
+        "period": budget.period,
+        "period_start": clock.iso(spent.period.start),
+        "resets_at": clock.iso(spent.period.end),
+        "used_micro_usd": spent.used,
+        # Held by calls in flight and containers' leases, beyond what calls used.
+        "reserved_micro_usd": max(spent.held - spent.used, 0),
+        "remaining_micro_usd": max(budget.limit_micro_usd - spent.held, 0),
+    }

@@ -793,18 +793,7 @@ def maintain(lease_id: str) -> None:
         lease = _container.find(lease_id)
         if lease is None:
             return
-        retry = dict(lease.unwritten)
-    for seq, record in retry.items():
-        try:
-            usage_records.record(record)
-        except Exception:
-            logger.exception("usage record write failed again; kept for the next try")
-            continue
-        record_written(lease_id, seq, None)
-    with _container.lock:
-        lease = _container.find(lease_id)
-        if lease is None:
-            return
+        _write_unwritten(lease)
         try:
             _maintain(lease)
         except (Shortfall, RateLimited, EntitlementChanged, LeaseLost, _LimitRefused, _RateRefused):
@@ -863,10 +852,24 @@ def check_entitlement(lease: Lease) -> None:
     lease.state = fresh
 
 
+def _write_unwritten(lease: Lease) -> None:
+    for seq, record in list(lease.unwritten.items()):
+        try:
+            usage_records.record(record)
+        except Exception:
+            logger.warning("usage record write failed again; kept for the next try", extra={"seq": seq})
+            continue
+        lease.unwritten.pop(seq, None)
+        done = lease.done.get(seq)
+        if done is not None:
+            done.recorded = True
+
+
 def _return(lease: Lease, now: int) -> None:
     """Hand back everything: the recorded calls' usage and the unused slice; delete the lease."""
     if lease.inflight:
         return
+    _write_unwritten(lease)
     through, _, _ = lease._flushable()
     if through < max(lease.done, default=lease.flushed_seq):
         return  # a record is still unwritten: the lease must stay until it is, or be reclaimed
