@@ -49,6 +49,10 @@ class VendorScript:
     pieces: int = 3  # how many deltas a streamed text is cut into
     event_delay: float = 0.0
     cut_after: int | None = None  # streamed events sent before the vendor hangs up
+    # OpenAI format: generate (and report) at most the output limit the request sends, as real
+    # vendors do; without a limit, ``completion_tokens`` (issue 11: the limit must be sent).
+    honour_limit: bool = False
+    reasoning_tokens: int = 0  # OpenAI format: completion_tokens_details.reasoning_tokens
 
     def pieces_of(self) -> list[str]:
         words = re.findall(r"\S+\s*", self.text) or [self.text]
@@ -85,12 +89,18 @@ def openai_chat(
             ],
         }
         finish = "tool_calls"
-    usage = {
+    completion = script.completion_tokens
+    limit = request.get("max_completion_tokens") or request.get("max_tokens")
+    if script.honour_limit and isinstance(limit, int):
+        completion = min(completion, limit)
+    usage: dict[str, Any] = {
         "prompt_tokens": script.prompt_tokens,
-        "completion_tokens": script.completion_tokens,
-        "total_tokens": script.prompt_tokens + script.completion_tokens,
+        "completion_tokens": completion,
+        "total_tokens": script.prompt_tokens + completion,
         "prompt_tokens_details": {"cached_tokens": script.cached_tokens},
     }
+    if script.reasoning_tokens:
+        usage["completion_tokens_details"] = {"reasoning_tokens": script.reasoning_tokens}
     if not request.get("stream"):
         body = {
             "id": "chatcmpl-fake",

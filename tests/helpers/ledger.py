@@ -16,7 +16,17 @@ def settle() -> None:
 
 
 def records(team: str = "acme", *, day: str | None = None) -> list[UsageRecord]:
+    """The team's records of ``day`` (default: today, UTC)."""
     return usage_records.records_for_day(team, day or clock.iso(clock.now())[:10])
+
+
+def recent(team: str = "acme", days: int = 3) -> list[UsageRecord]:
+    """The team's records of the last ``days`` UTC days, oldest first (tests move the clock)."""
+    now = clock.now()
+    found: list[UsageRecord] = []
+    for back in range(days - 1, -1, -1):
+        found += usage_records.records_for_day(team, clock.iso(now - back * 86_400)[:10])
+    return found
 
 
 def assert_agrees(team: str = "acme", *, keys: tuple[ApiKey, ...] = ()) -> None:
@@ -24,7 +34,7 @@ def assert_agrees(team: str = "acme", *, keys: tuple[ApiKey, ...] = ()) -> None:
     settle()
     view = account.summary(team)
     start_ms = int(clock.now() * 1000) if view.period_start is None else _ms(view.period_start)
-    today = records(team)
+    today = recent(team)
     mine = [r for r in today if r.created_at_ms >= start_ms or view.period_start is None]
     plan = [r for r in mine if r.funding == "plan"]
     credits = [r for r in today if r.funding == "credits"]
@@ -37,7 +47,9 @@ def assert_agrees(team: str = "acme", *, keys: tuple[ApiKey, ...] = ()) -> None:
     for key in keys:
         assert key.budget is not None
         spent = key_budgets.spend(key.key_id, key.budget, clock.now())
-        assert spent.held == spent.used == sum(r.cost_micro_usd for r in mine if r.key_id == key.key_id)
+        start = spent.period.start * 1000
+        of_key = [r for r in today if r.key_id == key.key_id and r.created_at_ms >= start]
+        assert spent.held == spent.used == sum(r.cost_micro_usd for r in of_key)
 
 
 def _ms(iso: str) -> int:

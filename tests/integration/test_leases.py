@@ -1,190 +1,242 @@
-"""Reservations of calls that died between reserve and settle, on DynamoDB Local: released after
-their expiry (by the sweeper Lambda or the team's next call), exactly once, and a settle that
-arrives after the release charges the real usage once and releases nothing."""
+"""Budget leases on DynamoDB Local (decision 14): a container's slice of a team's budget, its
+expiry, the reclaim of a dead container's lease (by the sweeper Lambda and by an admission about
+to refuse), a container that was only slow, cancellation mid-slice, and the hot path's round
+trips. Several Lambda containers are played in one process (``leases.as_container``); time is a
+fake clock, so every bound is checked without sleeping."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from aigw import clock, invocation, keys, teams
-from aigw.billing import account, holds, meter, plans
+from aigw.billing import account, admission, leases, meter, plans
+from aigw.billing.admission import Estimate
 from aigw.billing.config import billing_settings
 from aigw.chat import ChatRequest, Usage
+from aigw.errors import GatewayError
 from aigw.table import gateway_table
-from aigw.usage import records as usage_records
 from aigw_local import template as tpl
 from aigw_local.apigw import LambdaContext
 from aigw_local.server import load_handler
-from tests.conftest import reset_core
+from tests.conftest import FakeClock, reset_core
+from tests.helpers import ledger
 from tests.helpers.apigw import call
+from tests.helpers.fake_upstream import FakeUpstream, Recorded, Scripted, openai_completion, openai_upstream
+from tests.helpers.stripe import WEBHOOK_SECRET, deliver, stripe_event
 
 CHAT = "/v1/chat/completions"
 HELLO = {"model": "mock/echo", "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 50}
-USED = Usage(prompt_tokens=12, completion_tokens=8, total_tokens=20)
 
 
 @pytest.fixture
-def acme() -> str:
+def acme() -> Iterator[str]:
     teams.create_team("acme")
     plans.put_plan("pro", plans.PlanSpec(monthly_tokens=100_000))
     account.assign_plan("acme", "pro")
-    return keys.create_key("acme").secret
+    yield keys.create_key("acme").secret
+    ledger.assert_agrees("acme")
 
 
-@pytest.fixture
-def later(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
-    """Move the clock past every reservation's expiry (as if the dead call's Lambda is long gone)."""
-
-    def move() -> None:
-        skipped = clock.now() + billing_settings().reservation_ttl_seconds + 1
-        monkeypatch.setattr(clock, "now", lambda: skipped)
-
-    return move
-
-
-def _open(secret: str, request_id: str) -> meter.Meter:
-    key = keys.authenticate(secret)
-    model = invocation.resolve_model(key, "mock/echo")
-    return meter.open_meter(key, model, ChatRequest.model_validate(HELLO), request_id=request_id, route=CHAT)
+def _life() -> int:
+    cfg = billing_settings()
+    return cfg.lease_seconds + cfg.lease_grace_seconds
 
 
 def _sweep() -> int:
     spec = next(f for f in tpl.functions(tpl.load()) if f.logical_id == "ReservationSweeperFunction")
     result = load_handler(spec)({"source": "aws.events"}, LambdaContext("ReservationSweeperFunction", 300))
-    released: int = result["released"]
-    return released
+    reclaimed: int = result["reclaimed"]
+    return reclaimed
 
 
-def _records() -> list[usage_records.UsageRecord]:
-    return usage_records.records_for_day("acme", clock.iso(clock.now())[:10])
+def _chat(secret: str, body: dict[str, Any] = HELLO) -> str:
+    """One call in this container: "ok" or the refusal's code."""
+    key = keys.authenticate(secret)
+    try:
+        invocation.chat_completion(key, ChatRequest.model_validate(body), request_id=f"req-{clock.now_ms()}")
+    except GatewayError as exc:
+        return exc.code
+    return "ok"
 
 
-def _held(team: str = "acme") -> list[str]:
-    item = gateway_table().get(f"TEAM#{team}", account.BILLING_SK, consistent=True)
-    return [h.request_id for h in holds.holds(item)]
+def _admit(secret: str, request_id: str) -> meter.Meter:
+    """Admit a call and leave it in flight (its container may die before it ends)."""
+    key = keys.authenticate(secret)
+    terms = admission.terms_for(key)
+    model = invocation.resolve_model(key, "mock/echo")
+    estimate = Estimate.for_chat(ChatRequest.model_validate(HELLO))
+    return meter.open_meter(terms, model, estimate, request_id=request_id, route=CHAT)
 
 
-def test_a_dead_calls_reservation_is_released_after_its_expiry_then_a_late_settle_charges_once(
-    acme: str, later: Callable[[], None]
+# ---- expiry ----------------------------------------------------------------------------------------
+
+
+def test_a_lease_admits_until_it_expires_then_the_next_call_takes_a_new_one(
+    acme: str, fake_clock: FakeClock
 ) -> None:
-    dead = _open(acme, "req-dead")
-    assert dead.reservation is not None
-    assert account.summary("acme").tokens_reserved == dead.reservation.tokens > 0
-    assert _held() == ["req-dead"]
+    assert _chat(acme) == "ok"
+    (first,) = leases.active_leases("acme")
+    assert first.expires_at == clock.now() + billing_settings().lease_seconds
+    fake_clock.advance(billing_settings().lease_seconds + 1)  # idle past its expiry
+    assert _chat(acme) == "ok"
+    (second,) = leases.active_leases("acme")
+    assert second.lease_id != first.lease_id  # the expired one was handed back, a new one taken
+    assert {r.lease_id for r in ledger.records()} == {first.lease_id, second.lease_id}
 
-    assert _sweep() == 0  # still within its expiry: the call may be running
-    later()
+
+def test_a_busy_lease_is_renewed_and_hands_its_usage_back_periodically(
+    acme: str, fake_clock: FakeClock
+) -> None:
+    for _ in range(4):
+        assert _chat(acme) == "ok"
+        fake_clock.advance(20)  # a call every 20 s: past half its life, the lease is renewed
+    (lease,) = leases.active_leases("acme")
+    assert lease.expires_at > clock.now()
+    view = account.summary("acme")
+    assert view.tokens_used > 0  # handed back without the lease ending
+    assert view.tokens_used <= sum(r.total_tokens for r in ledger.records())
+
+
+# ---- dead containers -----------------------------------------------------------------------------------
+
+
+def test_a_dead_containers_lease_is_reclaimed_by_the_sweeper_and_its_calls_are_charged_once(
+    acme: str, fake_clock: FakeClock
+) -> None:
+    with leases.as_container(leases.Container()):
+        for _ in range(3):
+            assert _chat(acme) == "ok"
+        # This container is frozen, then killed: it never hands anything back.
+    view = account.summary("acme")
+    assert view.tokens_used == 0
+    assert view.tokens_reserved > 0  # its slice is parked
+    assert _sweep() == 0  # not expired: it may only be idle
+    fake_clock.advance(_life() + 1)
     assert _sweep() == 1
     view = account.summary("acme")
-    assert (view.tokens_used, view.tokens_reserved) == (0, 0)
-    assert _held() == []
-    assert _sweep() == 0  # released once, never twice
-
-    # The call was not dead after all: its settle arrives after the release.
-    dead.settle(USED)
-    view = account.summary("acme")
-    assert (view.tokens_used, view.tokens_reserved) == (20, 0)  # charged once, nothing released again
-    (record,) = _records()
-    assert (record.request_id, record.total_tokens) == ("req-dead", 20)
-    assert _sweep() == 0
-    assert account.summary("acme").tokens_used == sum(r.total_tokens for r in _records())
+    assert view.tokens_reserved == 0
+    assert view.tokens_used == sum(r.total_tokens for r in ledger.records()) > 0
+    assert _sweep() == 0  # reclaimed once, never twice
+    (reclaimed,) = leases.leases_of("acme")
+    assert reclaimed.state == "reclaimed"
 
 
-def test_a_settled_call_leaves_nothing_to_release(acme: str, later: Callable[[], None]) -> None:
-    meter = _open(acme, "req-ok")
-    meter.settle(USED)
-    assert _held() == []
-    later()
-    assert _sweep() == 0
-    view = account.summary("acme")
-    assert (view.tokens_used, view.tokens_reserved) == (20, 0)
-
-
-def test_the_teams_next_call_releases_an_expired_credit_hold(
-    acme: str, later: Callable[[], None], monkeypatch: pytest.MonkeyPatch
+def test_a_container_that_dies_mid_call_loses_only_that_calls_record(
+    acme: str, fake_clock: FakeClock
 ) -> None:
-    monkeypatch.delenv("DEFAULT_PLAN")  # credits fund the calls of a team with no plan
+    with leases.as_container(leases.Container()):
+        assert _chat(acme) == "ok"
+        _admit(acme, "req-dying")  # killed while the vendor answers: no record, ever
+    fake_clock.advance(_life() + 1)
+    assert _sweep() == 1
+    records = ledger.records()
+    assert [r.lease_seq for r in records] == [1]
+    view = account.summary("acme")
+    assert (view.tokens_used, view.tokens_reserved) == (records[0].total_tokens, 0)
+
+
+def test_budget_parked_in_a_dead_containers_slice_comes_back_after_the_lease_lifetime(
+    fake_clock: FakeClock,
+) -> None:
+    teams.create_team("acme")
+    plans.put_plan("tiny", plans.PlanSpec(monthly_tokens=100))
+    account.assign_plan("acme", "tiny")
+    secret = keys.create_key("acme").secret
+    with leases.as_container(leases.Container()):
+        _admit(secret, "req-parked")  # holds ~70 of the 100 tokens, then its container dies
+    assert _chat(secret) == "quota_exhausted"  # parked: a 402 within the bound...
+    fake_clock.advance(_life() - 2)
+    assert _chat(secret) == "quota_exhausted"  # ...for at most the lease lifetime plus grace
+    fake_clock.advance(3)
+    # The admission about to refuse reclaims the dead lease first, then admits.
+    assert _chat(secret) == "ok"
+    ledger.assert_agrees("acme")
+
+
+def test_a_container_that_was_only_slow_charges_its_late_calls_exactly_once(
+    acme: str, fake_clock: FakeClock
+) -> None:
+    slow = leases.Container()
+    with leases.as_container(slow):
+        assert _chat(acme) == "ok"
+        late = _admit(acme, "req-late")  # still running when its lease is taken for dead
+    fake_clock.advance(_life() + 1)
+    assert _sweep() == 1  # counts the first call from its record; the late one has none yet
+    with leases.as_container(slow):
+        late.settle(Usage(prompt_tokens=10, completion_tokens=20, total_tokens=30))
+        leases.return_all()
+    records = ledger.records()
+    assert sorted(r.lease_seq for r in records) == [1, 2]
+    view = account.summary("acme")
+    assert view.tokens_used == sum(r.total_tokens for r in records)  # the late call counted once
+    assert view.tokens_reserved == 0
+
+
+# ---- the entitlement ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def subscribed(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.delenv("DEFAULT_PLAN", raising=False)
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
     reset_core()
-    account.assign_plan("acme", None)
-    account.grant_credits("acme", 1_000_000)
-    dead = _open(acme, "req-dead-credits")
-    assert dead.reservation is not None
-    assert dead.reservation.funding == "credits"
-    held = account.summary("acme")
-    assert held.credits_reserved_micro_usd == dead.reservation.cost > 0
-    assert held.credits_micro_usd == 1_000_000 - dead.reservation.cost
-
-    later()
-    reply = call("POST", CHAT, body=HELLO, key=acme)  # no sweeper ran: the call itself releases
-    assert reply.status == 200, reply.body
-    assert _held() == []
-    (record,) = _records()
-    view = account.summary("acme")
-    assert view.credits_reserved_micro_usd == 0
-    assert view.credits_micro_usd == 1_000_000 - record.cost_micro_usd
-
-    dead.settle(USED)  # a late settle after the release: its real cost, once
-    late = next(r for r in _records() if r.request_id == "req-dead-credits")
-    view = account.summary("acme")
-    assert view.credits_micro_usd == 1_000_000 - record.cost_micro_usd - late.cost_micro_usd
-    assert view.credits_reserved_micro_usd == 0
+    plans.put_plan("pro-monthly", plans.PlanSpec(monthly_tokens=1_000_000))
+    teams.create_team("acme")
+    secret = keys.create_key("acme").secret
+    assert deliver(stripe_event("customer.subscription.created")).status == 200
+    return secret
 
 
-def test_release_and_settle_racing_each_other_count_every_call_once(
-    acme: str, later: Callable[[], None]
+def test_a_cancelled_subscription_stops_new_calls_within_5_seconds_mid_slice(
+    subscribed: str, fake_clock: FakeClock
 ) -> None:
-    meters = [_open(acme, f"req-race-{n}") for n in range(24)]
-    later()
-    item = gateway_table().get("TEAM#acme", account.BILLING_SK, consistent=True)
-    expired = {h.request_id: h for h in holds.expired(item, clock.now())}
-    assert len(expired) == 24
-
-    def release(meter: meter.Meter) -> bool:
-        return holds.release("acme", expired[meter.request_id])
-
-    def settle(meter: meter.Meter) -> usage_records.UsageRecord:
-        return meter.settle(USED)
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        # Interleaved: for half the calls the settle is sent first, for the others the release.
-        releases, settles = [], []
-        for n, meter in enumerate(meters):
-            if n % 2:
-                settles.append(pool.submit(settle, meter))
-                releases.append(pool.submit(release, meter))
-            else:
-                releases.append(pool.submit(release, meter))
-                settles.append(pool.submit(settle, meter))
-        released = sum(f.result() for f in releases)
-        for f in settles:
-            f.result()
-    view = account.summary("acme")
-    records = _records()
-    assert len(records) == 24
-    assert view.tokens_used == sum(r.total_tokens for r in records) == 24 * 20
-    assert view.tokens_reserved == 0  # every hold went exactly once: by its settle or its release
-    assert 0 <= released <= 24
-    assert _held() == []
+    assert _chat(subscribed) == "ok"
+    (lease,) = leases.active_leases("acme")
+    assert lease.out.tokens > 10 * 73  # a slice for many more calls
+    cancelled_at = clock.now_precise()
+    assert deliver(stripe_event("customer.subscription.deleted", at=clock.now())).status == 200
+    outcomes = []
+    for _ in range(12):  # a call every half second
+        fake_clock.advance(0.5)
+        outcomes.append((clock.now_precise() - cancelled_at, _chat(subscribed)))
+    refused = [at for at, outcome in outcomes if outcome != "ok"]
+    assert refused
+    assert refused[0] <= 5.0
+    assert all(outcome == "subscription_inactive" for at, outcome in outcomes if at >= refused[0])
+    ledger.assert_agrees("acme")  # the slice was handed back
 
 
-def test_a_stale_or_repeated_release_changes_nothing(acme: str, later: Callable[[], None]) -> None:
-    meter = _open(acme, "req-slow")
-    later()
-    item = gateway_table().get("TEAM#acme", account.BILLING_SK, consistent=True)
-    (hold,) = holds.expired(item, clock.now())
-    meter.settle(USED)  # the call settles just after the sweeper read the item
-    assert holds.release("acme", hold) is False
-    view = account.summary("acme")
-    assert (view.tokens_used, view.tokens_reserved) == (20, 0)
+def test_a_refused_team_is_refused_at_once_without_a_lease(subscribed: str) -> None:
+    assert deliver(stripe_event("customer.subscription.deleted")).status == 200
+    assert _chat(subscribed) == "subscription_inactive"
+    assert leases.active_leases("acme") == []
 
-    dead = _open(acme, "req-dead-twice")
-    assert dead.reservation is not None
-    item = gateway_table().get("TEAM#acme", account.BILLING_SK, consistent=True)
-    (hold,) = holds.holds(item)
-    assert holds.release("acme", hold) is True
-    assert holds.release("acme", hold) is False
-    view = account.summary("acme")
-    assert (view.tokens_used, view.tokens_reserved) == (20, 0)
+
+# ---- round trips -------------------------------------------------------------------------------------
+
+
+def test_a_warm_container_makes_no_dynamodb_request_before_the_vendor(
+    acme: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    before_vendor: list[list[str]] = []
+
+    def answer(request: Recorded) -> Scripted:
+        before_vendor.append(list(seen))  # what the gateway asked DynamoDB before this call
+        return openai_completion(request)
+
+    with openai_upstream(answer, monkeypatch, timeout_seconds=5) as upstream:
+        gateway_table().client.meta.events.register(
+            "before-call.dynamodb", lambda model, **_: seen.append(model.name)
+        )
+        body = {**HELLO, "model": "openai/gpt-4o-mini", "max_tokens": 600}  # the fake writes 500
+        for _ in range(5):
+            seen.clear()
+            assert call("POST", CHAT, body=body, key=acme).status == 200
+        assert isinstance(upstream, FakeUpstream)
+    assert before_vendor[0] != []  # the first call takes the lease (and reads what it must)
+    assert before_vendor[1:] == [[]] * 4  # warm: the vendor is called before any DynamoDB request
+    assert seen == ["PutItem"]  # after the answer: the usage record, one write
