@@ -81,7 +81,7 @@ def test_the_402_of_an_exhausted_plan_says_credits_cannot_pay_either(acme_key: s
     assert reply.status == 402
     body = reply.json()
     assert body["code"] == "quota_exhausted"
-    assert "of 20 are left" in body["detail"]
+    assert "of the plan's 20 monthly tokens are left" in body["detail"]
     assert "prepaid credits (40 micro-USD) cannot pay for it either" in body["detail"]
 
 
@@ -92,7 +92,7 @@ def test_the_portal_and_the_402_agree_on_what_is_left(acme_key: str) -> None:
     refusal = call("POST", CHAT, body={**NO_LIMIT, "max_tokens": 30}, key=acme_key).json()
     ledger.settle()
     status = call("GET", "/billing/status", key=acme_key).json()
-    assert f"{status['tokens_remaining']} of 200 are left" in refusal["detail"]
+    assert f"{status['tokens_remaining']} of the plan's 200 monthly tokens are left" in refusal["detail"]
 
 
 # ---- item 12: billing headers on streams ---------------------------------------------------------------

@@ -386,9 +386,10 @@ def _budget_refusal(
         return stripe_links.payment_required(
             state,
             "quota_exhausted",
-            f"The plan's monthly tokens pay for this team's calls: {max(available.tokens, 0)} of "
-            f"{plan.monthly_tokens} are left ({_held(state.tok_held - state.tok_used - lease.out.tokens)}), "
-            f"and {what} may use up to {tokens_needed}{lower}.{credits_note}",
+            f"The plan's monthly tokens pay for this team's calls, and {max(available.tokens, 0)} of "
+            f"the plan's {plan.monthly_tokens} monthly tokens are left "
+            f"({_held(state.tok_held - state.tok_used - lease.out.tokens)}); {what} may use up to "
+            f"{tokens_needed}{lower}.{credits_note}",
             returns_at=state.period_end,
         )
     if plan.spend_cap_micro_usd is not None:
