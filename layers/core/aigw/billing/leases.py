@@ -168,6 +168,7 @@ class Lease:
         self.out = ZERO
         self.left = ZERO
         self.allowance: ratelimit.Allowance | None = None
+        self.next_allowance: ratelimit.Allowance | None = None  # taken ahead for the next minute
         self.window = ratelimit.Window(0)
         self.next_seq = 1
         self.flushed_seq = 0
@@ -255,6 +256,13 @@ class Lease:
     def _allowance_covers(self, tokens: int, now: int) -> bool:
         if not ratelimit.applies(self.plan):
             return True
+        minute = ratelimit.minute_of(now)
+        ahead = self.next_allowance
+        if ahead is not None and ahead.minute <= minute:
+            if ahead.minute == minute:  # the minute taken ahead has begun
+                self.allowance = ahead
+                self.window = ratelimit.Window(minute, ahead.requests, ahead.tokens)
+            self.next_allowance = None
         allowance = self.allowance
         if allowance is None or allowance.minute != ratelimit.minute_of(now):
             return False
@@ -379,6 +387,7 @@ class Lease:
         grant: Amounts = ZERO,
         give_back: Amounts = ZERO,
         rate: tuple[int, int] | None = None,
+        rate_ahead: bool = False,
         close: bool = False,
         check_rev: bool = True,
     ) -> None:
@@ -422,9 +431,13 @@ class Lease:
         minute = ratelimit.minute_of(now)
         if rate is not None:
             rate_index = len(operations)
-            operations.append(ratelimit.take(self.team_id, minute, self.plan, *rate))
+            operations.append(
+                ratelimit.take(self.team_id, minute + (60 if rate_ahead else 0), self.plan, *rate)
+            )
         elif close and self.allowance is not None and self.allowance.minute == minute:
             operations.append(ratelimit.give_back(self.team_id, self.allowance))
+        if close and self.next_allowance is not None and self.next_allowance.minute > minute:
+            operations.append(ratelimit.give_back(self.team_id, self.next_allowance))
         try:
             gateway_table().transact(operations)
         except ConditionFailed as exc:
@@ -831,6 +844,21 @@ def _maintain(lease: Lease) -> None:
     need = lease.last_need
     if need is not None and not lease.left.covers(need[0], lease.limited(need[1])):
         lease.top_up(need[0], need[1], need[2], now)  # so that the next call needs no round trip
+        return
+    minute = ratelimit.minute_of(now)
+    if (
+        ratelimit.applies(lease.plan)
+        and now - minute >= 45
+        and lease.allowance is not None
+        and lease.allowance.minute == minute
+        and (lease.next_allowance is None or lease.next_allowance.minute != minute + 60)
+    ):
+        # A busy lease takes the next minute's allowance ahead, so the first call of that minute
+        # needs no round trip either (the window item of a minute is written only by leases).
+        tokens = need[2] if need is not None else 0
+        lease.write(
+            now, rate=ratelimit.size(lease.plan, ratelimit.Window(minute + 60), tokens), rate_ahead=True
+        )
         return
     through, _, _ = lease._flushable()
     flush_due = through > lease.flushed_seq and (
