@@ -3,7 +3,7 @@
 A Lambda container that goes idle is frozen and later killed without notice, so its lease
 always ends by expiry: this sweeper (and any admission about to refuse a call for lack of
 budget) charges the usage its calls recorded and returns the rest. See
-:mod:`aigw.billing.leases` and docs/decisions/0014-budget-leases.md."""
+:mod:`aigw.billing.leases` and docs/decisions/0016-budget-leases.md."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from aigw_local.template import FunctionSpec, Route
 
 # API Gateway's own payload limit; the handlers enforce the (smaller) gateway limit themselves.
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
-# A worker hands its budget leases back after this long without a call (decision 14): unlike a
+# A worker hands its budget leases back after this long without a call (decision 16): unlike a
 # frozen Lambda container it can run while idle, so locally the counters catch up quickly.
 LEASE_IDLE_SECONDS = 1.0
 

@@ -79,7 +79,7 @@ class Runner:
     def leases_returned(self, team_id: str, timeout: float = 30) -> None:
         """Wait until the runner's workers handed every lease of ``team_id`` back (a worker
         does after about a second without calls): from then on the team's counters equal its
-        usage records (docs/decisions/0014-budget-leases.md)."""
+        usage records (docs/decisions/0016-budget-leases.md)."""
         deadline = time.monotonic() + timeout
         while self.active_leases(team_id):
             assert time.monotonic() < deadline, f"{team_id} still holds budget leases"

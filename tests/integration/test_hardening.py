@@ -100,7 +100,7 @@ def test_database_lost_with_a_live_lease_the_call_is_metered_once_it_is_back(
 ) -> None:
     assert call("POST", CHAT, body=BODY, key=key).status == 200  # the key is cached, the lease live
     endpoint = _database_goes_away(monkeypatch)
-    # Admitted from the container's lease, in memory (decision 14): the lease already holds
+    # Admitted from the container's lease, in memory (decision 16): the lease already holds
     # the call's worst case, so the answer goes out and its usage record waits for the table.
     assert call("POST", CHAT, body=BODY, key=key).status == 200
     assert len(upstream.requests) == 2

@@ -1,4 +1,4 @@
-"""Budget leases on DynamoDB Local (decision 14): a container's slice of a team's budget, its
+"""Budget leases on DynamoDB Local (decision 16): a container's slice of a team's budget, its
 expiry, the reclaim of a dead container's lease (by the sweeper Lambda and by an admission about
 to refuse), a container that was only slow, cancellation mid-slice, and the hot path's round
 trips. Several Lambda containers are played in one process (``leases.as_container``); time is a

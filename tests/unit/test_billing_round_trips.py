@@ -7,6 +7,7 @@ from typing import Any
 
 from aigw.billing import account, plans
 from aigw.table import gateway_table
+from tests.conftest import FakeClock
 from tests.helpers.apigw import call
 from tests.unit.billing_fixtures import CHAT, HELLO, acme_key, billing_env
 
@@ -54,3 +55,20 @@ def test_a_changed_entitlement_costs_no_extra_read(acme_key: str) -> None:
     # The refused top-up returned the item: a new lease is decided on it without a GetItem.
     assert seen.count("GetItem") == 0
     assert seen[:2] == ["TransactWriteItems", "TransactWriteItems"]
+
+
+def test_a_busy_lease_takes_the_next_minutes_rate_allowance_ahead(
+    acme_key: str, fake_clock: FakeClock
+) -> None:
+    plans.put_plan("limited", plans.PlanSpec(monthly_tokens=100_000, requests_per_minute=100))
+    account.assign_plan("acme", "limited")
+    fake_clock.set((fake_clock.at // 60) * 60 + 50)  # late in a minute, a call every 3 s
+    for _ in range(4):
+        assert call("POST", CHAT, body=HELLO, key=acme_key).status == 200
+        fake_clock.advance(3)
+    assert int(fake_clock.at) % 60 == 2  # the next minute has begun
+    seen = _count_calls()
+    reply = call("POST", CHAT, body=HELLO, key=acme_key)
+    assert reply.status == 200
+    assert seen[0] == "PutItem"  # nothing before the vendor: the new minute's allowance was taken ahead
+    assert reply.header("x-ratelimit-remaining-requests") == "99"  # this minute's first call

@@ -5,7 +5,7 @@ and the period counters: ``tok_used``/``spend_used`` (what calls used this perio
 ``tok_held``/``spend_held`` (used plus what budget leases still hold), ``credits`` (prepaid
 credits not leased), ``credits_reserved`` (credits leased). No call writes it: budget leases
 (:mod:`aigw.billing.leases`) take slices from it and hand back what their calls used, so its
-size is fixed and its write rate is the leases', not the calls' (decision 14). ``rev`` changes
+size is fixed and its write rate is the leases', not the calls' (decision 16). ``rev`` changes
 whenever the entitlement changes; a lease is granted or topped up only on condition of the
 ``rev`` it was decided on. The rules deciding what the state allows are in
 :mod:`aigw.billing.rules`.

@@ -50,7 +50,7 @@ class BillingSettings:
             link_secret_id=_opt("BILLING_LINK_SECRET_ID"),
             link_ttl_seconds=_int("BILLING_LINK_TTL_SECONDS", 7 * 86_400),
             plan_cache_seconds=_int("PLAN_CACHE_SECONDS", 30),
-            # A budget lease admits calls for this long after its last renewal (decision 14) ...
+            # A budget lease admits calls for this long after its last renewal (decision 16) ...
             lease_seconds=_int("LEASE_SECONDS", 60),
             # ... and is reclaimed as dead this long after that: at least the longest a call
             # admitted just before the end may still run (the model-calling functions' Timeout).

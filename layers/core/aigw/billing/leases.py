@@ -1,4 +1,4 @@
-"""Budget leases: a warm container's slice of a team's budget (decision 14).
+"""Budget leases: a warm container's slice of a team's budget (decision 16).
 
 A container (one Lambda container, or one local runner worker) takes a *slice* of what a team
 may still spend with one transaction, admits its calls from that slice in memory, and hands
@@ -226,7 +226,7 @@ class Lease:
         return self.on_table and not (self.closing or self.gone) and now < self.admit_until()
 
     def fresh(self) -> bool:
-        """The entitlement was checked recently enough to admit on it (decision 14: 5 s)."""
+        """The entitlement was checked recently enough to admit on it (decision 16: 5 s)."""
         return clock.now_precise() - self.checked_at < billing_settings().entitlement_max_age_seconds
 
     def view(self) -> View:
@@ -443,6 +443,9 @@ class Lease:
         except ConditionFailed as exc:
             self._refused(exc, key_index, rate_index, now, rev_checked=granting)
             raise AssertionError("unreachable") from exc
+        if rate is not None and rate_ahead:
+            self.next_allowance = ratelimit.Allowance(minute + 60, *rate)
+            rate = None
         self._written(
             now, through, consumed, credit_tokens, outstanding, grant, give_back, rate, close, granting
         )

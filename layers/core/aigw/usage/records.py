@@ -4,7 +4,7 @@ A record is the truth of what a call used and cost; the billing counters (throug
 lease that admitted the call, :mod:`aigw.billing.leases`) and the report aggregates
 (:mod:`aigw.usage.aggregation`, from the table stream) follow from it.
 
-Key layout (see docs/decisions/0014-budget-leases.md):
+Key layout (see docs/decisions/0016-budget-leases.md):
 
 ==================  ==============================================  ============================
 item                pk                                              sk
