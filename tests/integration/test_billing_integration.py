@@ -20,6 +20,7 @@ from aigw_local import template as tpl
 from aigw_local.apigw import LambdaContext
 from aigw_local.server import load_handler
 from tests.conftest import reset_core
+from tests.helpers import ledger
 from tests.helpers.apigw import call
 from tests.helpers.stripe import WEBHOOK_SECRET, FakeStripe, deliver, open_link, stripe_event
 
@@ -75,22 +76,26 @@ def test_concurrent_calls_never_pass_the_quota(acme: str) -> None:
     assert "ok" in outcomes
     assert "quota_exhausted" in outcomes
     assert set(outcomes) <= {"ok", "quota_exhausted", "admission_contended"}
+    ledger.settle()
     view = account.summary("acme")
     records = _records()
     assert len(records) == outcomes.count("ok")
     assert view.tokens_used == sum(r.total_tokens for r in records) <= 600
     assert view.tokens_reserved == 0  # every reservation was settled
+    ledger.assert_agrees("acme")
 
 
 def test_concurrent_calls_never_take_credits_below_zero(acme: str) -> None:
     account.grant_credits("acme", 1_000)
     outcomes = _parallel(acme, 64)
     assert "credits_exhausted" in outcomes
+    ledger.settle()
     view = account.summary("acme")
     spent = sum(r.cost_micro_usd for r in _records())
     assert spent > 0
     assert view.credits_micro_usd == 1_000 - spent >= 0
     assert view.credits_reserved_micro_usd == 0
+    ledger.assert_agrees("acme")
 
 
 def test_payment_failed_402_links_to_a_stripe_billing_portal_session(

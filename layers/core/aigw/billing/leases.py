@@ -397,18 +397,29 @@ class Lease:
         through, consumed, credit_tokens = self._flushable()
         limited = self.all_limited()
         outstanding = grant - consumed.only(limited) - give_back
-        granting = check_rev and (grant.any_positive() or not self.on_table or rate is not None)
-        operations: list[dict[str, Any]] = [
-            account.lease_change(
-                self.team_id,
-                consumed=Amounts(consumed.tokens, consumed.spend, consumed.credits, 0),
-                credit_tokens=credit_tokens,
-                outstanding=Amounts(outstanding.tokens, outstanding.spend, outstanding.credits, 0),
-                rev=self.rev if granting else None,
-                plan=self.plan if grant.any_positive() else None,
-            ),
-            self._lease_operation(through, outstanding, now, close=close),
-        ]
+        team_consumed = Amounts(consumed.tokens, consumed.spend, consumed.credits, 0)
+        team_outstanding = Amounts(outstanding.tokens, outstanding.spend, outstanding.credits, 0)
+        # The team's item is written only when its amounts move, or to create the lease (the
+        # grant is then conditional on the entitlement): a renewal or a rate allowance alone
+        # leaves the hot item alone.
+        touches_team = (
+            not self.on_table or team_consumed != ZERO or team_outstanding != ZERO or credit_tokens != 0
+        )
+        granting = touches_team and check_rev and (grant.any_positive() or not self.on_table)
+        operations: list[dict[str, Any]] = [self._lease_operation(through, outstanding, now, close=close)]
+        lease_index, team_index = 0, -1
+        if touches_team:
+            team_index = len(operations)
+            operations.append(
+                account.lease_change(
+                    self.team_id,
+                    consumed=team_consumed,
+                    credit_tokens=credit_tokens,
+                    outstanding=team_outstanding,
+                    rev=self.rev if granting else None,
+                    plan=self.plan if grant.any_positive() else None,
+                )
+            )
         key_index = rate_index = -1
         budget, period = self.key_budget, self.key_period
         if (
@@ -429,19 +440,21 @@ class Lease:
                 )
             )
         minute = ratelimit.minute_of(now)
+        rate_minute = minute + (60 if rate_ahead else 0)
         if rate is not None:
             rate_index = len(operations)
-            operations.append(
-                ratelimit.take(self.team_id, minute + (60 if rate_ahead else 0), self.plan, *rate)
-            )
-        elif close and self.allowance is not None and self.allowance.minute == minute:
-            operations.append(ratelimit.give_back(self.team_id, self.allowance))
-        if close and self.next_allowance is not None and self.next_allowance.minute > minute:
-            operations.append(ratelimit.give_back(self.team_id, self.next_allowance))
+            operations.append(ratelimit.take(self.team_id, rate_minute, self.plan, *rate))
+        if close:
+            # Unused allowance goes back only where it could matter: a window more than half used.
+            for allowance in (self.allowance, self.next_allowance):
+                if allowance is not None and allowance.minute >= minute and self._window_busy(allowance):
+                    operations.append(ratelimit.give_back(self.team_id, allowance))
         try:
             gateway_table().transact(operations)
         except ConditionFailed as exc:
-            self._refused(exc, key_index, rate_index, now, rev_checked=granting)
+            self._refused(
+                exc, team_index, lease_index, key_index, rate_index, rate_minute, rev_checked=granting
+            )
             raise AssertionError("unreachable") from exc
         if rate is not None and rate_ahead:
             self.next_allowance = ratelimit.Allowance(minute + 60, *rate)
@@ -449,6 +462,16 @@ class Lease:
         self._written(
             now, through, consumed, credit_tokens, outstanding, grant, give_back, rate, close, granting
         )
+
+    def _window_busy(self, allowance: ratelimit.Allowance) -> bool:
+        if allowance.requests <= 0 and allowance.tokens <= 0:
+            return False
+        plan, seen = self.plan, self.window
+        if seen.minute != allowance.minute:
+            return True  # not seen: give it back, to be safe
+        busy_requests = plan.requests_per_minute is not None and seen.requests * 2 > plan.requests_per_minute
+        busy_tokens = plan.tokens_per_minute is not None and seen.tokens * 2 > plan.tokens_per_minute
+        return busy_requests or busy_tokens
 
     def _written(
         self,
@@ -499,26 +522,40 @@ class Lease:
             logger.debug("lease returned", extra={"lease_id": self.lease_id, "team_id": self.team_id})
 
     def _refused(
-        self, exc: ConditionFailed, key_index: int, rate_index: int, now: int, *, rev_checked: bool
+        self,
+        exc: ConditionFailed,
+        team_index: int,
+        lease_index: int,
+        key_index: int,
+        rate_index: int,
+        rate_minute: int,
+        *,
+        rev_checked: bool,
     ) -> None:
         """Why a lease transaction was refused, raised as what the caller acts on."""
-        if exc.failed(0):
-            item = exc.items[0] if exc.items else None
-            if item is None:
+
+        def item(index: int) -> Item | None:
+            return exc.items[index] if 0 <= index < len(exc.items) else None
+
+        if team_index >= 0 and exc.failed(team_index):
+            found = item(team_index)
+            if found is None:
                 account.ensure_item(self.team_id)
                 raise EntitlementChanged(account.load(self.team_id))
-            fresh = account.state_from(self.team_id, item)
+            fresh = account.state_from(self.team_id, found)
             self.state = fresh
             if rev_checked and fresh.rev != self.rev:
                 raise EntitlementChanged(fresh)
-        if exc.failed(1):
-            self._lost(exc.items[1] if len(exc.items) > 1 else None)
+        if exc.failed(lease_index):
+            self._lost(item(lease_index))
             raise LeaseLost()
         if rate_index >= 0 and exc.failed(rate_index):
-            self.window = ratelimit.Window.from_item(ratelimit.minute_of(now), exc.items[rate_index])
+            window = ratelimit.Window.from_item(rate_minute, item(rate_index))
+            if window.minute == ratelimit.minute_of(clock.now()):  # not a window taken ahead
+                self.window = window
             raise _RateRefused()
         if key_index >= 0 and exc.failed(key_index):
-            self.key_held = key_budgets.held_of(exc.items[key_index])
+            self.key_held = key_budgets.held_of(item(key_index))
         raise _LimitRefused()
 
     def _lost(self, item: Item | None) -> None:

@@ -19,13 +19,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aigw.billing.budget import SHARE, TARGET_CALLS
+from aigw.billing.budget import SHARE
 from aigw.billing.plans import Plan
 from aigw.errors import RateLimited
 from aigw.table import Item, serialize
 
 WINDOW_SK = "W"
 _KEEP_SECONDS = 3600
+# At most this many calls' allowance per take while the window is roomy (a share of what is
+# left once it is not): the window item is written about once per this many calls of a lease.
+TARGET_CALLS = 64
 
 
 def applies(plan: Plan | None) -> bool:
