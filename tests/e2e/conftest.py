@@ -66,14 +66,17 @@ class Runner:
 
     def active_leases(self, team_id: str) -> int:
         """How many budget leases of ``team_id`` are active in the runner's table."""
+        from aigw.billing.leases import LEASE_SHARDS
         from aigw_local.dynamodb_local import client
 
-        items = client(self.dynamodb_endpoint).query(
-            TableName="aigw-local",
-            KeyConditionExpression="pk = :p",
-            ExpressionAttributeValues={":p": {"S": f"LEASE#{team_id}"}},
-            ConsistentRead=True,
-        )["Items"]
+        items = []
+        for shard in range(LEASE_SHARDS):
+            items += client(self.dynamodb_endpoint).query(
+                TableName="aigw-local",
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": f"LEASE#{team_id}#{shard}"}},
+                ConsistentRead=True,
+            )["Items"]
         return sum(1 for item in items if item.get("state", {}).get("S") == "active")
 
     def leases_returned(self, team_id: str, timeout: float = 30) -> None:

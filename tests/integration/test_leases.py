@@ -6,6 +6,7 @@ fake clock, so every bound is checked without sleeping."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -240,3 +241,16 @@ def test_a_warm_container_makes_no_dynamodb_request_before_the_vendor(
     assert before_vendor[0] != []  # the first call takes the lease (and reads what it must)
     assert before_vendor[1:] == [[]] * 4  # warm: the vendor is called before any DynamoDB request
     assert seen == ["PutItem"]  # after the answer: the usage record, one write
+
+
+def test_calls_in_flight_leave_the_teams_billing_item_as_it_was(acme: str) -> None:
+    assert _chat(acme) == "ok"
+    before = gateway_table().get("TEAM#acme", "BILLING", consistent=True)
+    assert before is not None
+    in_flight = [_admit(acme, f"req-{n}") for n in range(40)]  # 40 calls between vendor and answer
+    after = gateway_table().get("TEAM#acme", "BILLING", consistent=True)
+    assert after is not None
+    assert set(after) == set(before)  # no attribute per call (no hold#...)
+    assert len(json.dumps(after, default=str)) < 1024  # fixed-size, well under 1 KB
+    for meter_ in in_flight:
+        meter_.fail(GatewayError("cancelled"))

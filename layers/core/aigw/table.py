@@ -139,6 +139,9 @@ def _retry_conflicts[T](call: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
+_SINGLE = {"Put": "put_item", "Update": "update_item", "Delete": "delete_item"}
+
+
 class Table:
     def __init__(self, name: str, client: DynamoDBClient) -> None:
         self.name = name
@@ -244,6 +247,19 @@ class Table:
             prepared.append({kind: {"TableName": self.name, **body}})
         with _guard():
             _retry_conflicts(lambda: self.client.transact_write_items(TransactItems=prepared))  # type: ignore[arg-type]
+
+    def write_one(self, operation: Mapping[str, Any]) -> None:
+        """One operation shaped like :meth:`transact`'s, written as a single-item ``PutItem``,
+        ``UpdateItem`` or ``DeleteItem`` (half the write capacity of a one-item transaction). A
+        refused condition is reported as a transaction's would be."""
+        ((kind, body),) = operation.items()
+        call: Callable[..., Any] = getattr(self.client, _SINGLE[kind])
+        kwargs = {"TableName": self.name, **body}
+        try:
+            with _guard():
+                _retry_conflicts(lambda: call(**kwargs))
+        except ConditionFailed as exc:
+            raise ConditionFailed(["ConditionalCheckFailed"], exc.item, [exc.item]) from exc
 
 
 def make_client(endpoint: str | None = None) -> DynamoDBClient:

@@ -10,7 +10,7 @@ Items (this module owns the lease item; the others are written through their own
 =================  ==================  ===================================================
 item               pk                  sk
 =================  ==================  ===================================================
-lease              ``LEASE#<team>``    ``<lease_id>``
+lease              ``LEASE#<team>#<n>``  ``<lease_id>``   (``n``: a hash of the lease id, 0-7)
 =================  ==================  ===================================================
 
 A lease item records what the lease holds (``out_tokens``, ``out_spend``, ``out_credits``,
@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,8 +69,13 @@ _FLUSH_CALLS = 64
 _TOP_UP_ATTEMPTS = 3
 
 
-def lease_pk(team_id: str) -> str:
-    return f"LEASE#{team_id}"
+LEASE_SHARDS = 8
+
+
+def lease_pk(team_id: str, lease_id: str) -> str:
+    """A team's leases spread over ``LEASE_SHARDS`` partition keys (thousands of busy containers
+    renew and flush theirs every half minute)."""
+    return f"LEASE#{team_id}#{zlib.crc32(lease_id.encode()) % LEASE_SHARDS}"
 
 
 def scope_of(key: ApiKey) -> str:
@@ -316,11 +322,11 @@ class Lease:
     ) -> dict[str, Any]:
         cfg = billing_settings()
         expires = now + cfg.lease_seconds
-        key = serialize({"pk": lease_pk(self.team_id), "sk": self.lease_id})
+        key = serialize({"pk": lease_pk(self.team_id, self.lease_id), "sk": self.lease_id})
         if not self.on_table:
             out = self.out + outstanding
             item: dict[str, Any] = {
-                "pk": lease_pk(self.team_id),
+                "pk": lease_pk(self.team_id, self.lease_id),
                 "sk": self.lease_id,
                 "type": "lease",
                 "team_id": self.team_id,
@@ -1053,7 +1059,9 @@ class LeaseItem:
 
 
 def leases_of(team_id: str) -> list[LeaseItem]:
-    items = gateway_table().query("pk = :p", {":p": lease_pk(team_id)}, consistent=True)
+    items = []
+    for shard in range(LEASE_SHARDS):
+        items += gateway_table().query("pk = :p", {":p": f"LEASE#{team_id}#{shard}"}, consistent=True)
     return [LeaseItem.from_item(i) for i in items]
 
 
@@ -1089,7 +1097,7 @@ def reclaim(lease: LeaseItem, now: int | None = None) -> bool:
             ),
             {
                 "Update": {
-                    "Key": serialize({"pk": lease_pk(lease.team_id), "sk": lease.lease_id}),
+                    "Key": serialize({"pk": lease_pk(lease.team_id, lease.lease_id), "sk": lease.lease_id}),
                     "UpdateExpression": (
                         "SET #state = :reclaimed, reclaimed_seq = :through, gaps = :gaps, "
                         "reclaimed_at = :now, out_tokens = :zero, out_spend = :zero, "
