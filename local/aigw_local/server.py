@@ -205,6 +205,10 @@ class _SharedSocketServer(ThreadingHTTPServer):
     its loop (and notices a shutdown) instead of blocking in accept(); connections themselves
     stay blocking, as the handlers expect."""
 
+    # socketserver's default backlog is 5: a burst of callers (64 SDK clients connecting at once)
+    # would see connections reset before any worker could accept them. API Gateway queues them.
+    request_queue_size = 128
+
     def server_activate(self) -> None:
         super().server_activate()
         self.socket.setblocking(False)

@@ -4,7 +4,7 @@ leases are handed back, the team's counters equal its usage records and no lease
 from __future__ import annotations
 
 from aigw import clock
-from aigw.billing import account, key_budgets, leases
+from aigw.billing import account, key_budgets, leases, reclaim
 from aigw.keys import ApiKey
 from aigw.usage import records as usage_records
 from aigw.usage.records import UsageRecord
@@ -38,7 +38,7 @@ def assert_agrees(team: str = "acme", *, keys: tuple[ApiKey, ...] = ()) -> None:
     mine = [r for r in today if r.created_at_ms >= start_ms or view.period_start is None]
     plan = [r for r in mine if r.funding == "plan"]
     credits = [r for r in today if r.funding == "credits"]
-    assert leases.active_leases(team) == [], "a budget lease is still active"
+    assert reclaim.active_leases(team) == [], "a budget lease is still active"
     assert (view.tokens_reserved, view.spend_reserved_micro_usd, view.credits_reserved_micro_usd) == (0, 0, 0)
     assert view.tokens_used == sum(r.total_tokens for r in plan)
     assert view.spend_used_micro_usd == sum(r.cost_micro_usd for r in plan)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from aigw import clock, invocation, keys, teams
-from aigw.billing import account, admission, leases, meter, plans
+from aigw.billing import account, admission, leases, meter, plans, reclaim
 from aigw.billing.admission import Estimate
 from aigw.billing.config import billing_settings
 from aigw.chat import ChatRequest, Usage
@@ -79,11 +79,11 @@ def test_a_lease_admits_until_it_expires_then_the_next_call_takes_a_new_one(
     acme: str, fake_clock: FakeClock
 ) -> None:
     assert _chat(acme) == "ok"
-    (first,) = leases.active_leases("acme")
+    (first,) = reclaim.active_leases("acme")
     assert first.expires_at == clock.now() + billing_settings().lease_seconds
     fake_clock.advance(billing_settings().lease_seconds + 1)  # idle past its expiry
     assert _chat(acme) == "ok"
-    (second,) = leases.active_leases("acme")
+    (second,) = reclaim.active_leases("acme")
     assert second.lease_id != first.lease_id  # the expired one was handed back, a new one taken
     assert {r.lease_id for r in ledger.records()} == {first.lease_id, second.lease_id}
 
@@ -94,7 +94,7 @@ def test_a_busy_lease_is_renewed_and_hands_its_usage_back_periodically(
     for _ in range(4):
         assert _chat(acme) == "ok"
         fake_clock.advance(20)  # a call every 20 s: past half its life, the lease is renewed
-    (lease,) = leases.active_leases("acme")
+    (lease,) = reclaim.active_leases("acme")
     assert lease.expires_at > clock.now()
     view = account.summary("acme")
     assert view.tokens_used > 0  # handed back without the lease ending
@@ -121,7 +121,7 @@ def test_a_dead_containers_lease_is_reclaimed_by_the_sweeper_and_its_calls_are_c
     assert view.tokens_reserved == 0
     assert view.tokens_used == sum(r.total_tokens for r in ledger.records()) > 0
     assert _sweep() == 0  # reclaimed once, never twice
-    (reclaimed,) = leases.leases_of("acme")
+    (reclaimed,) = reclaim.leases_of("acme")
     assert reclaimed.state == "reclaimed"
 
 
@@ -195,7 +195,7 @@ def test_a_cancelled_subscription_stops_new_calls_within_5_seconds_mid_slice(
     subscribed: str, fake_clock: FakeClock
 ) -> None:
     assert _chat(subscribed) == "ok"
-    (lease,) = leases.active_leases("acme")
+    (lease,) = reclaim.active_leases("acme")
     assert lease.out.tokens > 10 * 73  # a slice for many more calls
     cancelled_at = clock.now_precise()
     assert deliver(stripe_event("customer.subscription.deleted", at=clock.now())).status == 200
@@ -213,7 +213,7 @@ def test_a_cancelled_subscription_stops_new_calls_within_5_seconds_mid_slice(
 def test_a_refused_team_is_refused_at_once_without_a_lease(subscribed: str) -> None:
     assert deliver(stripe_event("customer.subscription.deleted")).status == 200
     assert _chat(subscribed) == "subscription_inactive"
-    assert leases.active_leases("acme") == []
+    assert reclaim.active_leases("acme") == []
 
 
 # ---- round trips -------------------------------------------------------------------------------------

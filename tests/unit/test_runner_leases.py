@@ -8,7 +8,7 @@ import json
 import time
 
 from aigw import keys, teams
-from aigw.billing import account, leases, plans
+from aigw.billing import account, plans, reclaim
 from aigw_local import apigw
 from aigw_local import template as tpl
 from aigw_local.server import LEASE_IDLE_SECONDS, Gateway
@@ -42,11 +42,11 @@ def test_an_idle_worker_hands_its_leases_back_after_about_a_second() -> None:
     gateway = Gateway(tpl.routes(tpl.load()))
     try:
         assert _chat(gateway, secret) == 200
-        assert len(leases.active_leases("acme")) == 1
+        assert len(reclaim.active_leases("acme")) == 1
         deadline = time.monotonic() + LEASE_IDLE_SECONDS + 5
-        while leases.active_leases("acme") and time.monotonic() < deadline:
+        while reclaim.active_leases("acme") and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert leases.active_leases("acme") == []
+        assert reclaim.active_leases("acme") == []
         ledger.assert_agrees("acme")
     finally:
         gateway.drain()
@@ -57,5 +57,5 @@ def test_a_stopping_worker_hands_its_leases_back() -> None:
     gateway = Gateway(tpl.routes(tpl.load()))
     assert _chat(gateway, secret) == 200
     gateway.drain()  # what a worker does when the runner stops
-    assert leases.active_leases("acme") == []
+    assert reclaim.active_leases("acme") == []
     assert account.summary("acme").tokens_used > 0

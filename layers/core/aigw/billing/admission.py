@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aigw import clock, request_context
-from aigw.billing import account, budget, leases, notifications, ratelimit, rules, stripe_links
+from aigw.billing import account, budget, leases, notifications, ratelimit, reclaim, rules, stripe_links
 from aigw.billing.budget import MIN_CAPPED_OUTPUT, Amounts
 from aigw.billing.key_budgets import period_of
 from aigw.billing.plans import Plan
@@ -247,7 +247,7 @@ def _admit(terms: Terms, model: ModelInfo, estimate: Estimate) -> Admitted:
                     continue
                 return admitted
             # Before refusing: budget held by dead containers' leases comes back.
-            if round_ == 0 and leases.reclaim_expired(terms.team_id, now) > 0:
+            if round_ == 0 and reclaim.reclaim_expired(terms.team_id, now) > 0:
                 lease.refresh()
                 shortfalls.clear()
                 continue
