@@ -4,8 +4,9 @@ the runner's own ``Gateway`` in this process, DynamoDB Local and the bench's ups
     python bench/phases.py                 # settles after each answer, before the next call
     python bench/phases.py --overlap       # the next call starts while the settle runs
 
-Prints p50 ms of: the whole handler, the reserve (admission, one UpdateItem), the vendor call,
-the settle (one TransactWriteItems), and a direct httpx call to the upstream for comparison.
+Prints p50 ms of: the whole handler, admission (in memory with a live lease), the vendor call,
+the usage record and the lease upkeep written after the answer, and a direct httpx call to the
+upstream for comparison.
 Numbers for reading bench/RESULTS.md, not a benchmark of their own (docs/bench.md).
 """
 
@@ -74,12 +75,14 @@ def main() -> None:
         gateway.dispatch(request("PUT", "/admin/teams/demo/plan", {"plan_id": "bench"}, demo.admin_key))
 
         from aigw import invocation
-        from aigw.billing import meter
+        from aigw.billing import leases
         from aigw.providers import openai
+        from aigw.usage import records
 
-        invocation.open_meter = timed("reserve", invocation.open_meter)
+        invocation.open_meter = timed("admission", invocation.open_meter)
         openai.OpenAIProvider.complete = timed("vendor call", openai.OpenAIProvider.complete)  # type: ignore[method-assign]
-        meter.Meter._commit = timed("settle", meter.Meter._commit)  # type: ignore[method-assign]
+        records.record = timed("usage record (after)", records.record)
+        leases.maintain = timed("lease upkeep (after)", leases.maintain)
         gateway._dispatch = timed("handler", gateway._dispatch)  # type: ignore[method-assign]
         body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Say something."}]}
         chat = request("POST", "/v1/chat/completions", {**body, "max_tokens": 16}, demo.team_key)

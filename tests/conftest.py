@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from aigw import catalog, keys, providers, response_cache, table, teams
-from aigw.billing import account, machine_payments, notifications, plans, stripe_links
+from aigw.billing import account, leases, machine_payments, notifications, plans, stripe_links
 from aigw.billing.config import billing_settings
 from aigw.config import settings
 from aigw_local.runner import PASSED_THROUGH
@@ -41,6 +41,7 @@ def reset_core() -> None:
     catalog.clear_cache()
     plans.clear_cache()
     account.forget()
+    leases.forget()
     stripe_links.reset()
     machine_payments.reset()
     notifications.reset()
@@ -79,3 +80,27 @@ def key() -> str:
     """The secret of a new key of team ``acme``, in whatever table the test runs against."""
     teams.create_team("acme")
     return keys.create_key("acme").secret
+
+
+class FakeClock:
+    """Time that moves only when a test moves it: ``aigw.clock``'s seconds, milliseconds and
+    precise seconds together, so every bound measured in time can be checked without sleeping."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, start: float | None = None) -> None:
+        from aigw import clock
+
+        self.at = float(start if start is not None else clock.now_precise())
+        monkeypatch.setattr(clock, "now", lambda: int(self.at))
+        monkeypatch.setattr(clock, "now_ms", lambda: int(self.at * 1000))
+        monkeypatch.setattr(clock, "now_precise", lambda: self.at)
+
+    def advance(self, seconds: float) -> None:
+        self.at += seconds
+
+    def set(self, at: float) -> None:
+        self.at = float(at)
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    return FakeClock(monkeypatch)

@@ -12,7 +12,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from aigw import keys, response_cache, teams, web
-from aigw.keys import ApiKey, Role
+from aigw.billing import key_budgets
+from aigw.keys import ApiKey, KeyBudget, Role
 from aigw.response_cache import CacheSettings
 
 logger = Logger(service="aigw-admin")
@@ -33,10 +34,11 @@ class CreateKey(BaseModel):
     role: Role = "member"
     allowed_models: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = None
     expires_at: AwareDatetime | None = None
+    budget: KeyBudget | None = None
 
 
 def _key_view(key: ApiKey) -> dict[str, Any]:
-    return {**key.model_dump(), "status": key.status()}
+    return {**key.model_dump(), "status": key.status(), "budget": key_budgets.view(key.budget, key.key_id)}
 
 
 @app.post(
@@ -81,6 +83,7 @@ def create_key(team_id: str, body: CreateKey) -> Response[str]:
         role=body.role,
         allowed_models=body.allowed_models,
         expires_at=int(body.expires_at.timestamp()) if body.expires_at else None,
+        budget=body.budget,
     )
     return web.json_response({**_key_view(issued.key), "secret": issued.secret}, status=201)
 
@@ -94,6 +97,17 @@ def list_keys(team_id: str) -> Response[str]:
 @app.delete("/admin/teams/<team_id>/keys/<key_id>")
 def revoke_key(team_id: str, key_id: str) -> Response[str]:
     return web.json_response(_key_view(keys.revoke_key(team_id, key_id)))
+
+
+@app.put("/admin/teams/<team_id>/keys/<key_id>/budget")
+def set_key_budget(team_id: str, key_id: str, body: KeyBudget) -> Response[str]:
+    """Give a key its own spend cap per UTC day or month (e.g. a CI key with $5 a day)."""
+    return web.json_response(_key_view(keys.set_budget(team_id, key_id, body)))
+
+
+@app.delete("/admin/teams/<team_id>/keys/<key_id>/budget")
+def remove_key_budget(team_id: str, key_id: str) -> Response[str]:
+    return web.json_response(_key_view(keys.set_budget(team_id, key_id, None)))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -14,9 +14,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from aigw import credentials, keys, teams, web
-from aigw.billing import machine_payments
+from aigw.billing import key_budgets, machine_payments
 from aigw.catalog import catalog
-from aigw.keys import ApiKey
+from aigw.keys import ApiKey, KeyBudget
 
 logger = Logger(service="aigw-me")
 app = web.resolver()
@@ -28,10 +28,11 @@ class CreateKey(BaseModel):
     name: Annotated[str, Field(max_length=200)] = ""
     allowed_models: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = None
     expires_at: AwareDatetime | None = None
+    budget: KeyBudget | None = None
 
 
 def _key_view(key: ApiKey) -> dict[str, Any]:
-    return {**key.model_dump(), "status": key.status()}
+    return {**key.model_dump(), "status": key.status(), "budget": key_budgets.view(key.budget, key.key_id)}
 
 
 @app.get("/me")
@@ -54,6 +55,7 @@ def create_key(body: CreateKey) -> Response[str]:
         name=body.name,
         allowed_models=body.allowed_models,
         expires_at=int(body.expires_at.timestamp()) if body.expires_at else None,
+        budget=body.budget,
     )
     return web.json_response({**_key_view(issued.key), "secret": issued.secret}, status=201)
 
@@ -61,6 +63,17 @@ def create_key(body: CreateKey) -> Response[str]:
 @app.delete("/me/keys/<key_id>")
 def revoke_key(key_id: str) -> Response[str]:
     return web.json_response(_key_view(keys.revoke_team_key(web.current_key(app), key_id)))
+
+
+@app.put("/me/keys/<key_id>/budget")
+def set_key_budget(key_id: str, body: KeyBudget) -> Response[str]:
+    """Give one of the team's keys its own spend cap per UTC day or month."""
+    return web.json_response(_key_view(keys.set_team_key_budget(web.current_key(app), key_id, body)))
+
+
+@app.delete("/me/keys/<key_id>/budget")
+def remove_key_budget(key_id: str) -> Response[str]:
+    return web.json_response(_key_view(keys.set_team_key_budget(web.current_key(app), key_id, None)))
 
 
 @app.get("/me/models")

@@ -23,6 +23,9 @@ from aigw_local.template import FunctionSpec, Route
 
 # API Gateway's own payload limit; the handlers enforce the (smaller) gateway limit themselves.
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
+# A worker hands its budget leases back after this long without a call (decision 19): unlike a
+# frozen Lambda container it can run while idle, so locally the counters catch up quickly.
+LEASE_IDLE_SECONDS = 1.0
 
 Handler = Callable[[dict[str, Any], Any], Any]
 Answer = apigw.HttpResponse | StreamingResponse
@@ -65,6 +68,8 @@ class Gateway:
         self._log = log
         self._after_pool: ThreadPoolExecutor | None = None
         self._after_pid = 0
+        self._keeper_pid = 0
+        self._stopping = threading.Event()
 
     @property
     def invocation_lock(self) -> threading.Lock:
@@ -92,6 +97,7 @@ class Gateway:
         would make the caller's next request wait for it, which no caller of the deployed
         gateway does; the after-answer thread keeps it off the caller's path the same way."""
         started = time.monotonic()
+        self._keep_leases()
         self._invoke.acquire()
         locked = True
         deferred = request_context.open_deferred()
@@ -131,13 +137,36 @@ class Gateway:
                 self._after_pid = os.getpid()
             return self._after_pool
 
+    def _keep_leases(self) -> None:
+        """Start (once per process) the thread that hands idle budget leases back."""
+        with self._lock:
+            if self._keeper_pid == os.getpid():
+                return
+            self._keeper_pid = os.getpid()
+        threading.Thread(target=self._return_idle_leases, name="aigw-leases", daemon=True).start()
+
+    def _return_idle_leases(self) -> None:
+        from aigw.billing import leases
+
+        while not self._stopping.wait(LEASE_IDLE_SECONDS / 4):
+            try:
+                leases.return_idle(LEASE_IDLE_SECONDS)
+            except Exception as exc:  # pragma: no cover - logged, retried on the next tick
+                if self._log:
+                    self._log(f"returning idle leases failed: {exc}")
+
     def drain(self) -> None:
-        """Wait for the work deferred after answers: at shutdown no call is left unsettled."""
+        """Wait for the work deferred after answers, then hand every budget lease back: at
+        shutdown no call is left unsettled and the team's counters equal its records."""
         with self._lock:
             pool = self._after_pool if self._after_pid == os.getpid() else None
             self._after_pool = None
         if pool is not None:
             pool.shutdown(wait=True)
+        self._stopping.set()
+        from aigw.billing import leases
+
+        leases.return_all()
 
     def _dispatch(self, request: apigw.HttpRequest) -> Answer:
         path_matched = False
@@ -178,6 +207,10 @@ class _SharedSocketServer(ThreadingHTTPServer):
     The listener is non-blocking so a process that lost the race for a connection goes back to
     its loop (and notices a shutdown) instead of blocking in accept(); connections themselves
     stay blocking, as the handlers expect."""
+
+    # socketserver's default backlog is 5: a burst of callers (64 SDK clients connecting at once)
+    # would see connections reset before any worker could accept them. API Gateway queues them.
+    request_queue_size = 128
 
     def server_activate(self) -> None:
         super().server_activate()

@@ -47,23 +47,49 @@ class Runner:
         )
 
     def _usage_items_today(self, team_id: str) -> list[dict[str, Any]]:
-        """Today's usage record items of ``team_id`` in the runner's table, read consistently."""
+        """Today's usage record items of ``team_id`` in the runner's table (every shard of the
+        day, see aigw.usage.records), read consistently."""
         from datetime import UTC, datetime
 
+        from aigw.usage.records import USAGE_SHARDS, usage_pk
         from aigw_local.dynamodb_local import client
 
         day = datetime.now(UTC).strftime("%Y-%m-%d")
-        pages = (
-            client(self.dynamodb_endpoint)
-            .get_paginator("query")
-            .paginate(
+        paginator = client(self.dynamodb_endpoint).get_paginator("query")
+        items: list[dict[str, Any]] = []
+        for shard in range(USAGE_SHARDS):
+            pages = paginator.paginate(
                 TableName="aigw-local",
                 KeyConditionExpression="pk = :p",
-                ExpressionAttributeValues={":p": {"S": f"USAGE#{team_id}#{day}"}},
+                ExpressionAttributeValues={":p": {"S": usage_pk(team_id, day, shard)}},
                 ConsistentRead=True,
             )
-        )
-        return [item for batch in pages for item in batch["Items"]]
+            items += [item for batch in pages for item in batch["Items"]]
+        return items
+
+    def active_leases(self, team_id: str) -> int:
+        """How many budget leases of ``team_id`` are active in the runner's table."""
+        from aigw.billing.leases import LEASE_SHARDS
+        from aigw_local.dynamodb_local import client
+
+        items = []
+        for shard in range(LEASE_SHARDS):
+            items += client(self.dynamodb_endpoint).query(
+                TableName="aigw-local",
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": f"LEASE#{team_id}#{shard}"}},
+                ConsistentRead=True,
+            )["Items"]
+        return sum(1 for item in items if item.get("state", {}).get("S") == "active")
+
+    def leases_returned(self, team_id: str, timeout: float = 30) -> None:
+        """Wait until the runner's workers handed every lease of ``team_id`` back (a worker
+        does after about a second without calls): from then on the team's counters equal its
+        usage records (docs/decisions/0019-budget-leases.md)."""
+        deadline = time.monotonic() + timeout
+        while self.active_leases(team_id):
+            assert time.monotonic() < deadline, f"{team_id} still holds budget leases"
+            time.sleep(0.1)
 
     def usage_records(
         self,

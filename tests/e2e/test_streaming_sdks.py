@@ -125,9 +125,9 @@ def test_anthropic_sdk_sees_its_own_errors(runner: Runner) -> None:
         )
 
 
-def test_a_client_that_disconnects_mid_stream_is_billed_and_the_vendor_stream_closed(runner: Runner) -> None:
+def test_a_client_that_disconnects_mid_stream_is_billed_what_the_vendor_bills(runner: Runner) -> None:
     words = " ".join(f"w{i}" for i in range(400))
-    runner.vendors.reset(VendorScript(text=words, pieces=200, event_delay=0.05))
+    runner.vendors.reset(VendorScript(text=words, pieces=200, event_delay=0.01))
     body = {
         "model": "groq/llama-3.1-8b-instant",
         "stream": True,
@@ -145,18 +145,18 @@ def test_a_client_that_disconnects_mid_stream_is_billed_and_the_vendor_stream_cl
                 received += 1
             if received == 5:
                 break  # the client hangs up
-    assert runner.vendors.closed_early.wait(timeout=30), "the gateway kept reading the vendor"
-
+    # The vendor generates (and bills) the whole answer anyway: the gateway reads the rest of its
+    # stream, unseen, for the vendor's own usage (issue 11, item 3), and then closes it.
     (record,) = runner.usage_records(
         "demo",
         lambda r: (
             r.model == "groq/llama-3.1-8b-instant"
-            and r.usage_source == "estimate"
+            and "client_disconnected" in r.flags
             and r.route == "/v1/chat/completions"  # prompt API tests cut streams of this model too
         ),
     )
-    assert record.status == 200
-    assert 0 < record.completion_tokens < 500  # what was generated before the hang-up, not the whole answer
+    assert not runner.vendors.closed_early.is_set()  # read to the end, not cut
+    assert (record.status, record.usage_source, record.completion_tokens) == (200, "provider", 500)
     assert record.cost_micro_usd > 0
 
 

@@ -56,6 +56,7 @@ class VendorScript:
     event_delay: float = 0.0
     cut_after: int | None = None  # streamed events sent before the vendor hangs up
     honour_limit: bool = True  # False: the vendor answers in full whatever limit it is sent
+    reasoning_tokens: int = 0  # OpenAI format: completion_tokens_details.reasoning_tokens
 
     def limited(self, limit: Any) -> tuple[str, int, bool]:
         """``(text, completion tokens, cut)`` under ``limit``, read from the vendor's own field:
@@ -111,12 +112,14 @@ def openai_chat(
             ],
         }
         finish = "tool_calls"
-    usage = {
+    usage: dict[str, Any] = {
         "prompt_tokens": script.prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": script.prompt_tokens + completion_tokens,
         "prompt_tokens_details": {"cached_tokens": script.cached_tokens},
     }
+    if script.reasoning_tokens:
+        usage["completion_tokens_details"] = {"reasoning_tokens": script.reasoning_tokens}
     if not request.get("stream"):
         body = {
             "id": "chatcmpl-fake",

@@ -14,12 +14,13 @@ from aigw import clock, invocation, keys, teams
 from aigw.billing import account, plans
 from aigw.chat import ChatRequest
 from aigw.errors import GatewayError
-from aigw.table import gateway_table, serialize
+from aigw.table import serialize
 from aigw.usage import records as usage_records
 from aigw_local import template as tpl
 from aigw_local.apigw import LambdaContext
 from aigw_local.server import load_handler
 from tests.conftest import reset_core
+from tests.helpers import ledger
 from tests.helpers.apigw import call
 from tests.helpers.stripe import WEBHOOK_SECRET, FakeStripe, deliver, open_link, stripe_event
 
@@ -75,22 +76,26 @@ def test_concurrent_calls_never_pass_the_quota(acme: str) -> None:
     assert "ok" in outcomes
     assert "quota_exhausted" in outcomes
     assert set(outcomes) <= {"ok", "quota_exhausted", "admission_contended"}
+    ledger.settle()
     view = account.summary("acme")
     records = _records()
     assert len(records) == outcomes.count("ok")
     assert view.tokens_used == sum(r.total_tokens for r in records) <= 600
     assert view.tokens_reserved == 0  # every reservation was settled
+    ledger.assert_agrees("acme")
 
 
 def test_concurrent_calls_never_take_credits_below_zero(acme: str) -> None:
     account.grant_credits("acme", 1_000)
     outcomes = _parallel(acme, 64)
     assert "credits_exhausted" in outcomes
+    ledger.settle()
     view = account.summary("acme")
     spent = sum(r.cost_micro_usd for r in _records())
     assert spent > 0
     assert view.credits_micro_usd == 1_000 - spent >= 0
     assert view.credits_reserved_micro_usd == 0
+    ledger.assert_agrees("acme")
 
 
 def test_payment_failed_402_links_to_a_stripe_billing_portal_session(
@@ -183,9 +188,7 @@ def test_metered_usage_reaches_stripe_meters_once(acme: str, fake_stripe: FakeSt
     body = call("POST", CHAT, body=HELLO, key=acme).json()
     (record,) = _records()
     assert (record.meter_event_name, record.stripe_customer_id) == ("aigw_tokens", "cus_TestAcme")
-    raw = gateway_table().query(
-        "pk = :p", {":p": usage_records.usage_pk("acme", clock.iso(clock.now())[:10])}
-    )
+    raw = usage_records.items_for_day("acme", clock.iso(clock.now())[:10])
     event = _stream_event(raw)
     handler = _meter_handler()
     assert handler(event, LambdaContext("MeterReportFunction", 60)) == {"batchItemFailures": []}
@@ -205,9 +208,7 @@ def test_meter_report_failures_are_retried_item_by_item(
     plans.put_plan("pro-monthly", plans.PlanSpec(meter_event_name="aigw_tokens", unlimited=True))
     deliver(stripe_event("customer.subscription.created"))
     call("POST", CHAT, body=HELLO, key=acme)
-    raw = gateway_table().query(
-        "pk = :p", {":p": usage_records.usage_pk("acme", clock.iso(clock.now())[:10])}
-    )
+    raw = usage_records.items_for_day("acme", clock.iso(clock.now())[:10])
     monkeypatch.setenv("STRIPE_API_KEY", "rk_wrong")
     reset_core()
     result = _meter_handler()(_stream_event(raw), LambdaContext("MeterReportFunction", 60))

@@ -20,7 +20,8 @@ from aigw.config import settings
 from aigw.usage import records as usage_records
 from aigw_local import template as tpl
 from aigw_local.dynamodb_local import free_port
-from tests.conftest import reset_core
+from tests.conftest import FakeClock, reset_core
+from tests.helpers import ledger
 from tests.helpers.apigw import build_event, call, invoke_event
 from tests.helpers.fake_upstream import FakeUpstream, Recorded, Scripted, openai_completion, openai_upstream
 from tests.helpers.fake_vendors import VendorScript, VendorServer
@@ -66,8 +67,16 @@ def _database_goes_away(monkeypatch: pytest.MonkeyPatch) -> str:
     return working
 
 
-def _database_comes_back(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+def _database_comes_back(
+    monkeypatch: pytest.MonkeyPatch, endpoint: str, *, keep_leases: bool = False
+) -> None:
     monkeypatch.setenv("DYNAMODB_ENDPOINT", endpoint)
+    if keep_leases:  # the same warm container: only its table client is new
+        settings.cache_clear()
+        from aigw import table
+
+        table.reset()
+        return
     reset_core()
 
 
@@ -87,26 +96,32 @@ def test_database_unreachable_refuses_with_503_and_nothing_reaches_the_vendor(
     assert _records() == []
 
 
-def test_database_lost_on_a_warm_container_lets_no_answer_through_and_charges_nothing(
+def test_database_lost_with_a_live_lease_the_call_is_metered_once_it_is_back(
     upstream: FakeUpstream, key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert call("POST", CHAT, body=BODY, key=key).status == 200  # the key is now cached
+    assert call("POST", CHAT, body=BODY, key=key).status == 200  # the key is cached, the lease live
     endpoint = _database_goes_away(monkeypatch)
-    reply = call("POST", CHAT, body=BODY, key=key)
-    assert reply.status == 503
-    assert reply.header("Retry-After") is not None
-    assert "choices" not in reply.body  # the vendor's answer is not handed out unmetered
-    _database_comes_back(monkeypatch, endpoint)
-    assert len(_records()) == 1  # only the first call
+    # Admitted from the container's lease, in memory (decision 19): the lease already holds
+    # the call's worst case, so the answer goes out and its usage record waits for the table.
+    assert call("POST", CHAT, body=BODY, key=key).status == 200
+    assert len(upstream.requests) == 2
+    _database_comes_back(monkeypatch, endpoint, keep_leases=True)
+    ledger.settle()  # the record that could not be written is written, the lease handed back
+    assert len(_records()) == 2
+    ledger.assert_agrees("acme")
 
 
-def test_database_lost_on_a_warm_container_does_not_reach_the_vendor(
-    upstream: FakeUpstream, key: str, monkeypatch: pytest.MonkeyPatch
+def test_database_lost_without_a_fresh_lease_fails_closed_before_the_vendor(
+    upstream: FakeUpstream, key: str, monkeypatch: pytest.MonkeyPatch, fake_clock: FakeClock
 ) -> None:
     assert call("POST", CHAT, body=BODY, key=key).status == 200
     _database_goes_away(monkeypatch)
-    assert call("POST", CHAT, body=BODY, key=key).status == 503
-    assert len(upstream.requests) == 1
+    fake_clock.advance(6)  # the lease's view of the entitlement is older than 5 s: it must re-read
+    reply = call("POST", CHAT, body=BODY, key=key)
+    assert reply.status == 503
+    assert reply.header("Retry-After") is not None
+    assert "choices" not in reply.body
+    assert len(upstream.requests) == 1  # the vendor never saw the second call
 
 
 def test_hanging_upstream_gives_504_at_the_timeout_and_a_failed_zero_cost_record(
@@ -135,6 +150,7 @@ def test_hanging_upstream_on_credits_gives_every_reserved_credit_back(
     assert account.summary("acme").funding == "credits"
     script.delay = 8
     assert call("POST", CHAT, body=BODY, key=key).status == 504
+    ledger.settle()
     billing = account.summary("acme")
     assert (billing.credits_micro_usd, billing.credits_reserved_micro_usd) == (5_000_000, 0)
     (record,) = _records()
@@ -169,6 +185,7 @@ def test_upstream_dying_mid_stream_ends_with_an_error_event_and_bills_what_was_s
     assert (record.usage_source, record.status) == ("estimate", 502)
     assert 0 < record.completion_tokens < 500  # what was sent, not the vendor's full answer
     assert record.cost_micro_usd > 0
+    ledger.settle()
     billing = account.summary("acme")
     assert billing.tokens_reserved == 0
     assert billing.tokens_used == record.prompt_tokens + record.completion_tokens

@@ -161,7 +161,7 @@ def test_vendor_failing_mid_stream_ends_with_an_error_event_and_bills_what_was_s
     assert record.completion_tokens > 0  # "alpha " reached the caller and is billed
 
 
-def test_a_caller_that_goes_away_mid_stream_is_billed_for_what_was_generated(
+def test_a_caller_that_goes_away_mid_stream_is_billed_what_the_vendor_bills(
     vendors: VendorServer, key: str
 ) -> None:
     vendors.reset(VendorScript(text=" ".join(f"word{i}" for i in range(40)), pieces=20))
@@ -169,13 +169,13 @@ def test_a_caller_that_goes_away_mid_stream_is_billed_for_what_was_generated(
     request = ChatRequest.model_validate(_body("openai/gpt-4o-mini", stream=True))
     stream = stream_chat_completion(api_key, request, request_id="req-cut")
     chunks = iter(stream)
-    received = [next(chunks) for _ in range(4)]  # role chunk and three pieces, then the caller leaves
+    [next(chunks) for _ in range(4)]  # role chunk and three pieces, then the caller leaves
     assert _records() == []  # nothing is billed while the stream is open
     stream.close()
     (record,) = _records()
     assert record.request_id == "req-cut"
-    assert record.usage_source == "estimate"
-    sent = "".join(c.choices[0].delta.content or "" for c in received)
-    assert record.completion_tokens >= len(sent) // 4 > 0
-    assert record.completion_tokens < 500  # not the vendor's full-answer usage
+    # The vendor generates (and bills) the whole answer whether or not anyone reads it: the
+    # gateway read the rest of the stream, unseen, for the vendor's own usage (issue 11, item 3).
+    assert (record.usage_source, record.completion_tokens) == ("provider", 500)
+    assert "client_disconnected" in record.flags
     assert record.cost_micro_usd > 0

@@ -196,11 +196,11 @@ def test_bad_input_names_the_field(key: str) -> None:
 
 
 @pytest.mark.parametrize("model", ["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"])
-def test_a_stream_cut_short_is_billed_for_what_was_generated(
+def test_a_client_that_hangs_up_is_billed_what_the_vendor_bills(
     vendors: VendorServer, key: str, model: str
 ) -> None:
     words = " ".join(f"w{i}" for i in range(400))
-    vendors.reset(VendorScript(text=words, pieces=200, event_delay=0.02))
+    vendors.reset(VendorScript(text=words, pieces=200, event_delay=0.01))
     event, route = build_event("POST", ROUTE, body={"model": model, "input": "go", "stream": True}, key=key)
     answer = invoke_handler(event, route)
     assert isinstance(answer, StreamingResponse)
@@ -210,9 +210,33 @@ def test_a_stream_cut_short_is_billed_for_what_was_generated(
         if received.count(b"event: response.output_text.delta") == 5:
             break  # the client hangs up: the server stops sending and closes the stream
     answer.close()
-    assert vendors.closed_early.wait(timeout=15), "the gateway kept reading the vendor"
+    # The vendor generates (and bills) the whole answer anyway: the rest of its stream is read
+    # on, unseen, for its own usage, as for chat (OpenAI's passthrough and the translated path).
+    assert not vendors.closed_early.is_set()
     (record,) = _records()
     assert record.request_id == answer.headers["x-request-id"]
-    assert (record.status, record.usage_source) == (200, "estimate")
-    assert 0 < record.completion_tokens < 400  # what was generated before the hang-up
+    assert "client_disconnected" in record.flags
+    assert (record.status, record.usage_source, record.completion_tokens) == (200, "provider", 500)
     assert record.cost_micro_usd > 0
+
+
+def test_a_client_that_hangs_up_on_a_stalled_vendor_pays_the_reservation(
+    vendors: VendorServer, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aigw.config import settings
+
+    # The rest is read on for at most the upstream timeout; this vendor needs far longer.
+    monkeypatch.setenv("UPSTREAM_TIMEOUT_SECONDS", "2")
+    settings.cache_clear()
+    vendors.reset(VendorScript(text="a b c d e f", pieces=6, event_delay=0.5))
+    body = {"model": "openai/gpt-4o-mini", "input": "go", "stream": True, "max_output_tokens": 64}
+    event, route = build_event("POST", ROUTE, body=body, key=key)
+    answer = invoke_handler(event, route)
+    assert isinstance(answer, StreamingResponse)
+    for piece in answer.body:
+        if b"response.output_text.delta" in piece:
+            break
+    answer.close()
+    (record,) = _records()
+    assert set(record.flags) >= {"client_disconnected", "billed_reservation"}
+    assert (record.usage_source, record.completion_tokens) == ("reservation", 64)

@@ -4,7 +4,7 @@ secret, and operator notifications captured through EventBridge into an SQS queu
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -13,6 +13,7 @@ import pytest
 from aigw import keys, teams
 from aigw.billing import plans
 from tests.conftest import reset_core
+from tests.helpers import ledger
 from tests.helpers.stripe import WEBHOOK_SECRET
 
 CHAT = "/v1/chat/completions"
@@ -36,9 +37,11 @@ def billing_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def acme_key(billing_env: None) -> str:
+def acme_key(billing_env: None) -> Iterator[str]:
+    """A key of team ``acme``; after the test, the team's counters must equal its records."""
     teams.create_team("acme")
-    return keys.create_key("acme", name="test").secret
+    yield keys.create_key("acme", name="test").secret
+    ledger.assert_agrees("acme")
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ import pytest
 
 from aigw import clock, keys, teams
 from aigw.billing import account
+from tests.conftest import FakeClock
+from tests.helpers import ledger
 from tests.helpers.apigw import call
 from tests.helpers.sdk import openai_client, refusal
 from tests.helpers.stripe import deliver, signature, stripe_event
@@ -130,7 +132,7 @@ def test_paused_refuses_and_resumed_restores(acme_key: str, notes: Notes) -> Non
 
 
 def test_payment_failure_warns_during_grace_then_refuses(
-    acme_key: str, notes: Notes, monkeypatch: pytest.MonkeyPatch
+    acme_key: str, notes: Notes, fake_clock: FakeClock
 ) -> None:
     now = clock.now()
     deliver(stripe_event("customer.subscription.created", at=now))
@@ -143,8 +145,7 @@ def test_payment_failure_warns_during_grace_then_refuses(
     assert "Payment Failed" in kinds
     assert "Grace Started" in kinds
 
-    real_now = clock.now
-    monkeypatch.setattr(clock, "now", lambda: real_now() + 3700)  # an hour after the failure at +60 s
+    fake_clock.advance(3700)  # an hour after the failure at +60 s
     account.forget()
     reply = call("POST", CHAT, body=HELLO, key=acme_key)
     assert reply.status == 402
@@ -154,8 +155,8 @@ def test_payment_failure_warns_during_grace_then_refuses(
     call("POST", CHAT, body=HELLO, key=acme_key)
     assert notes() == []  # told once
 
-    deliver(stripe_event("invoice.paid", at=real_now() + 3700))
-    deliver(stripe_event("customer.subscription.resumed", at=real_now() + 3700))  # active again
+    deliver(stripe_event("invoice.paid", at=now + 3700))
+    deliver(stripe_event("customer.subscription.resumed", at=now + 3700))  # active again
     assert _chat(acme_key)[0] == 200
 
 
@@ -200,6 +201,7 @@ def test_a_new_period_resets_the_quota_counters(acme_key: str) -> None:
     now = clock.now()
     deliver(stripe_event("customer.subscription.created", at=now))
     _chat(acme_key)
+    ledger.settle()  # the container hands its lease back
     assert account.summary("acme").tokens_used > 0
     renewed = stripe_event("customer.subscription.updated", at=now + 30 * 86_400, status="active")
     deliver(renewed)
@@ -270,14 +272,16 @@ def test_webhook_secret_comes_from_ssm_in_aws(acme_key: str, monkeypatch: pytest
 
 
 def _past_grace(monkeypatch: pytest.MonkeyPatch) -> int:
-    """Subscribed, then a failed payment whose grace (an hour here) has run out; returns the
-    time the clock now says."""
+    """Subscribed, then a failed payment whose grace (an hour here) has run out; returns a time
+    past that grace for the tests to stamp their events with. The clock is set past every
+    event they stamp (up to 15 minutes on): a webhook arrives after its event happened, so the
+    calls fall in the period an invoice.paid starts, as the ledger check expects."""
     now = clock.now()
     deliver(stripe_event("customer.subscription.created", at=now))
     deliver(stripe_event("invoice.payment_failed", at=now))  # created now+60
     deliver(stripe_event("customer.subscription.updated", at=now))  # past_due, now+60
     later = now + 3_700
-    monkeypatch.setattr(clock, "now", lambda: later)
+    FakeClock(monkeypatch, later + 900)  # every clock: records are stamped by now_ms
     account.forget()
     err = refusal(openai_client(_key()))
     assert (err.status_code, err.code) == (402, "payment_failed")

@@ -10,18 +10,22 @@
     return window.aigw.api(own ? "/billing/status" : `/admin/teams/${encodeURIComponent(ctx.team)}/billing`);
   }
 
-  function bar(label, used, limit, format) {
+  // "left" is what a new call can still be admitted against: what calls used and what budget
+  // leases hold for calls in flight both count (the same numbers a 402 quotes).
+  function bar(label, used, held, limit, format) {
     const { el } = window.aigw;
     const id = "bar-" + label.toLowerCase().replace(/[^a-z]+/g, "-");
     if (limit === null || limit === undefined) {
       return el("p", { class: "quota" }, `${label}: ${format(used)} used, no limit`);
     }
-    const left = Math.max(limit - used, 0);
+    const taken = used + (held || 0);
+    const left = Math.max(limit - taken, 0);
+    const heldText = held ? `, ${format(held)} held for calls in flight` : "";
     return el(
       "div",
       { class: "quota" },
-      el("label", { for: id }, `${label}: ${format(used)} of ${format(limit)} used, ${format(left)} left`),
-      el("progress", { id, max: limit, value: Math.min(used, limit), class: used >= limit ? "full" : null })
+      el("label", { for: id }, `${label}: ${format(used)} of ${format(limit)} used${heldText}, ${format(left)} left`),
+      el("progress", { id, max: limit, value: Math.min(taken, limit), class: taken >= limit ? "full" : null })
     );
   }
 
@@ -52,8 +56,8 @@
       : el("span", { class: "status status-revoked" }, "Refused: " + (status.refusal_code || "payment required"));
     return [
       el("p", { "data-billing-state": status.allowed ? "allowed" : "refused" }, state, status.funding ? ` · paid by ${status.funding}` : ""),
-      bar("Tokens this period", status.tokens_used, status.monthly_tokens, number),
-      status.spend_cap_micro_usd !== null ? bar("Spend this period", status.spend_used_micro_usd, status.spend_cap_micro_usd, usd) : null,
+      bar("Tokens this period", status.tokens_used, status.tokens_reserved, status.monthly_tokens, number),
+      status.spend_cap_micro_usd !== null ? bar("Spend this period", status.spend_used_micro_usd, status.spend_reserved_micro_usd, status.spend_cap_micro_usd, usd) : null,
       el("p", {}, "Credits: ", el("strong", { "data-credits": status.credits_micro_usd }, usd(status.credits_micro_usd)), status.credits_reserved_micro_usd ? ` (${usd(status.credits_reserved_micro_usd)} held for calls in flight)` : ""),
       fixLinks(status),
     ];

@@ -13,7 +13,7 @@ import os
 import sys
 from importlib import metadata
 
-from aigw import cli_billing, cli_machine_payments, cli_models, cli_prompt_apis, cli_reports
+from aigw import cli_billing, cli_key_budgets, cli_machine_payments, cli_models, cli_prompt_apis, cli_reports
 from aigw.cli_common import (
     DEFAULT_URL,
     CliError,
@@ -191,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_keys(sub)
     # Each area registers its own commands from its own module (aigw/cli_<area>.py).
     cli_billing.register(sub)
+    cli_key_budgets.register(sub)
     cli_machine_payments.register(sub)
     cli_models.register(sub)
     cli_prompt_apis.register(sub)

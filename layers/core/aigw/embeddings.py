@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aigw import invocation
+from aigw.billing import admission
 from aigw.billing.admission import Estimate
 from aigw.billing.meter import open_meter
 from aigw.catalog import ModelInfo, require_mode
@@ -177,13 +178,16 @@ def create(
 ) -> tuple[dict[str, Any], str]:
     """Embed, metered: each model of the chain tried is one metered attempt, as for chat.
     The answer's body, and the catalog model that answered it."""
-    chain = invocation.candidates(key, request.model)
+    terms = admission.terms_for(key)
+    chain = [attempt.model for attempt in invocation.chain_for(terms, request.model)]
     require_mode(chain[0], "embedding", request.model)
     _check_dimensions(chain[0], request)
     estimate = Estimate(prompt_tokens=estimate_input(request), produces_output=False)
     for n, model in enumerate(chain):
         embedder = _embedder(get_provider(model.provider), model)
-        meter = open_meter(key, model, estimate, request_id=invocation.attempt_id(request_id, n), route=route)
+        meter = open_meter(
+            terms, model, estimate, request_id=invocation.attempt_id(request_id, n), route=route
+        )
         try:
             result = invocation.with_retries(partial(embedder.embed, model, request))
             if len(result.vectors) != len(request.items()):

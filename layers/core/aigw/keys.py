@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from aigw import clock
 from aigw.config import settings
@@ -26,6 +26,25 @@ from aigw.teams import team_pk
 KEY_PREFIX = "sk-aigw-"
 _VISIBLE_CHARS = 12
 Role = Literal["admin", "member"]
+BudgetPeriod = Literal["day", "month"]
+
+
+class KeyBudget(BaseModel):
+    """A key's own spend cap per UTC day or calendar month, in micro-USD, on top of its team's
+    terms (enforced by admission, see :mod:`aigw.billing.key_budgets`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    limit_micro_usd: int = Field(ge=0, le=10**15)
+    period: BudgetPeriod
+
+    def within(self, other: KeyBudget) -> bool:
+        """Never more than ``other`` allows: no larger, and no longer a period for the same cap."""
+        if self.period == other.period:
+            return self.limit_micro_usd <= other.limit_micro_usd
+        if self.period == "day":  # a daily cap within a monthly one: 31 such days fit the month
+            return self.limit_micro_usd * 31 <= other.limit_micro_usd
+        return False  # a monthly cap is never within a daily one
 
 
 class ApiKey(BaseModel):
@@ -42,11 +61,16 @@ class ApiKey(BaseModel):
     expires_at: int | None = None
     revoked_at: int | None = None
     created_at: int
+    budget: KeyBudget | None = None
 
     @classmethod
     def from_item(cls, item: Item) -> ApiKey:
         allowed = item.get("allowed_models")
+        budget = None
+        if item.get("budget_period") is not None:
+            budget = KeyBudget(limit_micro_usd=int(item["budget_micro_usd"]), period=item["budget_period"])
         return cls(
+            budget=budget,
             key_id=item["key_id"],
             team_id=item["team_id"],
             role=item["role"],
@@ -103,6 +127,7 @@ def create_key(
     role: Role = "member",
     allowed_models: list[str] | None = None,
     expires_at: int | None = None,
+    budget: KeyBudget | None = None,
 ) -> IssuedKey:
     now = clock.now()
     if expires_at is not None and expires_at <= now:
@@ -118,10 +143,12 @@ def create_key(
         allowed_models=tuple(allowed_models) if allowed_models is not None else None,
         expires_at=expires_at,
         created_at=now,
+        budget=budget,
     )
-    attrs: dict[str, Any] = key.model_dump(exclude_none=True)
+    attrs: dict[str, Any] = key.model_dump(exclude_none=True, exclude={"budget"})
     if key.allowed_models is not None:
         attrs["allowed_models"] = list(key.allowed_models)
+    attrs.update(_budget_attributes(budget))
     operations: list[dict[str, Any]] = [
         {
             "ConditionCheck": {
@@ -191,6 +218,37 @@ def revoke_key(team_id: str, key_id: str) -> ApiKey:
     )
     _cache.forget(pointer["key_hash"])
     return ApiKey.from_item({**pointer, "revoked_at": now})
+
+
+def _budget_attributes(budget: KeyBudget | None) -> dict[str, Any]:
+    if budget is None:
+        return {}
+    return {"budget_micro_usd": budget.limit_micro_usd, "budget_period": budget.period}
+
+
+def set_budget(team_id: str, key_id: str, budget: KeyBudget | None) -> ApiKey:
+    """Give a key its own spend cap (``None`` removes it). Containers that cached the key see
+    the change within ``KEY_CACHE_SECONDS``, as they see a revocation."""
+    table = gateway_table()
+    pointer = table.get(team_pk(team_id), _pointer_sk(key_id), consistent=True)
+    if pointer is None:
+        raise NotFound(f"key '{key_id}' does not exist in team '{team_id}'", code="key_not_found")
+    if budget is None:
+        update: dict[str, Any] = {"UpdateExpression": "REMOVE budget_micro_usd, budget_period"}
+    else:
+        update = {
+            "UpdateExpression": "SET budget_micro_usd = :b, budget_period = :p",
+            "ExpressionAttributeValues": serialize({":b": budget.limit_micro_usd, ":p": budget.period}),
+        }
+    table.transact(
+        [
+            {"Update": {"Key": {"pk": {"S": _key_pk(pointer["key_hash"])}, "sk": {"S": "META"}}, **update}},
+            {"Update": {"Key": {"pk": {"S": team_pk(team_id)}, "sk": {"S": _pointer_sk(key_id)}}, **update}},
+        ]
+    )
+    _cache.forget(pointer["key_hash"])
+    attrs = {k: v for k, v in pointer.items() if k not in ("budget_micro_usd", "budget_period")}
+    return ApiKey.from_item({**attrs, **_budget_attributes(budget)})
 
 
 class _KeyCache:
@@ -290,13 +348,20 @@ def require_model(key: ApiKey, model_id: str) -> None:
 
 
 def create_team_key(
-    caller: ApiKey, *, name: str = "", allowed_models: list[str] | None = None, expires_at: int | None = None
+    caller: ApiKey,
+    *,
+    name: str = "",
+    allowed_models: list[str] | None = None,
+    expires_at: int | None = None,
+    budget: KeyBudget | None = None,
 ) -> IssuedKey:
     """A member key for the caller's own team, never wider than the caller's own key.
 
     Roles are not self-service: admin keys are minted through ``/admin`` only. A caller with a
-    model allow-list can hand out only patterns from that list (the default is the whole list).
+    model allow-list can hand out only patterns from that list (the default is the whole list);
+    a caller with a budget only budgets within its own (the default is its own).
     """
+    budget = _budget_within_caller(caller, budget)
     if caller.allowed_models is not None:
         if allowed_models is None:
             allowed_models = list(caller.allowed_models)
@@ -311,8 +376,56 @@ def create_team_key(
         # A key must not outlive the key that created it.
         expires_at = caller.expires_at
     return create_key(
-        caller.team_id, name=name, role="member", allowed_models=allowed_models, expires_at=expires_at
+        caller.team_id,
+        name=name,
+        role="member",
+        allowed_models=allowed_models,
+        expires_at=expires_at,
+        budget=budget,
     )
+
+
+def _budget_within_caller(caller: ApiKey, budget: KeyBudget | None) -> KeyBudget | None:
+    if caller.budget is None or caller.is_admin:
+        return budget
+    if budget is None:
+        return caller.budget
+    if not budget.within(caller.budget):
+        raise PermissionDenied(
+            "A key may not grant a budget larger than its own "
+            f"({caller.budget.limit_micro_usd} micro-USD per {caller.budget.period})",
+            code="budget_exceeds_caller",
+            param="budget",
+        )
+    return budget
+
+
+def set_team_key_budget(caller: ApiKey, key_id: str, budget: KeyBudget | None) -> ApiKey:
+    """A team sets (or removes) the budget of one of its keys with one of its own keys.
+
+    Admin keys' budgets are managed through ``/admin`` only. A member key may lower its own
+    budget but never raise or remove it, and a key with a budget only sets budgets within its
+    own: a capped key cannot uncap itself or mint its way around its cap."""
+    target = next((k for k in list_keys(caller.team_id) if k.key_id == key_id), None)
+    if target is None:
+        raise NotFound(f"key '{key_id}' does not exist in your team", code="key_not_found")
+    if target.is_admin and not caller.is_admin:
+        raise PermissionDenied("Admin keys' budgets are managed by an admin", code="admin_required")
+    if not caller.is_admin:
+        if target.key_id == caller.key_id and caller.budget is not None:
+            if budget is None or not budget.within(caller.budget):
+                raise PermissionDenied(
+                    "A key may lower its own budget, never raise or remove it",
+                    code="budget_exceeds_caller",
+                    param="budget",
+                )
+        elif caller.budget is not None and (budget is None or not budget.within(caller.budget)):
+            raise PermissionDenied(
+                "A key with a budget may only set budgets within its own",
+                code="budget_exceeds_caller",
+                param="budget",
+            )
+    return set_budget(caller.team_id, key_id, budget)
 
 
 def revoke_team_key(caller: ApiKey, key_id: str) -> ApiKey:

@@ -178,7 +178,7 @@ def count_tokens(key: ApiKey, body: CountTokensRequest) -> dict[str, int]:
     from aigw import invocation, providers
     from aigw.catalog import require_mode
 
-    model = invocation.candidates(key, body.model)[0]
+    model = invocation.resolve_model(key, body.model)
     require_mode(model, "chat", body.model)
     if model.provider == "anthropic" and providers.configured("anthropic"):
         provider = providers.get_provider("anthropic")

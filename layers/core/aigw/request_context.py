@@ -8,6 +8,7 @@ concurrent requests (threads in the local runner) apart.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -31,13 +32,16 @@ class Caller:
 
 
 _caller: ContextVar[Caller | None] = ContextVar("aigw_caller", default=None)
+_deadline: ContextVar[float | None] = ContextVar("aigw_deadline", default=None)
 
 
-def begin(base_url: str | None) -> None:
+def begin(base_url: str | None, *, remaining_ms: int | None = None) -> None:
+    """Start a request: ``remaining_ms`` is the function's time left (the Lambda context's)."""
     _base_url.set(base_url)
     _headers.set({})
     _caller.set(None)
     _machine_payment.set(None)
+    _deadline.set(time.monotonic() + remaining_ms / 1000 if remaining_ms else None)
 
 
 def set_machine_payment(payment_intent: str) -> None:
@@ -48,6 +52,12 @@ def set_machine_payment(payment_intent: str) -> None:
 def machine_payment() -> str | None:
     """The PaymentIntent that paid for this request, if any: its usage records name it."""
     return _machine_payment.get()
+
+
+def seconds_left() -> float | None:
+    """How long the function may still run for this request (None: not known)."""
+    deadline = _deadline.get()
+    return None if deadline is None else deadline - time.monotonic()
 
 
 def base_url() -> str | None:

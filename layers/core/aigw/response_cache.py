@@ -34,7 +34,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from aigw import clock, request_context
-from aigw.billing.admission import Estimate
+from aigw.billing.admission import Estimate, terms_for
 from aigw.billing.meter import open_meter
 from aigw.billing.pricing import cost_micro_usd
 from aigw.catalog import catalog
@@ -191,9 +191,10 @@ def find(lookup: Lookup, key: ApiKey, requested: str) -> Hit | None:
     hit = get(lookup)
     if hit is None:
         return None
+    from aigw.billing import account
     from aigw.invocation import candidates  # invocation loads providers: only for a hit
 
-    chain = candidates(key, requested)
+    chain = candidates(key, requested, account.governing_plan(key.team_id))
     return hit if any(m.id == hit.model_id for m in chain) else None
 
 
@@ -233,7 +234,8 @@ def bill_hit(
         prompt_tokens_details={"cached_tokens": math.ceil(hit.usage.cached_tokens * fraction)},
     )
     billed.total_tokens = billed.prompt_tokens + billed.completion_tokens
-    meter = open_meter(key, model, admission, request_id=request_id, route=route)
+    estimate = admission if isinstance(admission, Estimate) else Estimate.for_chat(admission)
+    meter = open_meter(terms_for(key), model, estimate, request_id=request_id, route=route)
     meter.record_fields = {
         "cache_hit": True,
         "cost_saved_micro_usd": max(full - cost_micro_usd(model, billed), 0),

@@ -19,14 +19,16 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from aigw import clock, invocation, sse, streaming
+from aigw import clock, invocation, request_context, sse, streaming
 from aigw.billing.meter import Meter
 from aigw.catalog import ModelInfo, require_mode
 from aigw.chat import ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, Usage
@@ -36,6 +38,9 @@ from aigw.providers import Provider
 from aigw.providers.upstream import MALFORMED
 from aigw.table import gateway_table
 from aigw.tokens import estimate_messages, estimate_text
+from aigw.usage.records import Flag
+
+logger = Logger(service="aigw-responses")
 
 ROUTE = "/v1/responses"
 # Providers whose own Responses API the request goes to unchanged.
@@ -418,31 +423,35 @@ class _Native:
 
 def create(key: ApiKey, request: ResponsesRequest, *, request_id: str) -> dict[str, Any]:
     """A whole response. Streamed requests go through :func:`stream`."""
-    first = invocation.candidates(key, request.model)[0]
+    first = invocation.resolve_model(key, request.model)
     require_mode(first, "chat", request.model)
     _check_output_limit(first, request)
     items = [*_history(key, request), *input_items(request)]
     chat = to_chat_request(request.model_copy(update={"stream": False}), items, first.provider in NATIVE)
     response_id = _new_id("resp")
 
-    def call(model: ModelInfo, provider: Provider, bounded: ChatRequest) -> _Native | ChatCompletion:
+    def call(model: ModelInfo, provider: Provider, sent: ChatRequest) -> _Native | ChatCompletion:
         if model.provider in NATIVE and hasattr(provider, "respond"):
-            body = _native_body(request, model, items, model.output_limit(bounded))
+            body = _native_body(request, model, items, model.output_limit(sent))
             return _Native(invocation.with_retries(lambda: provider.respond(model, body)))
-        return invocation.with_retries(lambda: provider.complete(model, bounded))
+        return invocation.with_retries(lambda: provider.complete(model, sent))
 
-    def finish(meter: Meter, result: _Native | ChatCompletion) -> dict[str, Any]:
+    def finish(
+        meter: Meter, attempt: invocation.Attempt, sent: ChatRequest, result: _Native | ChatCompletion
+    ) -> dict[str, Any]:
         if isinstance(result, _Native):
             body = result.body
             meter.settle(usage_of_response(body))
-            body.update(model=request.model, previous_response_id=request.previous_response_id)
+            body.update(model=attempt.name, previous_response_id=request.previous_response_id)
             body["store"] = request.store is not False
         else:
-            meter.settle(result.usage)
+            result.usage = meter.settle(result.usage)
             body = from_completion(request, result, response_id)
         return body
 
-    body = invocation._attempts(key, chat, request_id, ROUTE, call, finish)
+    body = invocation._attempts(
+        key, chat, request_id, ROUTE, call, finish, api_slug=None, fallbacks=(), tried=None
+    )
     if request.store is not False:
         store(key.team_id, body, items)
     return body
@@ -591,44 +600,71 @@ def _chat_events(stream: invocation.MeteredStream, translate: _ChatToEvents, on_
         stream.close()
 
 
+# The events that end a response and carry its usage.
+_FINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
 @dataclass
 class NativeStream:
-    """OpenAI's own response events on their way to the caller, metered however they end:
-    by ``response.completed``'s usage, or, cut short, by the prompt and what was generated."""
+    """OpenAI's own response events on their way to the caller, metered however they end: by
+    the final event's usage; when the client goes away, the rest is read on, unseen, for that
+    usage (the vendor bills the whole answer), as :class:`aigw.invocation.MeteredStream` does
+    for chat; when the vendor fails mid-way, by the prompt and what was generated."""
 
     meter: Meter
     request: ResponsesRequest
     prompt: ChatRequest
     first: sse.Event | None
     rest: Iterator[sse.Event]
+    seconds_left: float | None = None
     final: dict[str, Any] | None = None
     _generated: list[str] = field(default_factory=list)
     _metered: bool = False
     _error: GatewayError | None = None
+    _client_gone: bool = False
+    _draining: threading.Thread | None = None
+    _started_at: float = field(default_factory=clock.now_precise)
+
+    def _read(self, event: sse.Event) -> dict[str, Any] | None:
+        """One upstream event, observed (deltas, the final response); None at ``[DONE]``."""
+        if event.data.strip() == "[DONE]":
+            return None
+        data = json.loads(event.data)
+        if not isinstance(data, dict):
+            raise UpstreamError("OpenAI sent a malformed event", code=MALFORMED)
+        kind = str(data.get("type") or event.event)
+        data["type"] = kind
+        if kind.endswith(".delta") and isinstance(data.get("delta"), str):
+            self._generated.append(data["delta"])
+        response = data.get("response")
+        if isinstance(response, dict):
+            response["model"] = self.request.model
+            response["previous_response_id"] = self.request.previous_response_id
+            response["store"] = self.request.store is not False
+            if kind in _FINAL:
+                self.final = response
+        return data
 
     def events(self) -> Iterator[bytes]:
         write = _Events()
         try:
             event = self.first
             while event is not None:
-                if event.data.strip() == "[DONE]":
+                data = self._read(event)
+                if data is None:
                     break
-                data = json.loads(event.data)
-                if not isinstance(data, dict):
-                    raise UpstreamError("OpenAI sent a malformed event", code=MALFORMED)
-                kind = str(data.get("type") or event.event)
-                if kind.endswith(".delta") and isinstance(data.get("delta"), str):
-                    self._generated.append(data["delta"])
-                response = data.get("response")
-                if isinstance(response, dict):
-                    response["model"] = self.request.model
-                    response["previous_response_id"] = self.request.previous_response_id
-                    response["store"] = self.request.store is not False
-                    if kind in ("response.completed", "response.incomplete", "response.failed"):
-                        self.final = response
-                        self._settle(usage_of_response(response))
-                yield write(kind, **{k: v for k, v in data.items() if k not in ("type", "sequence_number")})
+                yield write(
+                    data["type"], **{k: v for k, v in data.items() if k not in ("type", "sequence_number")}
+                )
+                if data["type"] in _FINAL:
+                    break
                 event = next(self.rest, None)
+        except GeneratorExit:
+            # The consumer stopped between events: the client went away.
+            if not self._metered and self.final is None:
+                self._client_gone = True
+                self._draining = invocation.drain(self._read_rest, self.seconds_left, self._started_at)
+            raise
         except GatewayError as exc:
             self._error = exc
             yield _error_event(write, exc)
@@ -637,26 +673,58 @@ class NativeStream:
         finally:
             self.close()
 
-    def _settle(self, usage: Usage | None = None) -> None:
+    def _read_rest(self) -> None:
+        most = self.meter.output_limit * 2 + 256  # a vendor ignoring the limit is cut off
+        try:
+            for event in self.rest:
+                data = self._read(event)
+                if data is None or self.final is not None:
+                    break
+                if estimate_text("".join(self._generated)) > most:
+                    break
+        except Exception as exc:  # the vendor failed after the client left: bill what can be had
+            logger.warning("upstream failed while read on after a disconnect", extra={"error": repr(exc)})
+        finally:
+            _close(self.rest)
+
+    def _settle(self) -> None:
         if self._metered:
             return
         self._metered = True
-        if usage is not None:
-            self.meter.settle(usage, source="provider")
+        final = self.final
+        if final is not None and self._draining is None:
+            flags: tuple[Flag, ...] = ("client_disconnected",) if self._client_gone else ()
+            self.meter.settle(usage_of_response(final), source="provider", flags=flags)
+            return
+        if self._client_gone:
+            self.meter.settle_abandoned(estimate_text("".join(self._generated)))
             return
         if self._error is not None and not self._generated:
             self.meter.fail(self._error)
             return
+        # The vendor failed mid-way, or ended without its final event: the prompt and what it
+        # generated, estimated.
         prompt = estimate_messages(self.prompt.messages)
         completion = estimate_text("".join(self._generated))
         usage = Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
         self.meter.settle(usage, source="estimate", status=self._error.status if self._error else 200)
 
     def close(self) -> None:
-        close = getattr(self.rest, "close", None)
-        if close is not None:
-            close()
+        """Stop: at the end of the events, or for a stream never iterated or abandoned."""
+        if self._metered:
+            return
+        if self.final is None and self._error is None and not self._client_gone:
+            self._client_gone = True
+            self._draining = invocation.drain(self._read_rest, self.seconds_left, self._started_at)
+        if self._draining is None:
+            _close(self.rest)
         self._settle()
+
+
+def _close(iterator: object) -> None:
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
 
 
 Started = tuple[Any, Iterator[Any]]
@@ -664,7 +732,7 @@ Started = tuple[Any, Iterator[Any]]
 
 def stream(key: ApiKey, request: ResponsesRequest, *, request_id: str) -> streaming.StreamingResponse:
     """A streamed response: vendors are tried until one has sent its first event."""
-    first = invocation.candidates(key, request.model)[0]
+    first = invocation.resolve_model(key, request.model)
     require_mode(first, "chat", request.model)
     _check_output_limit(first, request)
     items = [*_history(key, request), *input_items(request)]
@@ -676,15 +744,15 @@ def stream(key: ApiKey, request: ResponsesRequest, *, request_id: str) -> stream
         if keep and body.get("status") in ("completed", "incomplete"):
             store(key.team_id, body, items)
 
-    def call(model: ModelInfo, provider: Provider, bounded: ChatRequest) -> tuple[bool, Started]:
+    def call(model: ModelInfo, provider: Provider, sent: ChatRequest) -> tuple[bool, Started]:
         native = model.provider in NATIVE and hasattr(provider, "respond_stream")
 
         def start() -> Started:
             if native:
-                body = _native_body(request, model, items, model.output_limit(bounded))
+                body = _native_body(request, model, items, model.output_limit(sent))
                 events: Iterator[Any] = provider.respond_stream(model, body)  # type: ignore[attr-defined]
             else:
-                events = provider.stream(model, bounded)
+                events = provider.stream(model, sent)
             try:
                 return next(events, None), events
             except BaseException:
@@ -695,10 +763,15 @@ def stream(key: ApiKey, request: ResponsesRequest, *, request_id: str) -> stream
 
         return native, invocation.with_retries(start)
 
-    def finish(meter: Meter, started: tuple[bool, Started]) -> streaming.StreamingResponse:
+    def finish(
+        meter: Meter, attempt: invocation.Attempt, sent: ChatRequest, started: tuple[bool, Started]
+    ) -> streaming.StreamingResponse:
         native, (first, rest) = started
+        seconds_left = request_context.seconds_left()
         if native:
-            passthrough = NativeStream(meter=meter, request=request, prompt=chat, first=first, rest=rest)
+            passthrough = NativeStream(
+                meter=meter, request=request, prompt=sent, first=first, rest=rest, seconds_left=seconds_left
+            )
 
             def body() -> Iterator[bytes]:
                 yield from passthrough.events()
@@ -706,8 +779,17 @@ def stream(key: ApiKey, request: ResponsesRequest, *, request_id: str) -> stream
                     remember(passthrough.final)
 
             return streaming.event_stream(body(), on_close=passthrough.close)
-        metered = invocation.MeteredStream(meter=meter, request=chat, first=first, rest=rest)
+        metered = invocation.MeteredStream(
+            meter=meter,
+            request=sent,
+            model_name=attempt.name,
+            first=first,
+            rest=rest,
+            seconds_left=seconds_left,
+        )
         translate = _ChatToEvents(request, response_id, clock.now())
         return streaming.event_stream(_chat_events(metered, translate, remember), on_close=metered.close)
 
-    return invocation._attempts(key, chat, request_id, ROUTE, call, finish)
+    return invocation._attempts(
+        key, chat, request_id, ROUTE, call, finish, api_slug=None, fallbacks=(), tried=None
+    )

@@ -54,11 +54,20 @@ _UNAVAILABLE_CODES = frozenset(
 class ConditionFailed(Exception):
     """A conditional write or transaction was refused; the caller decides what it means."""
 
-    def __init__(self, reasons: Sequence[str] = (), item: Item | None = None) -> None:
+    def __init__(
+        self, reasons: Sequence[str] = (), item: Item | None = None, items: Sequence[Item | None] = ()
+    ) -> None:
         super().__init__("condition failed")
         self.reasons = list(reasons)
         # The item as it was when the condition failed, when the caller asked for it.
         self.item = item
+        # A transaction: each operation's item as it was, where that operation asked for it
+        # (``ReturnValuesOnConditionCheckFailure``) and its condition failed.
+        self.items = list(items)
+
+    def failed(self, index: int) -> bool:
+        """Whether the transaction's operation ``index`` is one whose condition failed."""
+        return index < len(self.reasons) and self.reasons[index] == "ConditionalCheckFailed"
 
 
 def serialize(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -83,9 +92,11 @@ def _guard() -> Iterator[None]:
             old: Any = exc.response.get("Item")
             raise ConditionFailed([code], deserialize(old) if old else None) from exc
         if code == "TransactionCanceledException":
-            reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+            cancelled = exc.response.get("CancellationReasons", [])
+            reasons = [r.get("Code", "None") for r in cancelled]
             if "ConditionalCheckFailed" in reasons:
-                raise ConditionFailed(reasons) from exc
+                items = [deserialize(r["Item"]) if r.get("Item") else None for r in cancelled]
+                raise ConditionFailed(reasons, items=items) from exc
             raise ServiceUnavailable(
                 "The gateway's database is busy; retry shortly.", headers={"Retry-After": "1"}
             ) from exc
@@ -126,6 +137,9 @@ def _retry_conflicts[T](call: Callable[[], T]) -> T:
                 raise
             time.sleep(random.uniform(0.005, 0.02) * 2**attempt)
     raise AssertionError("unreachable")
+
+
+_SINGLE = {"Put": "put_item", "Update": "update_item", "Delete": "delete_item"}
 
 
 class Table:
@@ -224,13 +238,28 @@ class Table:
                 kwargs["ExclusiveStartKey"] = last
 
     def transact(self, operations: Sequence[Mapping[str, Any]]) -> None:
-        """Run low-level TransactWriteItems operations; ``TableName`` is filled in."""
+        """Run low-level TransactWriteItems operations; ``TableName`` is filled in. A refused
+        condition raises :class:`ConditionFailed` with each operation's reason and, where the
+        operation asked for it, its item as it was."""
         prepared = []
         for op in operations:
             ((kind, body),) = op.items()
             prepared.append({kind: {"TableName": self.name, **body}})
         with _guard():
             _retry_conflicts(lambda: self.client.transact_write_items(TransactItems=prepared))  # type: ignore[arg-type]
+
+    def write_one(self, operation: Mapping[str, Any]) -> None:
+        """One operation shaped like :meth:`transact`'s, written as a single-item ``PutItem``,
+        ``UpdateItem`` or ``DeleteItem`` (half the write capacity of a one-item transaction). A
+        refused condition is reported as a transaction's would be."""
+        ((kind, body),) = operation.items()
+        call: Callable[..., Any] = getattr(self.client, _SINGLE[kind])
+        kwargs = {"TableName": self.name, **body}
+        try:
+            with _guard():
+                _retry_conflicts(lambda: call(**kwargs))
+        except ConditionFailed as exc:
+            raise ConditionFailed(["ConditionalCheckFailed"], exc.item, [exc.item]) from exc
 
 
 def make_client(endpoint: str | None = None) -> DynamoDBClient:

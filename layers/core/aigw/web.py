@@ -332,7 +332,8 @@ def handle_streaming(
     """:func:`handle` for functions whose routes may stream (see :mod:`aigw.streaming`): the
     answer is a proxy-result dict, or the stream a route handed over. ``authenticate``
     replaces the Bearer check (the Anthropic-format route also takes ``x-api-key``)."""
-    request_context.begin(public_base_url(event))
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    request_context.begin(public_base_url(event), remaining_ms=remaining() if callable(remaining) else None)
     rid = event_request_id(event)
     if rid:
         # Every answer names its request: the same id as the call's usage record.

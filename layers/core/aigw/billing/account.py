@@ -1,10 +1,14 @@
 """The team's billing account: the only module that reads or writes ``TEAM#<team>`` / ``BILLING``.
 
-One item per team carries both the entitlement state written by Stripe webhooks and the period
-counters the hot path reserves against, so that admission is a single conditional write (see
-:mod:`aigw.billing.admission`). ``rev`` changes whenever the entitlement changes; every
-reservation is conditional on the ``rev`` it was decided on, so a cached view can be stale but
-never wrong. The rules deciding what the state allows are in :mod:`aigw.billing.rules`.
+One small item per team carries the entitlement state written by Stripe webhooks and admins,
+and the period counters: ``tok_used``/``spend_used`` (what calls used this period),
+``tok_held``/``spend_held`` (used plus what budget leases still hold), ``credits`` (prepaid
+credits not leased), ``credits_reserved`` (credits leased). No call writes it: budget leases
+(:mod:`aigw.billing.leases`) take slices from it and hand back what their calls used, so its
+size is fixed and its write rate is the leases', not the calls' (decision 19). ``rev`` changes
+whenever the entitlement changes; a lease is granted or topped up only on condition of the
+``rev`` it was decided on. The rules deciding what the state allows are in
+:mod:`aigw.billing.rules`.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
 from aigw import clock
+from aigw.billing.budget import Amounts
 from aigw.billing.plans import Plan, cached_plan, subscription_plan
 from aigw.billing.rules import BillingState, Funding, decide, month_bounds, plan_id_for
 from aigw.config import settings
@@ -75,6 +81,11 @@ def ensure_item(team_id: str) -> None:
         gateway_table().put(_initial_item(team_id, clock.now()), condition="attribute_not_exists(pk)")
 
 
+def key(team_id: str) -> dict[str, Any]:
+    """The item's key, serialised for a transaction operation."""
+    return serialize({"pk": team_pk(team_id), "sk": BILLING_SK})
+
+
 def load(team_id: str) -> BillingState:
     item = gateway_table().get(team_pk(team_id), BILLING_SK, consistent=True)
     if item is None:
@@ -94,6 +105,104 @@ def roll_period(state: BillingState, now: int) -> None:
             values={":ps": start, ":pe": end, ":zero": 0, ":one": 1, ":rev": state.rev},
             condition="rev = :rev",
         )
+
+
+# ---- what budget leases change -------------------------------------------------------------
+
+
+def lease_change(
+    team_id: str,
+    *,
+    consumed: Amounts,
+    credit_tokens: int = 0,
+    outstanding: Amounts,
+    rev: int | None = None,
+    plan: Plan | None = None,
+) -> dict[str, Any]:
+    """The transaction operation that moves a lease's amounts on the team's item.
+
+    ``consumed``: what the lease's calls used (plan tokens and spend, credits), now counted as
+    used. ``outstanding``: the change of what the lease holds (positive: a slice taken, negative:
+    a slice handed back; consumption leaves the lease's holding too, so a flush that hands
+    nothing back has ``outstanding == -consumed``). ``rev``: grant only on the entitlement the
+    lease was decided on. Where the team's holding grows, the plan's limits and the credit
+    balance are conditions, so a refused grant says why (the item comes back with the refusal).
+    """
+    held_tok = consumed.tokens + outstanding.tokens
+    held_spend = consumed.spend + outstanding.spend
+    taken_credits = consumed.credits + outstanding.credits
+    values: dict[str, Any] = {
+        ":ut": consumed.tokens,
+        ":ht": held_tok,
+        ":us": consumed.spend,
+        ":hs": held_spend,
+        ":c": -taken_credits,
+        ":rc": outstanding.credits,
+        ":sc": consumed.credits,
+        ":ct": credit_tokens,
+    }
+    expression = (
+        "ADD tok_used :ut, tok_held :ht, spend_used :us, spend_held :hs, credits :c, "
+        "credits_reserved :rc, credits_spent :sc, credit_tokens :ct"
+    )
+    conditions = ["attribute_exists(pk)"]
+    if rev is not None:
+        conditions.append("rev = :rev")
+        values[":rev"] = rev
+    if plan is not None and plan.monthly_tokens is not None and held_tok > 0:
+        conditions.append("tok_held <= :tmax")
+        values[":tmax"] = plan.monthly_tokens - held_tok
+    if plan is not None and plan.spend_cap_micro_usd is not None and held_spend > 0:
+        conditions.append("spend_held <= :smax")
+        values[":smax"] = plan.spend_cap_micro_usd - held_spend
+    if taken_credits > 0:
+        conditions.append("credits >= :need")
+        values[":need"] = taken_credits
+    return {
+        "Update": {
+            "Key": key(team_id),
+            "UpdateExpression": expression,
+            "ConditionExpression": " AND ".join(conditions),
+            "ExpressionAttributeValues": serialize(values),
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+    }
+
+
+def state_from(team_id: str, item: Item | None) -> BillingState:
+    return BillingState.from_item(team_id, item)
+
+
+def note_suspension(state: BillingState) -> bool:
+    """Mark that the team was told its access ended (grace ran out with no webhook to say so);
+    True the first time only."""
+    try:
+        gateway_table().update(
+            team_pk(state.team_id),
+            BILLING_SK,
+            expression="SET suspended_notified = :t",
+            values={":t": True, ":f": False, ":rev": state.rev},
+            condition="rev = :rev AND (attribute_not_exists(suspended_notified) OR suspended_notified = :f)",
+        )
+    except ConditionFailed:
+        return False
+    return True
+
+
+def note_threshold(team_id: str, level: int, period_start: int) -> bool:
+    """Mark a quota threshold (80 or 100 %) as announced for the period; True the first time."""
+    attr = "warned_100" if level >= 100 else "warned_80"
+    try:
+        gateway_table().update(
+            team_pk(team_id),
+            BILLING_SK,
+            expression=f"SET {attr} = :p",
+            values={":p": period_start},
+            condition=f"attribute_not_exists({attr}) OR {attr} <> :p",
+        )
+    except ConditionFailed:
+        return False
+    return True
 
 
 # ---- warm-container cache -------------------------------------------------------------------
@@ -129,7 +238,12 @@ def forget(team_id: str | None = None) -> None:
 
 
 class BillingSummary(BaseModel):
-    """What an admin (or the team) sees of a team's billing."""
+    """What an admin (or the team) sees of a team's billing.
+
+    ``tokens_used``/``spend_used_micro_usd`` count what calls used and their budget leases have
+    handed back; ``tokens_reserved``/``credits_reserved_micro_usd`` what leases still hold (calls
+    in flight, usage not handed back yet, and unused slices); ``*_remaining`` what is left
+    beyond both: what a new call can still be admitted against."""
 
     team_id: str
     allowed: bool
@@ -144,17 +258,28 @@ class BillingSummary(BaseModel):
     period_end: str | None
     tokens_used: int
     tokens_reserved: int
+    tokens_remaining: int | None
     spend_used_micro_usd: int
+    spend_reserved_micro_usd: int
+    spend_remaining_micro_usd: int | None
     credits_micro_usd: int
     credits_reserved_micro_usd: int
+    credits_spent_micro_usd: int
     monthly_tokens: int | None
     spend_cap_micro_usd: int | None
 
 
 def summary(team_id: str) -> BillingSummary:
-    state = load(team_id)
+    item = gateway_table().get(team_pk(team_id), BILLING_SK, consistent=True)
+    if item is None:
+        ensure_item(team_id)
+        item = gateway_table().get(team_pk(team_id), BILLING_SK, consistent=True)
+    state = BillingState.from_item(team_id, item)
     decision = decide(state, clock.now())
     plan = decision.plan
+    governing = plan if plan is not None and decision.funding == "plan" else None
+    if governing is None and plan_id_for(state):
+        governing = cached_plan(plan_id_for(state) or "")
     grace = state.grace_until()
     return BillingSummary(
         team_id=team_id,
@@ -170,9 +295,21 @@ def summary(team_id: str) -> BillingSummary:
         period_end=clock.iso(state.period_end) if state.period_end else None,
         tokens_used=state.tok_used,
         tokens_reserved=state.tok_held - state.tok_used,
+        tokens_remaining=(
+            max(governing.monthly_tokens - state.tok_held, 0)
+            if governing and governing.monthly_tokens is not None
+            else None
+        ),
         spend_used_micro_usd=state.spend_used,
+        spend_reserved_micro_usd=state.spend_held - state.spend_used,
+        spend_remaining_micro_usd=(
+            max(governing.spend_cap_micro_usd - state.spend_held, 0)
+            if governing and governing.spend_cap_micro_usd is not None
+            else None
+        ),
         credits_micro_usd=state.credits,
         credits_reserved_micro_usd=state.credits_reserved,
+        credits_spent_micro_usd=int((item or {}).get("credits_spent", 0)),
         monthly_tokens=plan.monthly_tokens if plan else None,
         spend_cap_micro_usd=plan.spend_cap_micro_usd if plan else None,
     )
@@ -233,3 +370,58 @@ def revoke_links(team_id: str) -> int:
     forget(team_id)
     assert item is not None
     return int(item["link_gen"])
+
+
+# ---- changes from Stripe events ------------------------------------------------------------
+
+
+@dataclass
+class Change:
+    """What one event does to the team's billing item."""
+
+    sets: dict[str, Any] = field(default_factory=dict)
+    removes: list[str] = field(default_factory=list)
+    adds: dict[str, int] = field(default_factory=dict)
+    reset_counters: bool = False
+    notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.sets or self.removes or self.adds or self.reset_counters or self.notes)
+
+    def preview(self, state: BillingState) -> BillingState:
+        update: dict[str, Any] = {**self.sets, **dict.fromkeys(self.removes)}
+        for name, delta in self.adds.items():
+            update[name] = getattr(state, name) + delta
+        return state.model_copy(update=update)
+
+
+def change_op(state: BillingState, change: Change) -> dict[str, Any]:
+    """The transaction operation applying ``change`` to the team's billing item, on condition
+    that the entitlement is still the one ``state`` was read at (``rev``)."""
+    values: dict[str, Any] = {":rev": state.rev, ":one": 1}
+    sets = ["rev = rev + :one"]
+    for i, (name, value) in enumerate(change.sets.items()):
+        if value is None:
+            change.removes.append(name)
+            continue
+        sets.append(f"{name} = :s{i}")
+        values[f":s{i}"] = value
+    if change.reset_counters:
+        sets += ["tok_held = tok_held - tok_used", "tok_used = :zero"]
+        sets += ["spend_held = spend_held - spend_used", "spend_used = :zero"]
+        values[":zero"] = 0
+    expression = "SET " + ", ".join(sets)
+    if change.adds:
+        expression += " ADD " + ", ".join(f"{n} :a{i}" for i, n in enumerate(change.adds))
+        values.update({f":a{i}": v for i, v in enumerate(change.adds.values())})
+    removes = [r for r in dict.fromkeys(change.removes) if r not in change.sets or change.sets[r] is None]
+    if removes:
+        expression += " REMOVE " + ", ".join(removes)
+    return {
+        "Update": {
+            "Key": serialize({"pk": team_pk(state.team_id), "sk": BILLING_SK}),
+            "UpdateExpression": expression,
+            "ConditionExpression": "rev = :rev",
+            "ExpressionAttributeValues": serialize(values),
+        }
+    }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from aigw.config import _int, _opt
+from aigw.config import _float, _int, _opt
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,11 @@ class BillingSettings:
     link_secret_id: str | None
     link_ttl_seconds: int
     plan_cache_seconds: int
-    reservation_ttl_seconds: int
+    lease_seconds: int
+    lease_grace_seconds: int
+    entitlement_check_seconds: float
+    entitlement_max_age_seconds: float
+    lease_flush_seconds: int
 
     @classmethod
     def from_env(cls) -> BillingSettings:
@@ -47,8 +51,17 @@ class BillingSettings:
             # Billing links are bearer tokens: an hour by default, never more than a day.
             link_ttl_seconds=min(max(_int("BILLING_LINK_TTL_SECONDS", 3_600), 1), 86_400),
             plan_cache_seconds=_int("PLAN_CACHE_SECONDS", 30),
-            # Longer than any model-calling function's Timeout: a hold older than this is dead.
-            reservation_ttl_seconds=_int("RESERVATION_TTL_SECONDS", 600),
+            # A budget lease admits calls for this long after its last renewal (decision 19) ...
+            lease_seconds=_int("LEASE_SECONDS", 60),
+            # ... and is reclaimed as dead this long after that: at least the longest a call
+            # admitted just before the end may still run (the model-calling functions' Timeout).
+            lease_grace_seconds=_int("LEASE_GRACE_SECONDS", 150),
+            # A container re-reads the entitlement after an answer once its view is this old,
+            # and never admits on a view older than the maximum (cancellations bite within it).
+            entitlement_check_seconds=_float("ENTITLEMENT_CHECK_SECONDS", 2.5),
+            entitlement_max_age_seconds=_float("ENTITLEMENT_MAX_AGE_SECONDS", 5.0),
+            # Consumption is handed to the team's counters at least this often by a busy lease.
+            lease_flush_seconds=_int("LEASE_FLUSH_SECONDS", 30),
         )
 
 

@@ -1,12 +1,12 @@
-"""The meter: every admitted call is settled or failed, exactly once.
+"""The meter: every admitted call ends settled or failed, exactly once, with a usage record.
 
 :func:`open_meter` admits a call (:mod:`aigw.billing.admission`) before the provider is
-contacted. ``settle`` replaces the reservation with what the call really used and writes the
-usage record in ONE TransactWriteItems, so counters and records agree; ``fail`` releases the
-reservation and records the failure the same way.
-
-A warm container with a cached key and a cached entitlement therefore makes two DynamoDB round
-trips per call.
+contacted. ``settle`` bills what the vendor reported (checked: negative or absurd usage is
+clamped, more output than was reserved is billed and flagged) and ``fail`` bills nothing.
+Either way the call's unused reservation goes back to its lease at once, in memory; the usage
+record (one ``PutItem``) and whatever the lease needs (a flush, a renewal, a top-up) are
+written after the answer has been sent (:func:`aigw.request_context.defer`). A warm container
+with a live lease therefore makes no DynamoDB request before the vendor and one after it.
 """
 
 from __future__ import annotations
@@ -15,87 +15,78 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
 from aigw import clock, request_context
-from aigw.billing import holds, notifications, ratelimit
-from aigw.billing.account import BILLING_SK
-from aigw.billing.admission import Estimate, Reservation, reserve
+from aigw.billing import admission, leases
+from aigw.billing.admission import Admitted, Estimate, Terms, billing_headers
+from aigw.billing.budget import Amounts
 from aigw.billing.pricing import cost_micro_usd
-from aigw.billing.rules import BillingState
 from aigw.catalog import ModelInfo
-from aigw.chat import ChatRequest, Usage
+from aigw.chat import Usage
 from aigw.errors import GatewayError
-from aigw.keys import ApiKey
-from aigw.table import ConditionFailed, gateway_table, serialize
-from aigw.teams import team_pk
-from aigw.usage.records import UsageRecord, UsageSource, record, usage_item
+from aigw.usage import records as usage_records
+from aigw.usage.records import Flag, UsageRecord, UsageSource
+
+logger = Logger(service="aigw-meter")
 
 
-def _billing_headers(reservation: Reservation, state: BillingState, real_tokens: int, real_cost: int) -> None:
-    plan = reservation.plan
-    out: dict[str, str] = {}
-    if reservation.funding == "credits":
-        left = state.credits + reservation.credits - real_cost
-        out["X-Billing-Credits-Remaining-Micro-Usd"] = str(max(left, 0))
-    else:
-        held_tokens = state.tok_held - reservation.tokens + real_tokens
-        held_spend = state.spend_held - reservation.cost + real_cost
-        if plan.monthly_tokens is not None:
-            out["X-Billing-Quota-Tokens-Limit"] = str(plan.monthly_tokens)
-            out["X-Billing-Quota-Tokens-Remaining"] = str(max(plan.monthly_tokens - held_tokens, 0))
-        if plan.spend_cap_micro_usd is not None:
-            out["X-Billing-Spend-Remaining-Micro-Usd"] = str(max(plan.spend_cap_micro_usd - held_spend, 0))
-        if state.period_end is not None:
-            out["X-Billing-Period-End"] = clock.iso(state.period_end)
-    if reservation.warning:
-        out["X-Billing-Warning"] = reservation.warning
-    elif reservation.funding == "plan" and plan.monthly_tokens:
-        left = int(out["X-Billing-Quota-Tokens-Remaining"])
-        if left * 5 <= plan.monthly_tokens:  # 80 % used: say so before the 402 does
-            out["X-Billing-Warning"] = f"quota_low; {left} of {plan.monthly_tokens} monthly tokens left"
-    out.update(ratelimit.headers(plan, state.rl_req, state.rl_tok, clock.now()))
-    request_context.add_headers(out)
+def checked_usage(usage: Usage, admitted: Admitted) -> tuple[Usage, tuple[Flag, ...]]:
+    """What to bill for what a vendor reported (issue 11, items 1 and 2).
 
-
-def _thresholds(reservation: Reservation, state: BillingState, real_tokens: int, real_cost: int) -> None:
-    """Quota 80 % and 100 % notifications, once per period each."""
-    plan = reservation.plan
-    if reservation.funding != "plan" or state.period_start is None:
-        return
-    shares = []
-    if plan.monthly_tokens:
-        shares.append((state.tok_used + real_tokens) / plan.monthly_tokens)
-    if plan.spend_cap_micro_usd:
-        shares.append((state.spend_used + real_cost) / plan.spend_cap_micro_usd)
-    share = max(shares, default=0.0)
-    for level, attr, sent in ((100, "warned_100", state.warned_100), (80, "warned_80", state.warned_80)):
-        if share * 100 < level or sent == state.period_start:
-            continue
-        try:
-            gateway_table().update(
-                team_pk(reservation.team_id),
-                BILLING_SK,
-                expression=f"SET {attr} = :p",
-                values={":p": state.period_start},
-                condition=f"attribute_not_exists({attr}) OR {attr} <> :p",
-            )
-        except ConditionFailed:
-            return
-        notifications.emit(
-            "Quota Threshold Reached", reservation.team_id, percent=level, plan_id=plan.plan_id
+    Negative counts never lower a counter: a negative prompt count is billed as the reserved
+    prompt estimate, a negative output count as the reserved output limit. Absurd counts (more
+    than the model's whole context window) are clamped to it. More output than the limit that
+    was sent is billed as reported, and flagged."""
+    model = admitted.model
+    flags: list[Flag] = []
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    cached = usage.cached_tokens
+    window = max(model.context_window, admitted.prompt_tokens + admitted.output_limit)
+    if prompt < 0 or prompt > window:
+        prompt = admitted.prompt_tokens if prompt < 0 else window
+        flags.append("usage_clamped")
+    if completion < 0 or completion > window:
+        completion = admitted.output_limit if completion < 0 else window
+        flags.append("usage_clamped")
+    if cached < 0 or cached > prompt:
+        cached = min(max(cached, 0), prompt)
+        flags.append("usage_clamped")
+    if "usage_clamped" in flags:
+        logger.warning(
+            "vendor reported impossible usage; billed clamped values",
+            extra={
+                "model": model.id,
+                "reported": usage.model_dump(exclude_none=True),
+                "billed": {"prompt_tokens": prompt, "completion_tokens": completion, "cached_tokens": cached},
+            },
         )
-        return
+    if admitted.output_limit and completion > admitted.output_limit:
+        flags.append("overrun")
+        logger.warning(
+            "vendor generated past the output limit it was sent; billed what it reported",
+            extra={"model": model.id, "output_limit": admitted.output_limit, "completion_tokens": completion},
+        )
+    details = dict(usage.prompt_tokens_details or {})
+    if cached or "cached_tokens" in details:
+        details["cached_tokens"] = cached
+    checked = Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        prompt_tokens_details=details or None,
+    )
+    return checked, tuple(dict.fromkeys(flags))
 
 
 @dataclass
 class Meter:
     """One call in flight. Not thread-safe; one per request."""
 
-    key: ApiKey
-    model: ModelInfo
+    admitted: Admitted
     request_id: str
     route: str
-    reservation: Reservation | None = None
-    state: BillingState | None = None
+    api_slug: str | None = None
     started: float = field(default_factory=time.monotonic)
     closed: bool = False
     # The machine payment that paid for this request, if one did (its usage record names it).
@@ -103,132 +94,147 @@ class Meter:
     # Fields the caller adds to the usage record (a response-cache hit says so here).
     record_fields: dict[str, Any] = field(default_factory=dict)
 
-    def _usage(self, **fields: Any) -> UsageRecord:
+    @property
+    def model(self) -> ModelInfo:
+        return self.admitted.model
+
+    @property
+    def output_limit(self) -> int:
+        """The output limit to send the vendor: exactly what was reserved."""
+        return self.admitted.output_limit
+
+    @property
+    def reserved_usage(self) -> Usage:
+        """The call's worst case as usage: billed when the vendor's own count cannot be had."""
+        a = self.admitted
+        return Usage(
+            prompt_tokens=a.prompt_tokens,
+            completion_tokens=a.output_limit,
+            total_tokens=a.prompt_tokens + a.output_limit,
+        )
+
+    def settle(
+        self,
+        usage: Usage,
+        *,
+        source: UsageSource = "provider",
+        status: int = 200,
+        flags: tuple[Flag, ...] = (),
+    ) -> Usage:
+        """The call produced output: bill it. Returns the usage billed (checked)."""
+        billed, found = checked_usage(usage, self.admitted)
+        if self.admitted.capped:
+            found = ("output_capped", *found)
+        self._close(billed, source=source, status=status, flags=(*flags, *found))
+        return billed
+
+    def settle_abandoned(self, seen_completion_tokens: int) -> Usage:
+        """The client went away and the vendor's own count could not be had: bill what was
+        reserved, or what the vendor was seen to generate if more, never less than it may charge."""
+        reserved = self.reserved_usage
+        completion = max(reserved.completion_tokens, seen_completion_tokens)
+        usage = reserved.model_copy(
+            update={"completion_tokens": completion, "total_tokens": reserved.prompt_tokens + completion}
+        )
+        return self.settle(usage, source="reservation", flags=("client_disconnected", "billed_reservation"))
+
+    def fail(self, error: GatewayError) -> None:
+        """The call produced nothing billable: its reservation goes back, the failure is recorded."""
+        self._close(Usage(), source="none", status=error.status, error_code=error.code)
+
+    def _close(
+        self,
+        usage: Usage,
+        *,
+        source: UsageSource,
+        status: int,
+        flags: tuple[Flag, ...] = (),
+        error_code: str | None = None,
+    ) -> None:
         if self.closed:
             raise RuntimeError(f"meter for {self.request_id} already closed")
         self.closed = True
-        return UsageRecord(
-            request_id=self.request_id,
-            team_id=self.key.team_id,
-            key_id=self.key.key_id,
-            model=self.model.id,
-            provider=self.model.provider,
-            route=self.route,
-            latency_ms=int((time.monotonic() - self.started) * 1000),
-            created_at_ms=clock.now_ms(),
-            funding=self.reservation.funding if self.reservation else None,
-            machine_payment=self.machine_payment,
-            **{**self.record_fields, **fields},
-        )
-
-    def _commit(
-        self, usage: UsageRecord, tokens: int, cost: int, *, collect_overrun: bool = True, held: bool = True
-    ) -> None:
-        """Counters and the usage record in one transaction: they cannot disagree.
-
-        ``held``: the reservation is still on the item; the transaction replaces it with the real
-        usage on condition that it is. ``held=False`` (released as dead before this settle) adds
-        the real usage alone."""
-        res = self.reservation
-        if res is None:
-            record(usage)
-            return
-        res_tokens, res_cost, res_credits = (res.tokens, res.cost, res.credits) if held else (0, 0, 0)
-        update: dict[str, Any] = {"Key": serialize({"pk": team_pk(res.team_id), "sk": BILLING_SK})}
-        conditions: list[str] = []
-        if res.funding == "plan":
-            # The plan's period counters: the reservation is replaced by the real usage.
-            adds = {":dt": tokens - res_tokens, ":t": tokens, ":dc": cost - res_cost, ":c": cost}
-            expression = "ADD tok_held :dt, tok_used :t, spend_held :dc, spend_used :c"
-        else:
-            # Reserved credits are returned and the real cost taken: net change reserved - cost.
-            charged = cost if collect_overrun else min(cost, res_credits)
-            adds = {":dcr": res_credits - charged, ":rcr": -res_credits, ":spent": charged, ":t": tokens}
-            expression = "ADD credits :dcr, credits_reserved :rcr, credits_spent :spent, credit_tokens :t"
-            if charged > res_credits:
-                adds[":over"] = charged - res_credits
-                conditions.append("credits >= :over")
-            if charged < cost:
-                usage = usage.model_copy(update={"uncollected_micro_usd": cost - charged})
-        if held:
-            expression += f" REMOVE {holds.NAME}"
-            conditions.append(f"attribute_exists({holds.NAME})")
-            update["ExpressionAttributeNames"] = {holds.NAME: holds.attribute(self.request_id)}
-        if conditions:
-            update["ConditionExpression"] = " AND ".join(conditions)
-        update.update(UpdateExpression=expression, ExpressionAttributeValues=serialize(adds))
-        put = {"Item": serialize(usage_item(usage)), "ConditionExpression": "attribute_not_exists(pk)"}
-        try:
-            # Two items only: the report aggregates follow from the record through the table
-            # stream (aigw.usage.aggregation), off the request path.
-            gateway_table().transact([{"Update": update}, {"Put": put}])
-        except ConditionFailed as exc:
-            if not (exc.reasons and exc.reasons[0] == "ConditionalCheckFailed"):
-                raise
-            if held and not self._still_held():
-                # Released as dead while this call was still running: charge its usage alone.
-                self._commit(usage, tokens, cost, collect_overrun=collect_overrun, held=False)
-                return
-            if collect_overrun:
-                # The call cost more than reserved and the credits cannot cover it: never go
-                # below zero; record what could not be collected.
-                self._commit(usage, tokens, cost, collect_overrun=False, held=held)
-                return
-            raise
-
-    def _still_held(self) -> bool:
-        assert self.reservation is not None
-        item = gateway_table().get(team_pk(self.reservation.team_id), BILLING_SK, consistent=True)
-        return holds.attribute(self.request_id) in (item or {})
-
-    def settle(self, usage: Usage, *, source: UsageSource = "provider", status: int = 200) -> UsageRecord:
-        """The call produced output: replace the reservation with its real tokens and cost.
-
-        The record and the billing headers are ready at once; the write runs after the answer
-        is sent where the server supports it (:func:`aigw.request_context.defer`)."""
-        cost = cost_micro_usd(self.model, usage)
-        res = self.reservation
-        metered = res is not None and res.funding == "plan" and res.plan.meter_event_name
-        record_ = self._usage(
-            status=status,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cached_tokens=usage.cached_tokens,
-            cost_micro_usd=cost,
-            usage_source=source,
-            meter_event_name=res.plan.meter_event_name if res is not None and metered else None,
-            stripe_customer_id=res.customer_id if res is not None and metered else None,
-        )
+        a = self.admitted
+        cost = cost_micro_usd(a.model, usage)
         tokens = usage.prompt_tokens + usage.completion_tokens
-        state = self.state
-        if res is not None and state is not None:
-            _billing_headers(res, state, tokens, cost)
+        consumed = _consumed(a, tokens, cost)
+        credit_tokens = tokens if a.funding == "credits" else 0
+        view = leases.finish(a.lease_id, a.seq, consumed, credit_tokens)
+        if view is not None and status < 400:
+            # A plain answer's headers follow its real usage; a stream already sent the reservation's.
+            request_context.add_headers(billing_headers(a.terms, view, a.funding, capped_output=_capped(a)))
+        metered = a.funding == "plan" and a.terms.plan.meter_event_name is not None
+        latency_ms = int((time.monotonic() - self.started) * 1000)
+        created_at_ms = clock.now_ms()
 
-        def commit() -> None:
-            # After the answer when the server allows it: the hold already covers the worst
-            # case, so the caller need not wait for its replacement by the real usage.
-            self._commit(record_, tokens, cost)
-            if res is not None and state is not None:
-                _thresholds(res, state, tokens, cost)
+        def write() -> None:
+            # After the answer when the server allows it: the lease already covered the worst case.
+            uncollected = leases.collect(a.lease_id, a.seq)
+            record = UsageRecord(
+                request_id=self.request_id,
+                team_id=a.terms.team_id,
+                key_id=a.terms.key.key_id,
+                model=a.model.id,
+                provider=a.model.provider,
+                route=self.route,
+                status=status,
+                error_code=error_code,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                cost_micro_usd=cost,
+                latency_ms=latency_ms,
+                usage_source=source,
+                created_at_ms=created_at_ms,
+                api_slug=self.api_slug,
+                funding=a.funding,
+                uncollected_micro_usd=uncollected,
+                lease_id=a.lease_id,
+                lease_seq=a.seq,
+                output_limit=a.output_limit or None,
+                flags=tuple(sorted(set(flags))),
+                meter_event_name=a.terms.plan.meter_event_name if metered else None,
+                stripe_customer_id=a.terms.state.customer_id if metered else None,
+                machine_payment=self.machine_payment,
+                **self.record_fields,
+            )
+            try:
+                usage_records.record(record)
+            except Exception:
+                # Kept by the lease and written again at its next maintenance: nothing is lost
+                # while this container lives (a dead one's lease is reclaimed from records).
+                logger.exception("usage record write failed; kept for a retry")
+                leases.record_written(a.lease_id, a.seq, record)
+            else:
+                leases.record_written(a.lease_id, a.seq, None)
+            leases.maintain(a.lease_id)
 
-        request_context.defer(commit)
-        return record_
+        request_context.defer(write)
 
-    def fail(self, error: GatewayError) -> UsageRecord:
-        """The call produced nothing billable: release the reservation, record the failure."""
-        record_ = self._usage(status=error.status, error_code=error.code, usage_source="none")
-        self._commit(record_, 0, 0)
-        return record_
+
+def _capped(a: Admitted) -> int | None:
+    return a.output_limit if a.capped else None
+
+
+def _consumed(a: Admitted, tokens: int, cost: int) -> Amounts:
+    key = cost if a.key_budget else 0
+    if a.funding == "credits":
+        return Amounts(credits=cost, key=key)
+    return Amounts(tokens=tokens, spend=cost, key=key)
 
 
 def open_meter(
-    key: ApiKey, model: ModelInfo, request: ChatRequest | Estimate, *, request_id: str, route: str
+    terms: Terms,
+    model: ModelInfo,
+    estimate: Estimate,
+    *,
+    request_id: str,
+    route: str,
+    api_slug: str | None = None,
 ) -> Meter:
-    """Admit a call before any provider is contacted: check the entitlement, reserve its worst case.
+    """Admit a call before any provider is contacted (see :func:`aigw.billing.admission.admit`).
 
-    Raises 402 (:class:`~aigw.errors.PaymentRequired`) for money reasons and 429 for rate limits.
-    """
-    reservation, state = reserve(key, model, request, request_id=request_id)
-    return Meter(
-        key=key, model=model, request_id=request_id, route=route, reservation=reservation, state=state
-    )
+    Raises 402 (:class:`~aigw.errors.PaymentRequired`) for money reasons, 429 for rate limits,
+    403 for a model outside the plan and 503 when the table cannot be reached."""
+    admitted = admission.admit(terms, model, estimate)
+    return Meter(admitted=admitted, request_id=request_id, route=route, api_slug=api_slug)

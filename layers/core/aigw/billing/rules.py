@@ -76,7 +76,7 @@ class BillingState(BaseModel):
     credits_reserved: int = 0
     credit_plan_id: str | None = None
     credits_bought: bool = False
-    tok_held: int = 0
+    tok_held: int = 0  # used this period plus what leases hold
     tok_used: int = 0
     spend_held: int = 0
     spend_used: int = 0
@@ -200,7 +200,9 @@ def decide(state: BillingState, now: int) -> Decision:
             elif state.sub_status == "trialing" and state.trial_end:
                 warning = f"trial_ending; the trial ends at {clock.iso(state.trial_end)}"
             return Decision(True, funding="plan", plan=plan, warning=warning)
-    if state.credits > 0:
+    if state.credits_balance() > 0:
+        # Credits leased to containers still belong to the team: whether they cover a call is
+        # admission's question (aigw.billing.admission), not the entitlement's.
         plan = cached_plan(state.credit_plan_id) if state.credit_plan_id else None
         return Decision(True, funding="credits", plan=plan or PREPAID)
     if state.credits_bought and refusal.code in ("no_subscription", "subscription_inactive"):

@@ -28,7 +28,6 @@ and answers ``conflict`` (logged, and an operator notification).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
@@ -36,13 +35,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from aigw import clock
 from aigw.billing import account, notifications, rules
-from aigw.billing.account import BILLING_SK
 from aigw.billing.config import billing_settings
 from aigw.billing.plans import cached_plan
 from aigw.billing.rules import INACTIVE, PAYMENT_REFUSALS, BillingState
 from aigw.errors import NotFound, ServiceUnavailable
 from aigw.table import ConditionFailed, gateway_table, serialize
-from aigw.teams import get_team, team_pk
+from aigw.teams import get_team
 
 logger = Logger(service="aigw")
 
@@ -108,26 +106,6 @@ def _metadata(obj: Any) -> dict[str, Any]:
     return {}
 
 
-@dataclass
-class Change:
-    """What one event does to the team's billing item."""
-
-    sets: dict[str, Any] = field(default_factory=dict)
-    removes: list[str] = field(default_factory=list)
-    adds: dict[str, int] = field(default_factory=dict)
-    reset_counters: bool = False
-    notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    def empty(self) -> bool:
-        return not (self.sets or self.removes or self.adds or self.reset_counters or self.notes)
-
-    def preview(self, state: BillingState) -> BillingState:
-        update: dict[str, Any] = {**self.sets, **dict.fromkeys(self.removes)}
-        for name, delta in self.adds.items():
-            update[name] = getattr(state, name) + delta
-        return state.model_copy(update=update)
-
-
 # ---- subscriptions ------------------------------------------------------------------------------
 
 
@@ -164,10 +142,10 @@ def _is_stale(state: BillingState, sub_id: str, status: str, created: int) -> bo
     return created < state.sub_event_at
 
 
-def subscription_change(state: BillingState, event: StripeEvent) -> Change:
+def subscription_change(state: BillingState, event: StripeEvent) -> account.Change:
     sub = event.object
     sub_id, status = str(sub.get("id")), str(sub.get("status"))
-    change = Change()
+    change = account.Change()
     if (
         status in PAYMENT_FAILURES
         and state.paid_sub_id == sub_id
@@ -224,9 +202,9 @@ def _invoice_subscription(invoice: dict[str, Any]) -> str | None:
     return _id(details.get("subscription")) or _id(invoice.get("subscription"))
 
 
-def invoice_change(state: BillingState, event: StripeEvent) -> Change:
+def invoice_change(state: BillingState, event: StripeEvent) -> account.Change:
     invoice = event.object
-    change = Change()
+    change = account.Change()
     failed = event.type in INVOICE_FAILURES
     detail = {"invoice": invoice.get("id"), "amount_due": invoice.get("amount_due")}
     note = (
@@ -289,9 +267,9 @@ def _credits_bought(session: dict[str, Any]) -> int:
     return 0
 
 
-def checkout_change(state: BillingState, event: StripeEvent) -> Change:
+def checkout_change(state: BillingState, event: StripeEvent) -> account.Change:
     session = event.object
-    change = Change()
+    change = account.Change()
     if session.get("mode") == "payment" and session.get("payment_status") == "paid":
         amount = _credits_bought(session)
         if amount > 0:
@@ -327,7 +305,7 @@ def claimed_team(event: StripeEvent) -> str | None:
     return str(team) if team else None
 
 
-def _change_for(state: BillingState, event: StripeEvent) -> Change | None:
+def _change_for(state: BillingState, event: StripeEvent) -> account.Change | None:
     if event.type in SUBSCRIPTION_EVENTS:
         return subscription_change(state, event)
     if event.type == "invoice.paid" or event.type in INVOICE_FAILURES:
@@ -335,36 +313,6 @@ def _change_for(state: BillingState, event: StripeEvent) -> Change | None:
     if event.type in CHECKOUT_EVENTS:
         return checkout_change(state, event)
     return None
-
-
-def _update_op(state: BillingState, change: Change) -> dict[str, Any]:
-    values: dict[str, Any] = {":rev": state.rev, ":one": 1}
-    sets = ["rev = rev + :one"]
-    for i, (name, value) in enumerate(change.sets.items()):
-        if value is None:
-            change.removes.append(name)
-            continue
-        sets.append(f"{name} = :s{i}")
-        values[f":s{i}"] = value
-    if change.reset_counters:
-        sets += ["tok_held = tok_held - tok_used", "tok_used = :zero"]
-        sets += ["spend_held = spend_held - spend_used", "spend_used = :zero"]
-        values[":zero"] = 0
-    expression = "SET " + ", ".join(sets)
-    if change.adds:
-        expression += " ADD " + ", ".join(f"{n} :a{i}" for i, n in enumerate(change.adds))
-        values.update({f":a{i}": v for i, v in enumerate(change.adds.values())})
-    removes = [r for r in dict.fromkeys(change.removes) if r not in change.sets or change.sets[r] is None]
-    if removes:
-        expression += " REMOVE " + ", ".join(removes)
-    return {
-        "Update": {
-            "Key": serialize({"pk": team_pk(state.team_id), "sk": BILLING_SK}),
-            "UpdateExpression": expression,
-            "ConditionExpression": "rev = :rev",
-            "ExpressionAttributeValues": serialize(values),
-        }
-    }
 
 
 def _allowed(state: BillingState, now: int) -> bool:
@@ -438,7 +386,7 @@ def process(event: StripeEvent) -> Outcome:
         ops: list[dict[str, Any]] = [_marker(event, team_id)]
         if not change.empty():
             # Conditional on the revision read: also keeps the team's customer as it was read.
-            ops.append(_update_op(state, change))
+            ops.append(account.change_op(state, change))
         if customer and owner is None:
             ops.append(_customer_mapping(customer, team_id))
         try:
@@ -453,7 +401,7 @@ def process(event: StripeEvent) -> Outcome:
     raise ServiceUnavailable("Billing state is contended; Stripe will retry", headers={"Retry-After": "5"})
 
 
-def _announce(before: BillingState, change: Change, event: StripeEvent) -> None:
+def _announce(before: BillingState, change: account.Change, event: StripeEvent) -> None:
     now = clock.now()
     after = change.preview(before)
     for detail_type, detail in change.notes:

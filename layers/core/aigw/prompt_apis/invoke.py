@@ -3,7 +3,9 @@
 those of ``/v1``, billed to the caller's team), then shape or check the output.
 
 Each model call (a fallback, a retry after a broken JSON answer) is its own metered call
-with its own request id, so every token the caller's team pays for is on a usage record.
+with its own request id, so every token the caller's team pays for is on a usage record. The
+API's ``fallback_model`` goes through the same fallback chain as ``/v1`` (it is tried after the
+model's own chain, on the same vendor faults), and every record carries the API's slug.
 
 ``stream: true`` answers server-sent events through the same metered stream as ``/v1``
 (:class:`aigw.invocation.MeteredStream`): ``data: {"delta": ...}`` while the model writes, one
@@ -15,14 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aigw import invocation, problems, sse, streaming
 from aigw.catalog import catalog
 from aigw.chat import ChatCompletion, ChatMessage, ChatRequest, Usage
-from aigw.errors import InvalidRequest, RateLimited, UpstreamError
+from aigw.errors import InvalidRequest, UpstreamError
 from aigw.keys import ApiKey
 from aigw.prompt_apis import access, design, lifecycle, schemas
 from aigw.prompt_apis.model import Design, Version
@@ -109,9 +111,9 @@ def call(key: ApiKey, slug: str, body: Any, *, request_id: str) -> Answer | Stre
     headers = lifecycle.deprecation_headers(api)
     route = api_route(slug)
     if stream:
-        streamed = run_stream(key, version, variables, request_id=request_id, route=route)
+        streamed = run_stream(key, version, variables, request_id=request_id, route=route, slug=slug)
         return dataclasses.replace(streamed, headers=headers)
-    answer = run(key, version, variables, request_id=request_id, route=route)
+    answer = run(key, version, variables, request_id=request_id, route=route, slug=slug)
     return dataclasses.replace(answer, headers=headers)
 
 
@@ -123,7 +125,9 @@ def dry_run(
     api = access.require_manager(key, slug)
     lifecycle.require_callable(api)
     chosen = design.get_version(slug, version if version is not None else api.latest_version)
-    return run(key, chosen, dict(variables), request_id=request_id, route=api_route(slug) + "/dry-run")
+    return run(
+        key, chosen, dict(variables), request_id=request_id, route=api_route(slug) + "/dry-run", slug=slug
+    )
 
 
 def build_request(spec: Design, messages: list[ChatMessage], model: str, *, stream: bool) -> ChatRequest:
@@ -153,12 +157,13 @@ def run(
     *,
     request_id: str,
     route: str,
+    slug: str,
 ) -> Answer:
     spec = version.design
     schemas.validate_input(spec.input_schema, variables)
     messages = render_messages(spec.prompt, variables)
     request = build_request(spec, messages, spec.model, stream=False)
-    attempts = _Attempts(key, spec, request_id=request_id, route=route)
+    attempts = _Attempts(key, spec, request_id=request_id, route=route, slug=slug)
     completion = attempts.complete(request)
     output: Any = _text(completion)
     if spec.output.mode == "json":
@@ -174,7 +179,7 @@ def run(
 
 
 def run_stream(
-    key: ApiKey, version: Version, variables: dict[str, Any], *, request_id: str, route: str
+    key: ApiKey, version: Version, variables: dict[str, Any], *, request_id: str, route: str, slug: str
 ) -> StreamedAnswer:
     """Admit and start the model call; errors before the first chunk (400, 402, 403, a vendor
     down with no fallback) are still plain HTTP answers."""
@@ -190,7 +195,7 @@ def run_stream(
             param="stream",
         )
     request = build_request(spec, render_messages(spec.prompt, variables), spec.model, stream=True)
-    attempts = _Attempts(key, spec, request_id=request_id, route=route)
+    attempts = _Attempts(key, spec, request_id=request_id, route=route, slug=slug)
     stream = attempts.stream(request)
     return StreamedAnswer(
         stream=stream, version=version.version, model=attempts.model, calls=attempts.calls, route=route
@@ -204,25 +209,40 @@ def _text(completion: ChatCompletion) -> str:
 
 
 class _Attempts:
-    """Model calls for one prompt API call: fallback on upstream faults, usage summed."""
+    """Model calls for one prompt API call (the first, then retries of a broken JSON answer),
+    usage summed. Each goes through :mod:`aigw.invocation` with the API's fallback model."""
 
-    def __init__(self, key: ApiKey, spec: Design, *, request_id: str, route: str) -> None:
+    def __init__(self, key: ApiKey, spec: Design, *, request_id: str, route: str, slug: str) -> None:
         self.key = key
         self.spec = spec
         self.request_id = request_id
         self.route = route
-        self.calls = 0
+        self.slug = slug
+        self.tried: list[str] = []
         self.model = spec.model
         self.usage = Usage()
 
-    def _next_id(self) -> str:
-        suffix = "" if self.calls == 0 else f"-{self.calls}"
-        self.calls += 1
-        return self.request_id + suffix
+    @property
+    def fallbacks(self) -> tuple[str, ...]:
+        return (self.spec.fallback_model,) if self.spec.fallback_model else ()
 
-    def _one(self, request: ChatRequest) -> ChatCompletion:
+    @property
+    def calls(self) -> int:
+        """Model calls billed to the caller so far (fallbacks and retries each count)."""
+        return len(self.tried)
+
+    def _next_id(self) -> str:
+        return self.request_id if not self.tried else f"{self.request_id}-{self.calls}"
+
+    def complete(self, request: ChatRequest) -> ChatCompletion:
         completion = invocation.chat_completion(
-            self.key, request, request_id=self._next_id(), route=self.route
+            self.key,
+            request,
+            request_id=self._next_id(),
+            route=self.route,
+            api_slug=self.slug,
+            fallbacks=self.fallbacks,
+            tried=self.tried,
         )
         got = completion.usage
         self.usage = Usage(
@@ -230,34 +250,22 @@ class _Attempts:
             completion_tokens=self.usage.completion_tokens + got.completion_tokens,
             total_tokens=self.usage.total_tokens + got.total_tokens,
         )
-        self.model = request.model
+        self.model = completion.model  # the model that answered (the fallback, if it did)
         return completion
 
-    def _started(self, request: ChatRequest) -> invocation.MeteredStream:
+    def stream(self, request: ChatRequest) -> invocation.MeteredStream:
         # Vendor faults before the first chunk raise here, so the fallback can take over.
         stream = invocation.stream_chat_completion(
-            self.key, request, request_id=self._next_id(), route=self.route
+            self.key,
+            request,
+            request_id=self._next_id(),
+            route=self.route,
+            api_slug=self.slug,
+            fallbacks=self.fallbacks,
+            tried=self.tried,
         )
-        self.model = request.model
+        self.model = stream.model_name
         return stream
-
-    def complete(self, request: ChatRequest) -> ChatCompletion:
-        return self._with_fallback(request, self._one)
-
-    def stream(self, request: ChatRequest) -> invocation.MeteredStream:
-        return self._with_fallback(request, self._started)
-
-    def _with_fallback[T](self, request: ChatRequest, attempt: Callable[[ChatRequest], T]) -> T:
-        if request.model == self.spec.model or self.spec.fallback_model is None:
-            try:
-                return attempt(request)
-            except (UpstreamError, RateLimited):
-                # Only the vendor's faults move a call to the fallback: a 402, 403 or 400
-                # concerns the caller and would fail the same way on any model.
-                if self.spec.fallback_model is None:
-                    raise
-            return attempt(on_model(request, self.spec.fallback_model))
-        return attempt(request)
 
 
 def _json_output(attempts: _Attempts, request: ChatRequest, completion: ChatCompletion) -> Any:
