@@ -69,27 +69,13 @@ class Runner:
 
     def active_leases(self, team_id: str) -> int:
         """How many budget leases of ``team_id`` are active in the runner's table."""
-        from aigw.billing.leases import LEASE_SHARDS
-        from aigw_local.dynamodb_local import client
-
-        items = []
-        for shard in range(LEASE_SHARDS):
-            items += client(self.dynamodb_endpoint).query(
-                TableName="aigw-local",
-                KeyConditionExpression="pk = :p",
-                ExpressionAttributeValues={":p": {"S": f"LEASE#{team_id}#{shard}"}},
-                ConsistentRead=True,
-            )["Items"]
-        return sum(1 for item in items if item.get("state", {}).get("S") == "active")
+        return active_leases(self.dynamodb_endpoint, team_id)
 
     def leases_returned(self, team_id: str, timeout: float = 30) -> None:
         """Wait until the runner's workers handed every lease of ``team_id`` back (a worker
         does after about a second without calls): from then on the team's counters equal its
         usage records (docs/decisions/0019-budget-leases.md)."""
-        deadline = time.monotonic() + timeout
-        while self.active_leases(team_id):
-            assert time.monotonic() < deadline, f"{team_id} still holds budget leases"
-            time.sleep(0.1)
+        leases_returned(self.dynamodb_endpoint, team_id, timeout)
 
     def usage_records(
         self,
@@ -146,6 +132,30 @@ class Runner:
 
 def _respond(request: Recorded) -> Scripted:
     return openai_completion(request, content="Hello from the fake upstream")
+
+
+def active_leases(dynamodb_endpoint: str, team_id: str) -> int:
+    """How many budget leases of ``team_id`` are active in a runner's table."""
+    from aigw.billing.leases import LEASE_SHARDS
+    from aigw_local.dynamodb_local import client
+
+    items = []
+    for shard in range(LEASE_SHARDS):
+        items += client(dynamodb_endpoint).query(
+            TableName="aigw-local",
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": f"LEASE#{team_id}#{shard}"}},
+            ConsistentRead=True,
+        )["Items"]
+    return sum(1 for item in items if item.get("state", {}).get("S") == "active")
+
+
+def leases_returned(dynamodb_endpoint: str, team_id: str, timeout: float = 30) -> None:
+    """Wait until a runner's workers handed every lease of ``team_id`` back."""
+    deadline = time.monotonic() + timeout
+    while active_leases(dynamodb_endpoint, team_id):
+        assert time.monotonic() < deadline, f"{team_id} still holds budget leases"
+        time.sleep(0.1)
 
 
 @dataclass

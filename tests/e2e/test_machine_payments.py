@@ -24,7 +24,7 @@ from mpp.client import Mpp
 from mpp.methods.stripe import client as stripe_mpp
 from mpp.methods.stripe.client import OnChallengeParameters, StripeMethod
 
-from tests.e2e.conftest import Started, start_runner
+from tests.e2e.conftest import Started, leases_returned, start_runner
 from tests.helpers import aio
 from tests.helpers.stripe import FakeStripe
 
@@ -53,6 +53,10 @@ class Gateway:
         return reply.json()
 
     def credits(self, team: str) -> int:
+        """The team's prepaid credits once its budget leases are handed back (a runner worker
+        does after about a second idle): from then on they are the packs bought less what the
+        usage records were charged."""
+        leases_returned(self.started.dynamodb_endpoint, team)
         return int(self.admin_call("GET", f"/admin/teams/{team}/billing")["credits_micro_usd"])
 
     def team(self, **settings: Any) -> tuple[str, str]:
@@ -80,17 +84,22 @@ class Gateway:
         from datetime import UTC, datetime
 
         from aigw.table import deserialize
+        from aigw.usage.records import USAGE_SHARDS, usage_pk
         from aigw_local.dynamodb_local import client
 
         day = datetime.now(UTC).strftime("%Y-%m-%d")
         deadline = time.monotonic() + 20
         while True:
-            items = client(self.started.dynamodb_endpoint).query(
-                TableName="aigw-local",
-                KeyConditionExpression="pk = :p",
-                ExpressionAttributeValues={":p": {"S": f"USAGE#{team}#{day}"}},
-                ConsistentRead=True,
-            )["Items"]
+            items = [
+                item
+                for shard in range(USAGE_SHARDS)  # a day's records are spread over shards
+                for item in client(self.started.dynamodb_endpoint).query(
+                    TableName="aigw-local",
+                    KeyConditionExpression="pk = :p",
+                    ExpressionAttributeValues={":p": {"S": usage_pk(team, day, shard)}},
+                    ConsistentRead=True,
+                )["Items"]
+            ]
             if len(items) >= at_least or time.monotonic() > deadline:
                 return [deserialize(i) for i in items]
             time.sleep(0.1)
