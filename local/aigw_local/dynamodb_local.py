@@ -182,9 +182,14 @@ def ensure_table(endpoint: str, name: str, template: dict[str, Any] | None = Non
     template = template or tpl.load()
     ddb = client(endpoint)
     definition = tpl.table_definition(template, name)
-    if name in ddb.list_tables()["TableNames"]:
+    try:
+        # Not ListTables: it answers 100 names a page, and a test run's DynamoDB Local has more.
+        existing = ddb.describe_table(TableName=name)["Table"]
+    except ddb.exceptions.ResourceNotFoundException:
+        existing = None
+    if existing is not None:
         stream = definition.get("StreamSpecification")
-        if stream and not ddb.describe_table(TableName=name)["Table"].get("StreamSpecification"):
+        if stream and not existing.get("StreamSpecification"):
             ddb.update_table(TableName=name, StreamSpecification=stream)  # kept from before streams
         return False
     ddb.create_table(**definition)

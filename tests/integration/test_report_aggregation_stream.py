@@ -147,6 +147,26 @@ def test_a_local_table_kept_from_before_streams_gets_its_stream(dynamodb_local: 
     assert table["LatestStreamArn"]
 
 
+def test_a_local_table_past_the_first_page_of_table_names_is_found(dynamodb_local: Any) -> None:
+    """Fails on the old main: ensure_table looked for the name in ListTables' first page (100
+    names), so late in a test run it tried to create an existing table."""
+    import uuid
+
+    from aigw_local.dynamodb_local import client, ensure_table
+
+    ddb = client(dynamodb_local.endpoint)
+    last = f"zzz-aigw-it-{uuid.uuid4().hex[:8]}"  # ListTables answers names in order
+    assert ensure_table(dynamodb_local.endpoint, last) is True
+    while len(ddb.list_tables(Limit=100)["TableNames"]) < 100 or last in ddb.list_tables()["TableNames"]:
+        ddb.create_table(
+            TableName=f"aigw-filler-{uuid.uuid4().hex[:12]}",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    assert ensure_table(dynamodb_local.endpoint, last) is False
+
+
 def test_catch_up_adds_what_the_stream_did_not_deliver_and_nothing_twice(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
