@@ -182,9 +182,15 @@ def ensure_table(endpoint: str, name: str, template: dict[str, Any] | None = Non
     template = template or tpl.load()
     ddb = client(endpoint)
     definition = tpl.table_definition(template, name)
-    if name in ddb.list_tables()["TableNames"]:
+    try:
+        # describe_table, not list_tables: a listing is paged, and a table past its first page
+        # (a DynamoDB Local holding many tables) would look missing.
+        existing = ddb.describe_table(TableName=name)["Table"]
+    except ddb.exceptions.ResourceNotFoundException:
+        existing = None
+    if existing is not None:
         stream = definition.get("StreamSpecification")
-        if stream and not ddb.describe_table(TableName=name)["Table"].get("StreamSpecification"):
+        if stream and not existing.get("StreamSpecification"):
             ddb.update_table(TableName=name, StreamSpecification=stream)  # kept from before streams
         return False
     ddb.create_table(**definition)

@@ -26,6 +26,28 @@ from tests.helpers.fake_vendors import VendorServer
 from tests.helpers.stripe import WEBHOOK_SECRET
 
 
+def usage_items_today(dynamodb_endpoint: str, team_id: str) -> list[dict[str, Any]]:
+    """Today's usage record items of ``team_id`` in a runner's table (every shard of the day,
+    see aigw.usage.records), read consistently."""
+    from datetime import UTC, datetime
+
+    from aigw.usage.records import USAGE_SHARDS, usage_pk
+    from aigw_local.dynamodb_local import client
+
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    paginator = client(dynamodb_endpoint).get_paginator("query")
+    items: list[dict[str, Any]] = []
+    for shard in range(USAGE_SHARDS):
+        pages = paginator.paginate(
+            TableName="aigw-local",
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": usage_pk(team_id, day, shard)}},
+            ConsistentRead=True,
+        )
+        items += [item for batch in pages for item in batch["Items"]]
+    return items
+
+
 @dataclass
 class Runner:
     base_url: str
@@ -47,25 +69,7 @@ class Runner:
         )
 
     def _usage_items_today(self, team_id: str) -> list[dict[str, Any]]:
-        """Today's usage record items of ``team_id`` in the runner's table (every shard of the
-        day, see aigw.usage.records), read consistently."""
-        from datetime import UTC, datetime
-
-        from aigw.usage.records import USAGE_SHARDS, usage_pk
-        from aigw_local.dynamodb_local import client
-
-        day = datetime.now(UTC).strftime("%Y-%m-%d")
-        paginator = client(self.dynamodb_endpoint).get_paginator("query")
-        items: list[dict[str, Any]] = []
-        for shard in range(USAGE_SHARDS):
-            pages = paginator.paginate(
-                TableName="aigw-local",
-                KeyConditionExpression="pk = :p",
-                ExpressionAttributeValues={":p": {"S": usage_pk(team_id, day, shard)}},
-                ConsistentRead=True,
-            )
-            items += [item for batch in pages for item in batch["Items"]]
-        return items
+        return usage_items_today(self.dynamodb_endpoint, team_id)
 
     def active_leases(self, team_id: str) -> int:
         """How many budget leases of ``team_id`` are active in the runner's table."""

@@ -97,7 +97,7 @@ def test_a_vendor_that_writes_past_the_limit_is_billed_what_it_reported_and_flag
     acme: str, vendors: VendorServer
 ) -> None:
     _plan(monthly_tokens=100_000)
-    vendors.reset(VendorScript(completion_tokens=1500, prompt_tokens=12))  # ignores the limit
+    vendors.reset(VendorScript(completion_tokens=1500, prompt_tokens=12, honour_limit=False))
     reply = call("POST", CHAT, body=_body("openai/gpt-4o-mini", max_tokens=20), key=acme)
     assert reply.status == 200
     (record,) = ledger.records()

@@ -280,6 +280,7 @@ def _past_grace(monkeypatch: pytest.MonkeyPatch) -> int:
     deliver(stripe_event("customer.subscription.updated", at=now))  # past_due, now+60
     later = now + 3_700
     monkeypatch.setattr(clock, "now", lambda: later)
+    monkeypatch.setattr(clock, "now_ms", lambda: later * 1000)
     account.forget()
     err = refusal(openai_client(_key()))
     assert (err.status_code, err.code) == (402, "payment_failed")
@@ -309,7 +310,10 @@ def test_a_newer_invoice_paid_alone_ends_the_payment_failure(
     assert [kind for kind, _ in notes()] == ["Access Restored"]
     assert deliver(paid).json()["outcome"] == "duplicate"
     # Stripe's own subscription.updated(active) arriving afterwards changes nothing visible.
+    ledger.settle()  # the call's lease is handed back before the event starts a new period
     deliver(stripe_event("customer.subscription.resumed", at=later + 60))
+    monkeypatch.setattr(clock, "now", lambda: later + 120)  # into the period the event began
+    monkeypatch.setattr(clock, "now_ms", lambda: (later + 120) * 1000)
     assert _chat(acme_key)[0] == 200
 
 
@@ -323,6 +327,7 @@ def test_after_invoice_paid_only_a_newer_subscription_event_refuses_again(
     assert deliver(late).json()["outcome"] == "unchanged"
     assert _chat(acme_key)[0] == 200
     # A newer one says otherwise: the subscription is unpaid again.
+    ledger.settle()  # the call's lease is handed back before the event starts a new period
     newer = stripe_event("customer.subscription.updated", at=later + 600, status="unpaid")
     assert deliver(newer).json()["outcome"] == "applied"
     assert refusal(openai_client(acme_key)).code == "payment_failed"
