@@ -80,6 +80,9 @@ class StrictRuntimeApi:
         self.cut_streams = False
         # Called with each outcome as it arrives, before the runtime gets its answer.
         self.on_outcome: Callable[[Outcome], None] | None = None
+        # Called with the count of /invocation/next requests as each arrives (the bench reads
+        # the process's CPU time there: the end of its init, of its first invocation...).
+        self.on_next: Callable[[int], None] | None = None
         self.restore = threading.Event()  # set: /restore/next returns (the environment is restored)
         if not snap_start:
             self.restore.set()
@@ -176,6 +179,10 @@ class StrictRuntimeApi:
             if self.snap_start and self.restore_requests == 0:
                 self.violations.append("/invocation/next under SnapStart before /restore/next")
             self._next_calls += 1
+            count = self._next_calls
+        if self.on_next is not None:
+            self.on_next(count)
+        with self._done:
             self._done.notify_all()
         while True:
             try:

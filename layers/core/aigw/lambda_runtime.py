@@ -39,6 +39,7 @@ nothing to a cold start but itself.
 from __future__ import annotations
 
 import base64
+import gc
 import http.client
 import importlib
 import io
@@ -567,6 +568,11 @@ def _init_error_type(exc: BaseException) -> str:
 
 
 def main() -> None:
+    # Importing the handler allocates ~55k long-lived objects (modules, classes, pydantic
+    # schemas): the cyclic collector would scan them again and again while they load (~20 ms of
+    # CPU here) for a few hundred unreachable ones. Collection is off while they load, then they
+    # are frozen (never scanned again; the few garbage objects stay) and collection resumes.
+    gc.disable()
     configure_logging()
     api = RuntimeApi(os.environ["AWS_LAMBDA_RUNTIME_API"])
     try:
@@ -575,6 +581,9 @@ def main() -> None:
         logger.exception("the handler could not be loaded")
         api.init_error(exc, _init_error_type(exc))
         sys.exit(1)
+    finally:
+        gc.freeze()
+        gc.enable()
     if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
         snapshot_and_restore(api)
     Runtime(api, handler).run()
