@@ -44,7 +44,6 @@ OUTPUT_KEY = "aigw_aws_calls"
 
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("aigw_recorded_function", default=None)
 _calls: dict[str, set[str]] = {}
-_files: set[str] = set()
 
 
 def describe(service: str, operation: str, params: dict[str, Any]) -> list[str]:
@@ -122,44 +121,37 @@ def load_snapshot() -> dict[str, list[str]]:
     return data
 
 
-def _merge(into: dict[str, set[str]], files: set[str], raw: str) -> None:
-    data = json.loads(raw)
-    for function, calls in data["calls"].items():
+def _merge(into: dict[str, set[str]], raw: str) -> None:
+    for function, calls in json.loads(raw).items():
         into.setdefault(function, set()).update(calls)
-    files.update(data["files"])
 
 
 # ---- the check at the end of a whole run -----------------------------------------------------
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call":
-        _files.add(report.nodeid.split("::", 1)[0])
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     raw = getattr(node, "workeroutput", {}).get(OUTPUT_KEY)
     if raw:
-        _merge(_calls, _files, raw)
+        _merge(_calls, raw)
 
 
 def _whole_run(config: pytest.Config) -> bool:
-    """Every test file of the unit and integration suites ran, none filtered."""
-    if config.option.keyword or config.option.markexpr or config.option.deselect:
+    """The run was asked for the whole unit and integration suites, nothing filtered out."""
+    option = config.option
+    if option.keyword or option.markexpr or option.deselect or getattr(option, "lf", False):
         return False
-    expected = {
-        str(path.relative_to(ROOT)) for suite in SUITES for path in (ROOT / suite).glob("test_*.py")
-    }
-    return expected <= _files
+    here = Path(config.invocation_params.dir)
+    asked = [(here / arg.split("::")[0]).resolve() for arg in config.args] or [ROOT / "tests"]
+    suites = [ROOT / suite for suite in SUITES]
+    return all(any(suite == a or suite.is_relative_to(a) for a in asked) for suite in suites)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if hasattr(config, "workeroutput"):  # an xdist worker: hand the calls to the controller
-        payload = {"calls": {k: sorted(v) for k, v in _calls.items()}, "files": sorted(_files)}
-        config.workeroutput[OUTPUT_KEY] = json.dumps(payload)
+        config.workeroutput[OUTPUT_KEY] = json.dumps({k: sorted(v) for k, v in _calls.items()})
         return
     if not _whole_run(config):
         return

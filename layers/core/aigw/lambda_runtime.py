@@ -47,6 +47,7 @@ import json
 import logging
 import os
 import random
+import re
 import sys
 import time
 import traceback
@@ -299,7 +300,7 @@ class RuntimeApi:
                 if last:
                     _chunk(conn, last)
                 detail = base64.b64encode(json.dumps(error_body(failure)).encode()).decode()
-                kind = f"Function.{type(failure).__name__}"
+                kind = "Function." + (re.sub(r"[^A-Za-z0-9_]", "", type(failure).__name__) or "Error")
                 conn.send(f"0\r\n{ERROR_TYPE}: {kind}\r\n{ERROR_BODY}: {detail}\r\n\r\n".encode())
             response = conn.getresponse()
             data = response.read()
@@ -425,7 +426,10 @@ class Runtime:
                 head = prelude(stream)
             except Exception as exc:
                 logger.exception("the handler failed; invocation error reported")
-                self.api.invocation_error(invocation.request_id, exc)
+                try:
+                    self.api.invocation_error(invocation.request_id, exc)
+                except (OSError, http.client.HTTPException) as lost:
+                    logger.warning("reporting the invocation error failed: %r", lost)
                 return
             finally:
                 request_context.close_deferred()
@@ -535,7 +539,12 @@ def configure_logging() -> None:
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(line_buffering=True, write_through=True)
     fd = os.environ.pop("_LAMBDA_TELEMETRY_LOG_FD", None)
-    sink = os.fdopen(int(fd), "wb", buffering=0) if fd else None
+    sink: BinaryIO | None = None
+    if fd:
+        try:
+            sink = os.fdopen(int(fd), "wb", buffering=0)
+        except (OSError, ValueError):
+            sink = None  # then stdout, one line per record
     root = logging.getLogger()
     root.addHandler(_RecordHandler(sink, sys.stdout))
     level = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "").upper()

@@ -107,14 +107,14 @@ def openai_events(stream: MeteredStream, *, include_usage: bool) -> Iterator[byt
 def failure_event(path: str) -> bytes:
     """The last event of a stream whose producer failed unexpectedly after the first bytes
     went out (a bug: vendor failures already end in an error event of their own), in the shape
-    the route's clients read errors in: OpenAI's on ``/v1``, Anthropic's on ``/v1/messages``,
-    ``{"error": problem}`` elsewhere (prompt APIs)."""
+    the route's clients read errors in: OpenAI's on ``/v1``, Anthropic's ``error`` event on
+    ``/v1/messages``, ``{"error": problem}`` elsewhere (prompt APIs)."""
     from aigw import web
 
     err = GatewayError("The gateway failed while streaming this answer; it has been logged")
     _, body = web.error_body(err, path)
-    if path in web.ANTHROPIC_ROUTES:
+    if body.get("type") == "error":  # Anthropic's shape
         return sse.encode(body, "error")
-    if web.is_openai_route(path):
+    if isinstance(body.get("error"), dict):  # OpenAI's
         return sse.encode(body)
     return sse.encode({"error": body})
