@@ -14,7 +14,7 @@ import anthropic
 import openai
 import pytest
 
-from aigw.billing_config import BillingSettings
+from aigw_local import template as tpl
 from tests.helpers import sam
 
 # API Gateway REST: a streamed integration may wait up to 15 minutes without a quota increase;
@@ -99,6 +99,10 @@ def test_the_upstream_timeout_ends_before_the_function_does() -> None:
 def test_a_hold_outlives_every_function_that_can_leave_one() -> None:
     """Reservations older than RESERVATION_TTL_SECONDS are released as dead (docs/billing.md):
     no function may still be running then."""
+    try:  # the billing package's settings (before it was a package: aigw.billing_config)
+        from aigw.billing.config import BillingSettings  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        from aigw.billing_config import BillingSettings  # type: ignore[no-redef, unused-ignore]
     ttl = BillingSettings.from_env().reservation_ttl_seconds
     assert all(float(props["Timeout"]) < ttl for props in sam.functions().values())
 
@@ -119,7 +123,10 @@ def _rendered(template: str, message: str = 'Internal server error: "quoted"') -
     return json.loads(text)
 
 
-@pytest.mark.parametrize("kind", ["DEFAULT_4XX", "DEFAULT_5XX", "INTEGRATION_TIMEOUT", "THROTTLED", "WAF_FILTERED"])
+KINDS = ["DEFAULT_4XX", "DEFAULT_5XX", "INTEGRATION_TIMEOUT", "THROTTLED", "WAF_FILTERED"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_gateway_responses_are_json_in_the_shape_v1_clients_read(kind: str) -> None:
     body = _rendered(_responses()[kind]["ResponseTemplates"]["application/json"])
     error = body["error"]
@@ -154,11 +161,8 @@ class _Fixed(BaseHTTPRequestHandler):
 @pytest.fixture
 def timed_out_gateway() -> Iterator[str]:
     response = _responses()["INTEGRATION_TIMEOUT"]
-    handler = type(
-        "TimedOut",
-        (_Fixed,),
-        {"status": int(response["StatusCode"]), "body": response["ResponseTemplates"]["application/json"].encode()},
-    )
+    body = response["ResponseTemplates"]["application/json"].encode()
+    handler = type("TimedOut", (_Fixed,), {"status": int(response["StatusCode"]), "body": body})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -219,3 +223,33 @@ def test_functions_behind_the_api_restore_from_snapshots_and_the_others_do_not()
             assert apply_on == "None", name  # no caller waits on a stream consumer or a schedule
         # SnapStart cannot be combined with provisioned concurrency.
         assert "ProvisionedConcurrencyConfig" not in props, name
+
+
+# ---- the README's deploy walk-through matches the template --------------------------------------
+
+
+def _deploy_section() -> str:
+    readme = (tpl.ROOT / "README.md").read_text(encoding="utf-8")
+    return readme.split("\n## Deploy\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_deploy_section_names_only_parameters_and_outputs_the_template_has() -> None:
+    text = _deploy_section()
+    parameters, outputs = set(sam.source()["Parameters"]), set(sam.source()["Outputs"])
+    for name in re.findall(r'`?([A-Z][A-Za-z]+)="', text):  # Parameter="value" overrides
+        assert name in parameters, name
+    for name in re.findall(r"`([A-Z][A-Za-z]+(?:Url|Arn|Name))`", text):
+        assert name in outputs, name
+
+
+def test_the_secrets_the_readme_has_you_put_are_the_ones_the_functions_read() -> None:
+    text = _deploy_section()
+    named = set(re.findall(r"/aigw/dev/([a-z-]+)", text))
+    named |= {n.strip(",. ") for n in re.findall(r"([a-z]+(?:-[a-z]+)*-(?:key|secret))\b", text)}
+    read = {
+        str(sam.sub_text(value)).removeprefix("${SecretsPath}${Stage}/")
+        for props in sam.functions().values()
+        for var, value in props["Environment"]["Variables"].items()
+        if var.endswith("_PARAMETER")
+    }
+    assert named == read
