@@ -33,21 +33,23 @@ TARGET_INIT_CPU_MS = 250.0
 
 def render(rows: list[LambdaColdStart]) -> str:
     lines = [
-        "| function | runtime | layer | first request | init ms | init CPU ms | first invocation ms | "
-        "first invocation CPU ms | init+first CPU ms | status |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| function | runtime | layer | first request | init ms | init CPU ms | init CPU ms (least) | "
+        "first invocation ms | first invocation CPU ms | init+first CPU ms | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in rows:
         lines.append(
             f"| {c.function} | {c.runtime} | {c.mode} | {c.route} | {c.init_ms:.0f} | {c.init_cpu_ms:.0f} | "
-            f"{c.first_ms:.0f} | {c.first_cpu_ms:.0f} | {c.total_cpu_ms:.0f} | {c.status} |"
+            f"{c.init_cpu_min_ms:.0f} | {c.first_ms:.0f} | {c.first_cpu_ms:.0f} | {c.total_cpu_ms:.0f} | "
+            f"{c.status} |"
         )
     worst = max(rows, key=lambda c: c.init_cpu_ms, default=None)
     if worst is not None:
         verdict = "met" if worst.init_cpu_ms <= TARGET_INIT_CPU_MS else "not met"
         lines.append(
-            f"\nTarget: whole init at most {TARGET_INIT_CPU_MS:g} ms of CPU: worst {worst.function} "
-            f"{worst.init_cpu_ms:.0f} ms ({verdict})."
+            f"\nTarget: whole init at most {TARGET_INIT_CPU_MS:g} ms of CPU (median): worst "
+            f"{worst.function} {worst.init_cpu_ms:.0f} ms ({verdict}; least of its runs "
+            f"{worst.init_cpu_min_ms:.0f} ms). Run it on an idle machine: CPU time grows with contention."
         )
     return "\n".join(lines)
 

@@ -22,6 +22,7 @@ into that file; the template test then says which grants to change.
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import os
 import sys
@@ -79,6 +80,8 @@ def _attributed(function: str, body: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def _wrap(spec: FunctionSpec, handler: Callable[[dict[str, Any], Any], Any]) -> Callable[..., Any]:
+    # Looks like the handler (its module, its name): the OpenAPI builder finds its app that way.
+    @functools.wraps(handler)
     def recorded(event: dict[str, Any], context: Any) -> Any:
         result = _as(spec.logical_id, lambda: handler(event, context))
         if isinstance(result, StreamingResponse):
