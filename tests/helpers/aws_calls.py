@@ -38,8 +38,9 @@ from aigw.streaming import StreamingResponse
 from aigw_local.template import FunctionSpec
 
 ROOT = Path(__file__).resolve().parents[2]
-SNAPSHOT = ROOT / "tests" / "aws_calls.json"
-SUITES = ("tests/unit", "tests/integration")
+# Overridable to test this plugin itself (tests/unit/test_aws_calls_check.py).
+SNAPSHOT = Path(os.environ.get("AIGW_AWS_CALLS_SNAPSHOT") or ROOT / "tests" / "aws_calls.json")
+SUITES = tuple((os.environ.get("AIGW_AWS_CALLS_SUITES") or "tests/unit tests/integration").split())
 WRITE_ENV = "AIGW_WRITE_AWS_CALLS"
 OUTPUT_KEY = "aigw_aws_calls"
 
@@ -177,6 +178,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     lines.append("Run `make aws-calls` to record them, then grant exactly those in template.yaml.")
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
+        reporter.ensure_newline()
         reporter.write_sep("=", "AWS calls", red=True)
         reporter.write_line("\n".join(lines))
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
