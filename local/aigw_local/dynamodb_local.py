@@ -183,7 +183,8 @@ def ensure_table(endpoint: str, name: str, template: dict[str, Any] | None = Non
     ddb = client(endpoint)
     definition = tpl.table_definition(template, name)
     try:
-        # Not ListTables: it answers 100 names a page, and a test run's DynamoDB Local has more.
+        # describe_table, not list_tables: a listing is paged, and a table past its first page
+        # (a DynamoDB Local holding many tables) would look missing.
         existing = ddb.describe_table(TableName=name)["Table"]
     except ddb.exceptions.ResourceNotFoundException:
         existing = None

@@ -26,6 +26,28 @@ from tests.helpers.fake_vendors import VendorServer
 from tests.helpers.stripe import WEBHOOK_SECRET
 
 
+def usage_items_today(dynamodb_endpoint: str, team_id: str) -> list[dict[str, Any]]:
+    """Today's usage record items of ``team_id`` in a runner's table (every shard of the day,
+    see aigw.usage.records), read consistently."""
+    from datetime import UTC, datetime
+
+    from aigw.usage.records import USAGE_SHARDS, usage_pk
+    from aigw_local.dynamodb_local import client
+
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    paginator = client(dynamodb_endpoint).get_paginator("query")
+    items: list[dict[str, Any]] = []
+    for shard in range(USAGE_SHARDS):
+        pages = paginator.paginate(
+            TableName="aigw-local",
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": usage_pk(team_id, day, shard)}},
+            ConsistentRead=True,
+        )
+        items += [item for batch in pages for item in batch["Items"]]
+    return items
+
+
 @dataclass
 class Runner:
     base_url: str
@@ -47,35 +69,31 @@ class Runner:
         )
 
     def _usage_items_today(self, team_id: str) -> list[dict[str, Any]]:
-        """Today's usage record items of ``team_id`` in the runner's table (every shard of the
-        day, see aigw.usage.records), read consistently."""
-        from datetime import UTC, datetime
-
-        from aigw.usage.records import USAGE_SHARDS, usage_pk
-        from aigw_local.dynamodb_local import client
-
-        day = datetime.now(UTC).strftime("%Y-%m-%d")
-        paginator = client(self.dynamodb_endpoint).get_paginator("query")
-        items: list[dict[str, Any]] = []
-        for shard in range(USAGE_SHARDS):
-            pages = paginator.paginate(
-                TableName="aigw-local",
-                KeyConditionExpression="pk = :p",
-                ExpressionAttributeValues={":p": {"S": usage_pk(team_id, day, shard)}},
-                ConsistentRead=True,
-            )
-            items += [item for batch in pages for item in batch["Items"]]
-        return items
+        return usage_items_today(self.dynamodb_endpoint, team_id)
 
     def active_leases(self, team_id: str) -> int:
         """How many budget leases of ``team_id`` are active in the runner's table."""
-        return active_leases(self.dynamodb_endpoint, team_id)
+        from aigw.billing.leases import LEASE_SHARDS
+        from aigw_local.dynamodb_local import client
+
+        items = []
+        for shard in range(LEASE_SHARDS):
+            items += client(self.dynamodb_endpoint).query(
+                TableName="aigw-local",
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": f"LEASE#{team_id}#{shard}"}},
+                ConsistentRead=True,
+            )["Items"]
+        return sum(1 for item in items if item.get("state", {}).get("S") == "active")
 
     def leases_returned(self, team_id: str, timeout: float = 30) -> None:
         """Wait until the runner's workers handed every lease of ``team_id`` back (a worker
         does after about a second without calls): from then on the team's counters equal its
         usage records (docs/decisions/0019-budget-leases.md)."""
-        leases_returned(self.dynamodb_endpoint, team_id, timeout)
+        deadline = time.monotonic() + timeout
+        while self.active_leases(team_id):
+            assert time.monotonic() < deadline, f"{team_id} still holds budget leases"
+            time.sleep(0.1)
 
     def usage_records(
         self,
@@ -132,30 +150,6 @@ class Runner:
 
 def _respond(request: Recorded) -> Scripted:
     return openai_completion(request, content="Hello from the fake upstream")
-
-
-def active_leases(dynamodb_endpoint: str, team_id: str) -> int:
-    """How many budget leases of ``team_id`` are active in a runner's table."""
-    from aigw.billing.leases import LEASE_SHARDS
-    from aigw_local.dynamodb_local import client
-
-    items = []
-    for shard in range(LEASE_SHARDS):
-        items += client(dynamodb_endpoint).query(
-            TableName="aigw-local",
-            KeyConditionExpression="pk = :p",
-            ExpressionAttributeValues={":p": {"S": f"LEASE#{team_id}#{shard}"}},
-            ConsistentRead=True,
-        )["Items"]
-    return sum(1 for item in items if item.get("state", {}).get("S") == "active")
-
-
-def leases_returned(dynamodb_endpoint: str, team_id: str, timeout: float = 30) -> None:
-    """Wait until a runner's workers handed every lease of ``team_id`` back."""
-    deadline = time.monotonic() + timeout
-    while active_leases(dynamodb_endpoint, team_id):
-        assert time.monotonic() < deadline, f"{team_id} still holds budget leases"
-        time.sleep(0.1)
 
 
 @dataclass

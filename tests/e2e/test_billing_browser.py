@@ -122,9 +122,6 @@ def test_from_a_402_to_a_paid_subscription(page: Page, runner: Runner, tmp_path:
     page.get_by_role("button", name="Send").click()
     expect(page.locator("#try-answer .reply")).to_have_text("Echo: paid now")
     assert page.locator("#banner").bounding_box() is None
-    # The call is counted once its worker hands the team's budget lease back (after about a
-    # second idle, later on a busy machine); until then it shows as held.
-    runner.leases_returned("loop-team")
     _billing(page)
     quota = page.locator("[data-page=billing] .quota label").first
     expect(quota).to_contain_text("of 50,000,000 used")

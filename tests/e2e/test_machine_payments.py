@@ -24,7 +24,7 @@ from mpp.client import Mpp
 from mpp.methods.stripe import client as stripe_mpp
 from mpp.methods.stripe.client import OnChallengeParameters, StripeMethod
 
-from tests.e2e.conftest import Started, leases_returned, start_runner
+from tests.e2e.conftest import Started, start_runner, usage_items_today
 from tests.helpers import aio
 from tests.helpers.stripe import FakeStripe
 
@@ -53,11 +53,14 @@ class Gateway:
         return reply.json()
 
     def credits(self, team: str) -> int:
-        """The team's prepaid credits once its budget leases are handed back (a runner worker
-        does after about a second idle): from then on they are the packs bought less what the
-        usage records were charged."""
-        leases_returned(self.started.dynamodb_endpoint, team)
-        return int(self.admin_call("GET", f"/admin/teams/{team}/billing")["credits_micro_usd"])
+        """The team's credits once the runner's workers handed their budget leases back (a worker
+        does after about a second without calls; until then a slice is reserved, not spent)."""
+        deadline = time.monotonic() + 20
+        while True:
+            view = self.admin_call("GET", f"/admin/teams/{team}/billing")
+            if not view["credits_reserved_micro_usd"] or time.monotonic() > deadline:
+                return int(view["credits_micro_usd"])
+            time.sleep(0.1)
 
     def team(self, **settings: Any) -> tuple[str, str]:
         """A team that opted in to machine payments, with no plan and no credits, and a key."""
@@ -81,27 +84,13 @@ class Gateway:
 
     def started_usage(self, team: str, at_least: int = 1) -> list[dict[str, Any]]:
         """Today's usage records of ``team`` (settled just after each answer: poll a little)."""
-        from datetime import UTC, datetime
-
         from aigw.table import deserialize
-        from aigw.usage.records import USAGE_SHARDS, usage_pk
-        from aigw_local.dynamodb_local import client
 
-        day = datetime.now(UTC).strftime("%Y-%m-%d")
         deadline = time.monotonic() + 20
         while True:
-            items = [
-                item
-                for shard in range(USAGE_SHARDS)  # a day's records are spread over shards
-                for item in client(self.started.dynamodb_endpoint).query(
-                    TableName="aigw-local",
-                    KeyConditionExpression="pk = :p",
-                    ExpressionAttributeValues={":p": {"S": usage_pk(team, day, shard)}},
-                    ConsistentRead=True,
-                )["Items"]
-            ]
+            items = usage_items_today(self.started.dynamodb_endpoint, team)
             if len(items) >= at_least or time.monotonic() > deadline:
-                return [deserialize(i) for i in items]
+                return sorted((deserialize(i) for i in items), key=lambda r: int(r["created_at_ms"]))
             time.sleep(0.1)
 
 

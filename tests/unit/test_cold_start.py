@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CORE = ROOT / "layers" / "core"
 
 # Heavy modules no handler needs at import; each loads on the path that uses it.
-NEVER_AT_IMPORT = ("jsonschema", "aigw.cli", "aigw.prompt_apis.invoke")
+NEVER_AT_IMPORT = ("jsonschema", "aigw.cli", "aigw.prompt_apis.invoke", "aws_xray_sdk")
 # Per function: what its normal path never uses (or, for prompt APIs, only calls use).
 NOT_AT_IMPORT: dict[str, tuple[str, ...]] = {
     # Static pages, every route public: no key lookup, so no table and no boto3 (Powertools
@@ -49,13 +49,15 @@ AT_IMPORT: dict[str, tuple[str, ...]] = {
 
 PROBE = r"""
 import importlib, json, os, sys
+connects = []
+sys.addaudithook(lambda event, args: connects.append(repr(args[1])) if event == "socket.connect" else None)
 sys.path[:0] = [os.environ["PROBE_LAYER"], os.environ["PROBE_FUNCTION_DIR"]]
 importlib.import_module(os.environ["PROBE_MODULE"])
-print(json.dumps(sorted(sys.modules)))
+print(json.dumps({"modules": sorted(sys.modules), "connects": connects}))
 """
 
 
-def _loaded_at_import() -> dict[str, set[str]]:
+def _probe() -> dict[str, dict[str, list[str]]]:
     """Every function of template.yaml imported in its own fresh process, all at once."""
     env = {
         **os.environ,
@@ -76,17 +78,28 @@ def _loaded_at_import() -> dict[str, set[str]]:
             stderr=subprocess.PIPE,
             text=True,
         )
-    loaded = {}
+    found = {}
     for name, process in running.items():
         out, err = process.communicate(timeout=120)
         assert process.returncode == 0, f"{name} failed to import:\n{err[-2000:]}"
-        loaded[name] = set(json.loads(out.strip().splitlines()[-1]))
-    return loaded
+        found[name] = json.loads(out.strip().splitlines()[-1])
+    return found
 
 
 @pytest.fixture(scope="module")
-def loaded() -> dict[str, set[str]]:
-    return _loaded_at_import()
+def probed() -> dict[str, dict[str, list[str]]]:
+    return _probe()
+
+
+@pytest.fixture(scope="module")
+def loaded(probed: dict[str, dict[str, list[str]]]) -> dict[str, set[str]]:
+    return {name: set(found["modules"]) for name, found in probed.items()}
+
+
+def test_no_function_opens_a_connection_while_it_loads(probed: dict[str, dict[str, list[str]]]) -> None:
+    """Under SnapStart the process is snapshotted after init: a connection opened then would be
+    stale in every restored copy (docs/cold-start.md). Init connects to nothing."""
+    assert {name: found["connects"] for name, found in probed.items() if found["connects"]} == {}
 
 
 def _has(modules: set[str], name: str) -> bool:

@@ -272,16 +272,15 @@ def test_webhook_secret_comes_from_ssm_in_aws(acme_key: str, monkeypatch: pytest
 
 
 def _past_grace(monkeypatch: pytest.MonkeyPatch) -> int:
-    """Subscribed, then a failed payment whose grace (an hour here) has run out; returns a time
-    past that grace for the tests to stamp their events with. The clock is set past every
-    event they stamp (up to 15 minutes on): a webhook arrives after its event happened, so the
-    calls fall in the period an invoice.paid starts, as the ledger check expects."""
+    """Subscribed, then a failed payment whose grace (an hour here) has run out; returns the
+    time the clock now says."""
     now = clock.now()
     deliver(stripe_event("customer.subscription.created", at=now))
     deliver(stripe_event("invoice.payment_failed", at=now))  # created now+60
     deliver(stripe_event("customer.subscription.updated", at=now))  # past_due, now+60
     later = now + 3_700
-    FakeClock(monkeypatch, later + 900)  # every clock: records are stamped by now_ms
+    monkeypatch.setattr(clock, "now", lambda: later)
+    monkeypatch.setattr(clock, "now_ms", lambda: later * 1000)
     account.forget()
     err = refusal(openai_client(_key()))
     assert (err.status_code, err.code) == (402, "payment_failed")
@@ -311,7 +310,10 @@ def test_a_newer_invoice_paid_alone_ends_the_payment_failure(
     assert [kind for kind, _ in notes()] == ["Access Restored"]
     assert deliver(paid).json()["outcome"] == "duplicate"
     # Stripe's own subscription.updated(active) arriving afterwards changes nothing visible.
+    ledger.settle()  # the call's lease is handed back before the event starts a new period
     deliver(stripe_event("customer.subscription.resumed", at=later + 60))
+    monkeypatch.setattr(clock, "now", lambda: later + 120)  # into the period the event began
+    monkeypatch.setattr(clock, "now_ms", lambda: (later + 120) * 1000)
     assert _chat(acme_key)[0] == 200
 
 
@@ -325,6 +327,7 @@ def test_after_invoice_paid_only_a_newer_subscription_event_refuses_again(
     assert deliver(late).json()["outcome"] == "unchanged"
     assert _chat(acme_key)[0] == 200
     # A newer one says otherwise: the subscription is unpaid again.
+    ledger.settle()  # the call's lease is handed back before the event starts a new period
     newer = stripe_event("customer.subscription.updated", at=later + 600, status="unpaid")
     assert deliver(newer).json()["outcome"] == "applied"
     assert refusal(openai_client(acme_key)).code == "payment_failed"

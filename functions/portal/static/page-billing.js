@@ -20,7 +20,7 @@
     }
     const taken = used + (held || 0);
     const left = Math.max(limit - taken, 0);
-    const heldText = held ? `, ${format(held)} held for calls in flight` : "";
+    const heldText = held ? `, ${format(held)} reserved (calls in flight and budget leases)` : "";
     return el(
       "div",
       { class: "quota" },
@@ -58,9 +58,29 @@
       el("p", { "data-billing-state": status.allowed ? "allowed" : "refused" }, state, status.funding ? ` · paid by ${status.funding}` : ""),
       bar("Tokens this period", status.tokens_used, status.tokens_reserved, status.monthly_tokens, number),
       status.spend_cap_micro_usd !== null ? bar("Spend this period", status.spend_used_micro_usd, status.spend_reserved_micro_usd, status.spend_cap_micro_usd, usd) : null,
-      el("p", {}, "Credits: ", el("strong", { "data-credits": status.credits_micro_usd }, usd(status.credits_micro_usd)), status.credits_reserved_micro_usd ? ` (${usd(status.credits_reserved_micro_usd)} held for calls in flight)` : ""),
+      el("p", {}, "Credits: ", el("strong", { "data-credits": status.credits_micro_usd }, usd(status.credits_micro_usd)), status.credits_reserved_micro_usd ? ` (${usd(status.credits_reserved_micro_usd)} reserved by calls in flight and budget leases)` : ""),
       fixLinks(status),
     ];
+  }
+
+  // What a worker's budget lease still holds is counted as used once the lease is handed back
+  // (locally a second after the last call; on AWS when the lease is flushed or reclaimed): while
+  // something is reserved, the summary is read again, so the page catches up by itself.
+  const HELD = ["tokens_reserved", "spend_reserved_micro_usd", "credits_reserved_micro_usd"];
+  function refreshWhileReserved(card, ctx, status, rounds = 20) {
+    if (rounds <= 0 || !HELD.some((name) => status[name])) return;
+    setTimeout(async () => {
+      if (!card.isConnected) return;
+      let next;
+      try {
+        next = await load(ctx);
+      } catch (_) {
+        return;
+      }
+      if (!card.isConnected) return;
+      card.replaceChildren(...summary(next).filter(Boolean));
+      refreshWhileReserved(card, ctx, next, rounds - 1);
+    }, 1500);
   }
 
   window.aigw.registerPage({
@@ -75,8 +95,10 @@
         container.append(el("p", { class: "card notice", role: "status", "data-return-notice": "true" }, window.aigw.returnNotice));
         window.aigw.returnNotice = null;
       }
+      const card = el("section", { class: "card", "data-billing-summary": "true" }, summary(status));
+      refreshWhileReserved(card, ctx, status);
       container.append(
-        el("section", { class: "card" }, summary(status)),
+        card,
         el(
           "dl",
           { class: "facts" },

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 
-from aigw import sse
+from aigw import problems, sse
 from aigw.errors import GatewayError
 
 if TYPE_CHECKING:
@@ -117,3 +117,17 @@ def openai_events(stream: MeteredStream, *, include_usage: bool) -> Iterator[byt
         yield sse.encode({"error": error})
     finally:
         stream.close()
+
+
+def failure_event(path: str) -> bytes:
+    """The last event of a stream whose producer failed unexpectedly after the first bytes
+    went out (a bug: vendor failures already end in an error event of their own), in the shape
+    the route's clients read errors in: OpenAI's on ``/v1``, Anthropic's ``error`` event on
+    ``/v1/messages``, ``{"error": problem}`` elsewhere (prompt APIs)."""
+    err = GatewayError("The gateway failed while streaming this answer; it has been logged")
+    _, body = problems.error_body(err, path)
+    if body.get("type") == "error":  # Anthropic's shape
+        return sse.encode(body, "error")
+    if isinstance(body.get("error"), dict):  # OpenAI's
+        return sse.encode(body)
+    return sse.encode({"error": body})

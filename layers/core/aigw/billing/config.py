@@ -53,8 +53,9 @@ class BillingSettings:
             plan_cache_seconds=_int("PLAN_CACHE_SECONDS", 30),
             # A budget lease admits calls for this long after its last renewal (decision 19) ...
             lease_seconds=_int("LEASE_SECONDS", 60),
-            # ... and is reclaimed as dead this long after that: at least the longest a call
-            # admitted just before the end may still run (the model-calling functions' Timeout).
+            # ... and is reclaimed as dead this long after that. A call admitted just before the
+            # end may run longer (up to the model functions' Timeout): if its container lives, it
+            # charges that call itself, past the sequence the reclaim counted (decision 19).
             lease_grace_seconds=_int("LEASE_GRACE_SECONDS", 150),
             # A container re-reads the entitlement after an answer once its view is this old,
             # and never admits on a view older than the maximum (cancellations bite within it).
