@@ -2,7 +2,7 @@
 
 Run with ``make catalog`` (which installs the pinned genai-prices first). The package is a
 build-time input only: the layer ships the generated JSON, never the package (docs/decisions/
-0020-breadth-endpoints.md).
+0022-breadth-endpoints.md).
 
 Two sources, merged:
 - ``scripts/catalog_curated.json``: the models this gateway names itself (ids, upstream names,

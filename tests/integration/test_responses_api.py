@@ -96,6 +96,13 @@ def test_previous_response_id_continues_a_stored_conversation_of_this_team_only(
     unstored = call("POST", ROUTE, body={"model": "mock/echo", "input": "x", "store": False}, key=key).json()
     assert call("GET", f"{ROUTE}/{unstored['id']}", key=key).status == 404
 
+    assert call("DELETE", f"{ROUTE}/{first['id']}", key=stranger).status == 404  # not theirs
+    deleted = call("DELETE", f"{ROUTE}/{first['id']}", key=key)
+    assert deleted.json() == {"id": first["id"], "object": "response", "deleted": True}
+    assert call("GET", f"{ROUTE}/{first['id']}", key=key).status == 404
+    gone = call("POST", ROUTE, body=body, key=key)
+    assert (gone.status, gone.json()["error"]["param"]) == (400, "previous_response_id")
+
 
 def test_json_schema_output(key: str) -> None:
     schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
