@@ -177,10 +177,11 @@ def _plan_without_stripe(state: BillingState) -> str | None:
 
 
 def plan_id_for(state: BillingState) -> str | None:
-    if state.has_subscription and state.sub_status not in INACTIVE:
-        if not (state.sub_status == SETTING_UP and _plan_without_stripe(state)):
-            return state.sub_plan_id
-    return _plan_without_stripe(state)
+    own = _plan_without_stripe(state)
+    setting_up = state.sub_status == SETTING_UP and own is not None
+    if state.has_subscription and state.sub_status not in INACTIVE and not setting_up:
+        return state.sub_plan_id
+    return own
 
 
 def decide(state: BillingState, now: int) -> Decision:
