@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from aigw import keys
+from aigw import catalog, keys
 from aigw.billing import account, plans
 from aigw.keys import KeyBudget
 from tests.conftest import FakeClock
@@ -72,6 +72,34 @@ def test_the_402_names_the_credits_when_credits_fund_the_team(acme_key: str) -> 
     assert "prepaid credits" in body["detail"]
     assert "40 micro-USD" in body["detail"]
     assert "token" not in body["detail"].split("Fix it here")[0].replace("tokens", "")
+
+
+def test_a_free_model_does_not_pass_an_exhausted_plan_on_credits(acme_key: str) -> None:
+    """Credits pay what goes beyond a plan's quota, by price: a model that costs nothing cannot
+    be paid for, so it stops at the quota like any other (it used to run on forever as 0-cost
+    'credits' calls once the quota was spent)."""
+    free = {
+        "id": "mock/free",
+        "provider": "mock",
+        "upstream": "echo",
+        "context_window": 8_000,
+        "max_output_tokens": 64,
+        "input_per_mtok": "0",
+        "cached_input_per_mtok": "0",
+        "output_per_mtok": "0",
+    }
+    catalog.put_model(catalog.ModelEntry.model_validate(free))
+    _plan(monthly_tokens=200)
+    account.grant_credits("acme", 1_000_000)
+    body = {**NO_LIMIT, "model": "mock/free", "max_tokens": 32}
+    statuses = []
+    while len(statuses) < 40 and 402 not in statuses:  # about 14 tokens a call: 15 fit
+        statuses.append(call("POST", CHAT, body=body, key=acme_key).status)
+    assert statuses.count(200) >= 10
+    assert statuses[-1] == 402
+    ledger.settle()
+    assert account.summary("acme").tokens_used <= 200
+    assert all(r.funding == "plan" for r in ledger.records())
 
 
 def test_the_402_of_an_exhausted_plan_says_credits_cannot_pay_either(acme_key: str) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from aigw import clock, keys, teams
+from aigw import clock, keys, request_context, teams
 from aigw.errors import AuthenticationFailed, NotFound, PermissionDenied
 
 
@@ -65,6 +65,31 @@ def test_revocation_reaches_other_containers_within_the_cache_bound(
     now[0] += 0.2  # past the 5 s bound
     with pytest.raises(AuthenticationFailed, match="revoked"):
         keys.authenticate(issued.secret)
+
+
+def test_a_busy_container_reads_its_key_again_after_the_answer_not_before_the_next_call(
+    team: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issued = keys.create_key(team)
+    now = [1000.0]
+    monkeypatch.setattr(keys.time, "monotonic", lambda: now[0])
+    reads: list[str] = []
+    real_read = keys._read
+    monkeypatch.setattr(keys, "_read", lambda h, ttl: reads.append(h) or real_read(h, ttl))
+    keys.authenticate(issued.secret)
+    assert len(reads) == 1
+    now[0] += 3  # past half the 5 s TTL: answered from the cache, read again after the answer
+    tasks = request_context.open_deferred()
+    keys.authenticate(issued.secret)
+    assert len(reads) == 1  # nothing before the call
+    request_context.close_deferred()
+    request_context.run_deferred(tasks)
+    assert len(reads) == 2
+    now[0] += 3  # 6 s after the first read, 3 s after the second: still no read before the call
+    tasks = request_context.open_deferred()
+    keys.authenticate(issued.secret)
+    request_context.close_deferred()
+    assert len(reads) == 2
 
 
 def test_expired_key_is_refused(team: str, monkeypatch: pytest.MonkeyPatch) -> None:

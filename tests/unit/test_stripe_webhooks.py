@@ -8,7 +8,7 @@ import time
 import pytest
 
 from aigw import clock, keys, teams
-from aigw.billing import account
+from aigw.billing import account, plans
 from tests.conftest import FakeClock
 from tests.helpers import ledger
 from tests.helpers.apigw import call
@@ -163,6 +163,29 @@ def test_payment_failure_warns_during_grace_then_refuses(
 @pytest.mark.parametrize("status", ["unpaid", "incomplete"])
 def test_unpaid_and_incomplete_refuse_as_payment_failed(acme_key: str, status: str) -> None:
     deliver(stripe_event("customer.subscription.updated", status=status))
+    assert _code(acme_key) == "payment_failed"
+
+
+def test_a_team_on_a_plan_keeps_it_while_its_new_subscription_is_incomplete(
+    acme_key: str, notes: Notes
+) -> None:
+    """A team on an assigned (or default) plan that subscribes is not cut off while the first
+    payment is under way (Checkout, 3-D Secure: up to 23 hours), nor told it lost access."""
+    plans.put_plan("starter", plans.PlanSpec(monthly_tokens=10_000))
+    account.assign_plan("acme", "starter")
+    notes()
+    deliver(stripe_event("customer.subscription.created", status="incomplete"))
+    assert _chat(acme_key)[0] == 200
+    assert account.summary("acme").plan_id == "starter"  # not the unpaid subscription's plan
+    ledger.settle()  # the call's lease is handed back before the paid subscription's period
+    deliver(stripe_event("customer.subscription.updated", status="active"))
+    assert _chat(acme_key)[0] == 200
+    assert account.summary("acme").plan_id == "pro-monthly"
+    assert [kind for kind, _ in notes() if kind.startswith("Access")] == []
+
+
+def test_without_a_plan_of_its_own_an_incomplete_subscription_refuses(acme_key: str) -> None:
+    deliver(stripe_event("customer.subscription.created", status="incomplete"))
     assert _code(acme_key) == "payment_failed"
 
 

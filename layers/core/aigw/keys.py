@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aigw import clock
+from aigw import clock, request_context
 from aigw.config import settings
 from aigw.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, PermissionDenied
 from aigw.table import ConditionFailed, Item, gateway_table, serialize
@@ -259,12 +259,14 @@ class _KeyCache:
         self._lock = threading.Lock()
         self._max = max_entries
 
-    def get(self, key_hash: str, ttl: float) -> tuple[bool, ApiKey | None]:
+    def get(self, key_hash: str, ttl: float) -> tuple[bool, ApiKey | None, float]:
+        """(hit, key, age in seconds) for an entry younger than ``ttl``."""
         with self._lock:
             entry = self._entries.get(key_hash)
-        if entry is None or time.monotonic() - entry[0] >= ttl:
-            return False, None
-        return True, entry[1]
+        age = time.monotonic() - entry[0] if entry is not None else ttl
+        if entry is None or age >= ttl:
+            return False, None, age
+        return True, entry[1], age
 
     def put(self, key_hash: str, key: ApiKey | None) -> None:
         with self._lock:
@@ -293,9 +295,21 @@ def lookup(secret: str) -> ApiKey | None:
     key_hash = hash_secret(secret)
     ttl = settings().key_cache_seconds
     if ttl > 0:
-        hit, cached = _cache.get(key_hash, ttl)
+        hit, cached, age = _cache.get(key_hash, ttl)
         if hit:
+            if cached is not None and age >= ttl / 2:
+                # Read again after this answer: a busy container's next call finds a fresh entry
+                # and never waits for the table, and a revocation still bites within the TTL.
+                request_context.defer(lambda: _refresh(key_hash, ttl))
             return cached
+    return _read(key_hash, ttl)
+
+
+def _refresh(key_hash: str, ttl: float) -> None:
+    _read(key_hash, ttl)
+
+
+def _read(key_hash: str, ttl: float) -> ApiKey | None:
     item = gateway_table().get(_key_pk(key_hash), "META")
     key = ApiKey.from_item(item) if item else None
     # Unknown keys are cached too, so a flood of bad keys costs one read per key per TTL.

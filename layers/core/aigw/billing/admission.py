@@ -240,6 +240,8 @@ def _admit(terms: Terms, model: ModelInfo, estimate: Estimate) -> Admitted:
                 if funding != terms.funding and lease.available().credits <= 0:
                     continue  # no credits to pay beyond the plan
                 worst = budget.worst_case(model, prompt, output, funding, key_budget=keyed)
+                if funding != terms.funding and worst.credits <= 0:
+                    continue  # a free model cannot be paid for: it never passes the plan's quota
                 admitted = _take(lease, terms, model, funding, prompt, output, worst, now, capped=False)
                 if isinstance(admitted, leases.Shortfall):
                     shortfalls[funding] = admitted
@@ -261,6 +263,8 @@ def _admit(terms: Terms, model: ModelInfo, estimate: Estimate) -> Admitted:
                 if cap < min(MIN_CAPPED_OUTPUT, output):
                     continue
                 worst = budget.worst_case(model, prompt, cap, funding, key_budget=keyed)
+                if funding != terms.funding and worst.credits <= 0:
+                    continue
                 admitted = _take(lease, terms, model, funding, prompt, cap, worst, now, capped=True)
                 if isinstance(admitted, leases.Shortfall):
                     shortfalls[funding] = admitted

@@ -7,7 +7,8 @@ Who may call (first rule that applies):
 
 1. A Stripe subscription decides while it exists: ``trialing``/``active`` allow; ``past_due``
    allows until ``GRACE_PERIOD_SECONDS`` after the first failed payment; ``unpaid``,
-   ``incomplete``, ``canceled``, ``incomplete_expired`` and ``paused`` refuse.
+   ``canceled``, ``incomplete_expired`` and ``paused`` refuse; ``incomplete`` (a new
+   subscription's first payment under way) refuses only a team without a plan of its own.
 2. Without a subscription, a plan assigned by an admin, else ``DEFAULT_PLAN`` (if set).
    Whichever of 1 and 2 names the plan, a credit pack (``kind: credits``) never allows by itself.
 3. Where 1 and 2 refuse, prepaid credits fund calls while the balance lasts.
@@ -30,6 +31,10 @@ from aigw.table import Item
 ALLOWING = frozenset({"trialing", "active"})
 PAYMENT_REFUSALS = frozenset({"unpaid", "incomplete"})
 INACTIVE = frozenset({"canceled", "incomplete_expired"})
+# A new subscription whose first payment is under way (Checkout, 3-D Secure: up to 23 hours). It
+# refuses only a team that had nothing else: one on an assigned or default plan keeps that plan
+# until the subscription is paid (and is not told it lost access in between).
+SETTING_UP = "incomplete"
 
 # Terms for credit-funded calls when the credit pack bought names no plan: no limits but money.
 PREPAID = Plan(plan_id="prepaid-credits", name="Prepaid credits", kind="credits")
@@ -142,6 +147,8 @@ def _refusal(state: BillingState, now: int) -> Decision | None:
                 "update the payment method to restore access.",
             )
         if status in PAYMENT_REFUSALS:
+            if status == SETTING_UP and _plan_without_stripe(state):
+                return None  # its first payment is under way: the team keeps the plan it had
             return Decision(
                 False,
                 code="payment_failed",
@@ -165,10 +172,16 @@ def _refusal(state: BillingState, now: int) -> Decision | None:
     return Decision(False, code="no_subscription", message="This team has no subscription or plan.")
 
 
-def plan_id_for(state: BillingState) -> str | None:
-    if state.has_subscription and state.sub_status not in INACTIVE:
-        return state.sub_plan_id
+def _plan_without_stripe(state: BillingState) -> str | None:
     return state.manual_plan_id or billing_settings().default_plan
+
+
+def plan_id_for(state: BillingState) -> str | None:
+    own = _plan_without_stripe(state)
+    setting_up = state.sub_status == SETTING_UP and own is not None
+    if state.has_subscription and state.sub_status not in INACTIVE and not setting_up:
+        return state.sub_plan_id
+    return own
 
 
 def decide(state: BillingState, now: int) -> Decision:
