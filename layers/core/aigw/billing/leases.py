@@ -889,8 +889,12 @@ def _maintain(lease: Lease) -> None:
             lease.write(now, give_back=give_back)
         return
     need = lease.last_need
-    if need is not None and not lease.left.covers(need[0], lease.limited(need[1])):
-        lease.top_up(need[0], need[1], need[2], now)  # so that the next call needs no round trip
+    if need is not None and (
+        not lease.left.covers(need[0], lease.limited(need[1])) or not lease._allowance_covers(need[2], now)
+    ):
+        # The slice or this minute's rate allowance would not cover another call like the last:
+        # take more now, so that the next call needs no round trip.
+        lease.top_up(need[0], need[1], need[2], now)
         return
     minute = ratelimit.minute_of(now)
     if (
