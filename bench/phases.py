@@ -75,14 +75,14 @@ def main() -> None:
         gateway.dispatch(request("PUT", "/admin/teams/demo/plan", {"plan_id": "bench"}, demo.admin_key))
 
         from aigw import invocation
-        from aigw.billing import leases
+        from aigw.billing import held_leases
         from aigw.providers import openai
         from aigw.usage import records
 
         invocation.open_meter = timed("admission", invocation.open_meter)
         openai.OpenAIProvider.complete = timed("vendor call", openai.OpenAIProvider.complete)  # type: ignore[method-assign]
         records.record = timed("usage record (after)", records.record)
-        leases.maintain = timed("lease upkeep (after)", leases.maintain)
+        held_leases.maintain = timed("lease upkeep (after)", held_leases.maintain)
         gateway._dispatch = timed("handler", gateway._dispatch)  # type: ignore[method-assign]
         body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Say something."}]}
         chat = request("POST", "/v1/chat/completions", {**body, "max_tokens": 16}, demo.team_key)

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from aigw import catalog, keys, providers, response_cache, table, teams
-from aigw.billing import account, leases, machine_payments, notifications, plans, stripe_links
+from aigw import cache_settings, catalog, keys, providers, table, teams
+from aigw.billing import account, held_leases, machine_payments, notifications, plans, stripe_links
 from aigw.billing.config import billing_settings
 from aigw.config import settings
 from aigw_local.runner import PASSED_THROUGH
@@ -44,12 +44,12 @@ def reset_core() -> None:
     catalog.clear_cache()
     plans.clear_cache()
     account.forget()
-    leases.forget()
+    held_leases.forget()
     stripe_links.reset()
     machine_payments.reset()
     notifications.reset()
     streams.forget()
-    response_cache.clear()
+    cache_settings.clear()
 
 
 def give_everyone_a_plan(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,10 +11,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from aigw import keys, response_cache, teams, web
+from aigw import cache_settings, keys, teams, web
 from aigw.billing import key_budgets
+from aigw.cache_settings import CacheSettings
 from aigw.keys import ApiKey, KeyBudget, Role
-from aigw.response_cache import CacheSettings
 
 logger = Logger(service="aigw-admin")
 app = web.resolver()
@@ -53,14 +53,14 @@ def create_team(body: CreateTeam) -> Response[str]:
 @app.get("/admin/teams/<team_id>/cache")
 def get_cache(team_id: str) -> Response[str]:
     teams.get_team(team_id)
-    return web.json_response(response_cache.settings_for(team_id))
+    return web.json_response(cache_settings.settings_for(team_id))
 
 
 @app.put("/admin/teams/<team_id>/cache")
 def put_cache(team_id: str, settings: CacheSettings) -> Response[str]:
     """The team's response cache: on or off, its TTL, temperature > 0, per-key overrides."""
     teams.get_team(team_id)
-    return web.json_response(response_cache.put_settings(team_id, settings))
+    return web.json_response(cache_settings.put_settings(team_id, settings))
 
 
 @app.get("/admin/teams")

@@ -146,11 +146,11 @@ class Gateway:
         threading.Thread(target=self._return_idle_leases, name="aigw-leases", daemon=True).start()
 
     def _return_idle_leases(self) -> None:
-        from aigw.billing import leases
+        from aigw.billing import held_leases
 
         while not self._stopping.wait(LEASE_IDLE_SECONDS / 4):
             try:
-                leases.return_idle(LEASE_IDLE_SECONDS)
+                held_leases.return_idle(LEASE_IDLE_SECONDS)
             except Exception as exc:  # pragma: no cover - logged, retried on the next tick
                 if self._log:
                     self._log(f"returning idle leases failed: {exc}")
@@ -164,9 +164,9 @@ class Gateway:
         if pool is not None:
             pool.shutdown(wait=True)
         self._stopping.set()
-        from aigw.billing import leases
+        from aigw.billing import held_leases
 
-        leases.return_all()
+        held_leases.return_all()
 
     def _dispatch(self, request: apigw.HttpRequest) -> Answer:
         path_matched = False

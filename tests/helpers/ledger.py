@@ -4,7 +4,7 @@ leases are handed back, the team's counters equal its usage records and no lease
 from __future__ import annotations
 
 from aigw import clock
-from aigw.billing import account, key_budgets, leases, reclaim
+from aigw.billing import account, held_leases, key_budgets, reclaim
 from aigw.keys import ApiKey
 from aigw.usage import records as usage_records
 from aigw.usage.records import UsageRecord
@@ -12,7 +12,7 @@ from aigw.usage.records import UsageRecord
 
 def settle() -> None:
     """Hand back every lease this process holds (as the runner does when a worker goes idle)."""
-    leases.return_all()
+    held_leases.return_all()
 
 
 def records(team: str = "acme", *, day: str | None = None) -> list[UsageRecord]:

@@ -1,7 +1,7 @@
 """Budget leases on DynamoDB Local (decision 19): a container's slice of a team's budget, its
 expiry, the reclaim of a dead container's lease (by the sweeper Lambda and by an admission about
 to refuse), a container that was only slow, cancellation mid-slice, and the hot path's round
-trips. Several Lambda containers are played in one process (``leases.as_container``); time is a
+trips. Several Lambda containers are played in one process (``held_leases.as_container``); time is a
 fake clock, so every bound is checked without sleeping."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from aigw import clock, invocation, keys, teams
-from aigw.billing import account, admission, leases, meter, plans, reclaim
+from aigw.billing import account, admission, held_leases, meter, plans, reclaim
 from aigw.billing.admission import Estimate
 from aigw.billing.config import billing_settings
 from aigw.chat import ChatRequest, Usage
@@ -107,7 +107,7 @@ def test_a_busy_lease_is_renewed_and_hands_its_usage_back_periodically(
 def test_a_dead_containers_lease_is_reclaimed_by_the_sweeper_and_its_calls_are_charged_once(
     acme: str, fake_clock: FakeClock
 ) -> None:
-    with leases.as_container(leases.Container()):
+    with held_leases.as_container(held_leases.Container()):
         for _ in range(3):
             assert _chat(acme) == "ok"
         # This container is frozen, then killed: it never hands anything back.
@@ -128,7 +128,7 @@ def test_a_dead_containers_lease_is_reclaimed_by_the_sweeper_and_its_calls_are_c
 def test_a_container_that_dies_mid_call_loses_only_that_calls_record(
     acme: str, fake_clock: FakeClock
 ) -> None:
-    with leases.as_container(leases.Container()):
+    with held_leases.as_container(held_leases.Container()):
         assert _chat(acme) == "ok"
         _admit(acme, "req-dying")  # killed while the vendor answers: no record, ever
     fake_clock.advance(_life() + 1)
@@ -146,7 +146,7 @@ def test_budget_parked_in_a_dead_containers_slice_comes_back_after_the_lease_lif
     plans.put_plan("tiny", plans.PlanSpec(monthly_tokens=100))
     account.assign_plan("acme", "tiny")
     secret = keys.create_key("acme").secret
-    with leases.as_container(leases.Container()):
+    with held_leases.as_container(held_leases.Container()):
         _admit(secret, "req-parked")  # holds ~70 of the 100 tokens, then its container dies
     assert _chat(secret) == "quota_exhausted"  # parked: a 402 within the bound...
     fake_clock.advance(_life() - 2)
@@ -160,15 +160,15 @@ def test_budget_parked_in_a_dead_containers_slice_comes_back_after_the_lease_lif
 def test_a_container_that_was_only_slow_charges_its_late_calls_exactly_once(
     acme: str, fake_clock: FakeClock
 ) -> None:
-    slow = leases.Container()
-    with leases.as_container(slow):
+    slow = held_leases.Container()
+    with held_leases.as_container(slow):
         assert _chat(acme) == "ok"
         late = _admit(acme, "req-late")  # still running when its lease is taken for dead
     fake_clock.advance(_life() + 1)
     assert _sweep() == 1  # counts the first call from its record; the late one has none yet
-    with leases.as_container(slow):
+    with held_leases.as_container(slow):
         late.settle(Usage(prompt_tokens=10, completion_tokens=20, total_tokens=30))
-        leases.return_all()
+        held_leases.return_all()
     records = ledger.records()
     assert sorted(r.lease_seq for r in records) == [1, 2]
     view = account.summary("acme")

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from aigw import clock, keys, response_cache, teams
-from aigw.response_cache import CacheSettings
+from aigw import cache_settings, clock, keys, teams
+from aigw.cache_settings import CacheSettings
 from aigw.usage import records as usage_records
 from tests.helpers.apigw import call
 from tests.helpers.fake_vendors import VendorScript, VendorServer
@@ -32,7 +32,7 @@ def _body(**extra: object) -> dict[str, object]:
 
 @pytest.fixture
 def cached(key: str) -> str:
-    response_cache.put_settings("acme", CacheSettings(enabled=True, ttl_seconds=600))
+    cache_settings.put_settings("acme", CacheSettings(enabled=True, ttl_seconds=600))
     return key
 
 
@@ -75,7 +75,7 @@ def test_temperature_above_zero_bypasses_unless_the_team_allows_it(
     body = _body(temperature=0.7)
     assert call("POST", CHAT, body=body, key=cached).header("x-aigw-cache") == "bypass"
     assert call("POST", CHAT, body=body, key=cached).header("x-aigw-cache") == "bypass"
-    response_cache.put_settings("acme", CacheSettings(enabled=True, allow_temperature=True))
+    cache_settings.put_settings("acme", CacheSettings(enabled=True, allow_temperature=True))
     call("POST", CHAT, body=body, key=cached)
     assert call("POST", CHAT, body=body, key=cached).header("x-aigw-cache") == "hit"
 
@@ -87,7 +87,7 @@ def test_opt_in_by_header_and_by_key_opt_out_by_header(vendors: VendorServer, ke
     assert call("POST", CHAT, body=_body(), key=key, headers=on).header("x-aigw-cache") == "hit"
     assert call("POST", CHAT, body=_body(), key=key).header("x-aigw-cache") is None
     other = keys.create_key("acme")
-    response_cache.put_settings("acme", CacheSettings(keys={other.key.key_id: True}))
+    cache_settings.put_settings("acme", CacheSettings(keys={other.key.key_id: True}))
     assert call("POST", CHAT, body=_body(), key=other.secret).header("x-aigw-cache") == "hit"
     off = {"x-aigw-cache": "off"}
     assert call("POST", CHAT, body=_body(), key=other.secret, headers=off).header("x-aigw-cache") is None
@@ -97,7 +97,7 @@ def test_never_shared_across_teams(vendors: VendorServer, cached: str) -> None:
     call("POST", CHAT, body=_body(), key=cached)
     teams.create_team("rival")
     rival = keys.create_key("rival").secret
-    response_cache.put_settings("rival", CacheSettings(enabled=True))
+    cache_settings.put_settings("rival", CacheSettings(enabled=True))
     assert call("POST", CHAT, body=_body(), key=rival).header("x-aigw-cache") == "miss"
     assert len(vendors.requests) == 2
 

@@ -6,7 +6,7 @@ Opt-in, at three levels, the most specific winning: the team's setting (``PUT
 ``x-aigw-cache`` header (``on``/``off``). Entries are keyed by a SHA-256 of the team, the route,
 the model and the normalised request (``stream``, ``stream_options`` and ``user`` left out), so
 no two teams ever share one. They live in the gateway table with the TTL the team chose
-(bounded, :data:`MIN_TTL`..:data:`MAX_TTL`). Calls with ``temperature > 0`` are not cached
+(bounded: :mod:`aigw.cache_settings`). Calls with ``temperature > 0`` are not cached
 unless the team allows it (``allow_temperature``): their answers are meant to vary.
 
 A hit answers with ``x-aigw-cache: hit`` and the original usage (a streamed request replays it
@@ -23,20 +23,17 @@ import hashlib
 import json
 import math
 import os
-import threading
-import time
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from aigw import clock, request_context
 from aigw.billing.admission import Estimate, terms_for
 from aigw.billing.meter import open_meter
 from aigw.billing.pricing import cost_micro_usd
+from aigw.cache_settings import settings_for
 from aigw.catalog import catalog
 from aigw.chat import (
     ChatCompletion,
@@ -49,64 +46,9 @@ from aigw.chat import (
 from aigw.errors import InvalidRequest
 from aigw.keys import ApiKey
 from aigw.table import gateway_table
-from aigw.teams import team_pk
 
 HEADER = "x-aigw-cache"
-MIN_TTL = 60
-MAX_TTL = 7 * 86_400
-DEFAULT_TTL = 3_600
-_SETTINGS_SK = "CACHE_SETTINGS"
-_SETTINGS_SECONDS = 10  # how long a container trusts its copy of a team's setting
 _MAX_ENTRY = 350_000  # compressed bytes: DynamoDB items stop at 400 KB
-
-
-class CacheSettings(BaseModel):
-    """A team's cache setting, as an admin sets it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = False
-    ttl_seconds: int = Field(default=DEFAULT_TTL, ge=MIN_TTL, le=MAX_TTL)
-    allow_temperature: bool = False
-    # Per key: True opts a key in on a team that is not, False opts it out.
-    keys: dict[str, bool] = Field(default_factory=dict, max_length=1000)
-
-
-_lock = threading.Lock()
-_settings: dict[str, tuple[float, CacheSettings]] = {}
-
-
-def settings_for(team_id: str) -> CacheSettings:
-    now = time.monotonic()
-    cached = _settings.get(team_id)
-    if cached is not None and now - cached[0] < _SETTINGS_SECONDS:
-        return cached[1]
-    item = gateway_table().get(team_pk(team_id), _SETTINGS_SK)
-    found = (
-        CacheSettings.model_validate(item["settings"]) if item and item.get("settings") else CacheSettings()
-    )
-    with _lock:
-        _settings[team_id] = (now, found)
-    return found
-
-
-def put_settings(team_id: str, settings: CacheSettings) -> CacheSettings:
-    gateway_table().put(
-        {
-            "pk": team_pk(team_id),
-            "sk": _SETTINGS_SK,
-            "type": "cache_settings",
-            "settings": settings.model_dump(),
-            "updated_at": clock.now(),
-        }
-    )
-    clear()
-    return settings
-
-
-def clear() -> None:
-    with _lock:
-        _settings.clear()
 
 
 def hit_price_fraction() -> Decimal:

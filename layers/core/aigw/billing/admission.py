@@ -27,7 +27,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aigw import clock, request_context
-from aigw.billing import account, budget, leases, notifications, ratelimit, reclaim, rules, stripe_links
+from aigw.billing import (
+    account,
+    budget,
+    held_leases,
+    leases,
+    notifications,
+    ratelimit,
+    reclaim,
+    rules,
+    stripe_links,
+)
 from aigw.billing.budget import MIN_CAPPED_OUTPUT, Amounts
 from aigw.billing.key_budgets import period_of
 from aigw.billing.plans import Plan
@@ -98,18 +108,18 @@ def terms_for(key: ApiKey) -> Terms:
     """The terms of a call by ``key``: from the container's live lease when its view of the
     entitlement is fresh (no round trip), else from the team's billing item. Refusals (402)
     are only ever decided on the item as it is in the table."""
-    box = leases.container()
+    box = held_leases.container()
     now = clock.now()
     with box.lock:
         lease = box.current(key)
         if lease is not None and lease.on_table and not lease.usable(now):
             # Expired (or past its period): handed back after this answer, whatever it is.
             box.retire(lease)
-            request_context.defer(leases.return_closing)
+            request_context.defer(held_leases.return_closing)
             lease = None
         if lease is not None and lease.usable(now) and lease.key_budget == key.budget:
             if not lease.fresh():
-                leases.check_entitlement(lease)  # one read: the view is older than 5 s
+                held_leases.check_entitlement(lease)  # one read: the view is older than 5 s
             if box.current(key) is lease and lease.usable(now):
                 decision = rules.decide(lease.state, now)
                 if decision.allowed and decision.plan == lease.plan and decision.funding == lease.funding:
@@ -207,7 +217,7 @@ def output_limit_for(plan: Plan, model: ModelInfo, estimate: Estimate) -> int:
     return min(limit, model_max) if isinstance(model_max, int) and model_max > 0 else limit
 
 
-def _lease_for(box: leases.Container, terms: Terms, now: int) -> leases.Lease:
+def _lease_for(box: held_leases.Container, terms: Terms, now: int) -> leases.Lease:
     lease = box.current(terms.key)
     if lease is not None and (
         lease.rev != terms.state.rev
@@ -217,7 +227,7 @@ def _lease_for(box: leases.Container, terms: Terms, now: int) -> leases.Lease:
         or (lease.on_table and not lease.usable(now))
     ):
         box.retire(lease)
-        request_context.defer(leases.return_closing)  # handed back once its calls have ended
+        request_context.defer(held_leases.return_closing)  # handed back once its calls have ended
         lease = None
     return lease or box.start(terms.key, terms.state, terms.plan, terms.funding, now)
 
@@ -229,7 +239,7 @@ def _admit(terms: Terms, model: ModelInfo, estimate: Estimate) -> Admitted:
     now = clock.now()
     if ratelimit.applies(plan):
         ratelimit.check_request_size(plan, prompt + output, now)
-    box = leases.container()
+    box = held_leases.container()
     keyed = terms.key.budget is not None
     with box.lock:
         lease = _lease_for(box, terms, now)

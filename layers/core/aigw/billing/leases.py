@@ -26,20 +26,19 @@ a lease's amounts move exactly once.
 Every admitted call gets the next sequence number of its lease; its usage record is keyed by
 ``<lease_id>#<seq>`` (:mod:`aigw.usage.records`). A lease whose container died is *reclaimed*
 (:mod:`aigw.billing.reclaim`: the sweeper, and an admission about to refuse) once
-``reclaim_after`` has passed: the
-usage of its calls after ``flushed_seq`` is read back from their records and charged, the rest
-of its slice is returned, and the item is marked ``reclaimed`` with the sequence numbers it
-covered. A container that was only slow and comes back charges its later calls directly.
+``reclaim_after`` has passed: the usage of its calls after ``flushed_seq`` is read back from
+their records and charged, the rest of its slice is returned, and the item is marked
+``reclaimed`` with the sequence numbers it covered. A container that was only slow and comes
+back charges its later calls directly.
+
+This module is one lease and its item; the leases a container holds, and what is done with
+them after each answer, are :mod:`aigw.billing.held_leases`.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
-import threading
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,10 +51,8 @@ from aigw.billing.config import billing_settings
 from aigw.billing.key_budgets import Period
 from aigw.billing.plans import Plan
 from aigw.billing.rules import BillingState, Funding
-from aigw.errors import RateLimited
 from aigw.keys import ApiKey, KeyBudget
 from aigw.table import ConditionFailed, Item, gateway_table, serialize
-from aigw.usage import records as usage_records
 from aigw.usage.records import UsageRecord
 
 logger = Logger(service="aigw-leases")
@@ -65,8 +62,6 @@ ACTIVE, RECLAIMED = "active", "reclaimed"
 # A lease stops admitting this long before its expiry, so a clock that runs a little behind
 # never admits on a lease another container may already take for dead.
 _MARGIN_SECONDS = 1
-# Flush after this many finished calls even if the flush interval has not passed.
-_FLUSH_CALLS = 64
 _TOP_UP_ATTEMPTS = 3
 
 
@@ -260,7 +255,7 @@ class Lease:
 
     # -- admitting ----------------------------------------------------------------------------------
 
-    def _allowance_covers(self, tokens: int, now: int) -> bool:
+    def allowance_covers(self, tokens: int, now: int) -> bool:
         if not ratelimit.applies(self.plan):
             return True
         minute = ratelimit.minute_of(now)
@@ -283,7 +278,7 @@ class Lease:
         limited = self.limited(funding)
         if not self.usable(now) or not self.left.covers(worst, limited):
             return None
-        if not self._allowance_covers(rl_tokens, now):
+        if not self.allowance_covers(rl_tokens, now):
             return None
         part = worst.only(limited)
         self.left = self.left - part
@@ -306,7 +301,7 @@ class Lease:
         self.done[seq] = _Done(consumed, credit_tokens)
         self.last_used = clock.now_precise()
 
-    def _flushable(self) -> tuple[int, Amounts, int]:
+    def flushable(self) -> tuple[int, Amounts, int]:
         """The recorded calls from ``flushed_seq`` on, without a gap: through which sequence
         number, what they used, and the tokens credits paid for."""
         seq, consumed, credit_tokens = self.flushed_seq, ZERO, 0
@@ -401,7 +396,7 @@ class Lease:
         """One transaction: take ``grant`` (conditional on the limits and the entitlement), hand
         back the usage of the recorded calls and ``give_back`` of the unused slice, take a rate
         allowance, extend the lease (or delete it: ``close``)."""
-        through, consumed, credit_tokens = self._flushable()
+        through, consumed, credit_tokens = self.flushable()
         limited = self.all_limited()
         outstanding = grant - consumed.only(limited) - give_back
         team_consumed = Amounts(consumed.tokens, consumed.spend, consumed.credits, 0)
@@ -560,10 +555,10 @@ class Lease:
             window = ratelimit.Window.from_item(rate_minute, item(rate_index))
             if window.minute == ratelimit.minute_of(clock.now()):  # not a window taken ahead
                 self.window = window
-            raise _RateRefused()
+            raise RateRefused()
         if key_index >= 0 and exc.failed(key_index):
             self.key_held = key_budgets.held_of(item(key_index))
-        raise _LimitRefused()
+        raise LimitRefused()
 
     def _lost(self, item: Item | None) -> None:
         """This lease was reclaimed as dead while this container was away (or is gone)."""
@@ -607,7 +602,7 @@ class Lease:
                 fresh = True
                 continue
             rate = None
-            if not self._allowance_covers(rl_tokens, now):
+            if not self.allowance_covers(rl_tokens, now):
                 minute = ratelimit.minute_of(now)
                 seen = self.window if self.window.minute == minute else ratelimit.Window(minute)
                 limited_rate = ratelimit.exceeded(self.plan, seen, 1, rl_tokens, now)
@@ -617,7 +612,7 @@ class Lease:
             want = slice_size(need, self.left, self.remaining(), limited)
             try:
                 self.write(now, grant=want, rate=rate)
-            except (_LimitRefused, _RateRefused):
+            except (LimitRefused, RateRefused):
                 fresh = True  # what was there came back with the refusal: size again on it
                 continue
             self.tight = is_tight(need, self.remaining(), limited)
@@ -644,14 +639,14 @@ class Lease:
             try:
                 self.write(now, grant=Amounts(credits=deficit), check_rev=False)
                 return 0
-            except _LimitRefused:
+            except LimitRefused:
                 have = max(self.state.credits, 0)
                 if have >= deficit:
                     continue
                 if have > 0:
                     try:
                         self.write(now, grant=Amounts(credits=have), check_rev=False)
-                    except _LimitRefused:
+                    except LimitRefused:
                         continue
                 return deficit - have
         return deficit
@@ -661,12 +656,13 @@ class Lease:
         return tuple(d for d in limited.dimensions() if getattr(available, d) < getattr(need, d))
 
 
-class _LimitRefused(Exception):
-    pass
+class LimitRefused(Exception):
+    """A lease write was refused by a budget's condition (the team's or the key's counters
+    moved since this container last read them); its view of them is refreshed."""
 
 
-class _RateRefused(Exception):
-    pass
+class RateRefused(Exception):
+    """A lease write was refused by this minute's rate window."""
 
 
 def _charge_directly(
@@ -719,302 +715,3 @@ def _announce_thresholds(lease: Lease) -> None:
             notifications.emit("Quota Threshold Reached", lease.team_id, percent=level, plan_id=plan.plan_id)
         field = "warned_100" if level >= 100 else "warned_80"
         lease.state = lease.state.model_copy(update={field: state.period_start})
-
-
-# ---- the container's leases ---------------------------------------------------------------------------
-
-
-class Container:
-    """The leases of this process (one Lambda container, one runner worker)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self.leases: dict[tuple[str, str], Lease] = {}
-        self.closing: dict[str, Lease] = {}
-
-    def current(self, key: ApiKey) -> Lease | None:
-        return self.leases.get((key.team_id, scope_of(key)))
-
-    def find(self, lease_id: str) -> Lease | None:
-        for lease in self.leases.values():
-            if lease.lease_id == lease_id:
-                return lease
-        return self.closing.get(lease_id)
-
-    def start(self, key: ApiKey, state: BillingState, plan: Plan, funding: Funding, now: int) -> Lease:
-        """A new lease for the key's scope (written at its first grant), the old one closing."""
-        old = self.current(key)
-        if old is not None:
-            self.retire(old)
-        lease = Lease(key, state, plan, funding, now)
-        self.leases[(key.team_id, lease.scope)] = lease
-        return lease
-
-    def retire(self, lease: Lease) -> None:
-        """Stop admitting on a lease; it is returned once its calls have ended."""
-        lease.closing = True
-        if self.leases.get((lease.team_id, lease.scope)) is lease:
-            del self.leases[(lease.team_id, lease.scope)]
-        self.closing[lease.lease_id] = lease
-
-    def all(self) -> list[Lease]:
-        return [*self.leases.values(), *self.closing.values()]
-
-
-_container = Container()
-
-
-def container() -> Container:
-    return _container
-
-
-@contextmanager
-def as_container(other: Container) -> Iterator[Container]:
-    """Run as another container (tests: several Lambda containers in one process)."""
-    global _container
-    previous, _container = _container, other
-    try:
-        yield other
-    finally:
-        _container = previous
-
-
-def forget() -> None:
-    """Drop this process's leases without returning them, as a container that dies does."""
-    global _container
-    _container = Container()
-
-
-if hasattr(os, "register_at_fork"):
-    # A forked runner worker is a new container: it must not share its parent's leases.
-    os.register_at_fork(after_in_child=forget)
-
-
-# ---- after a call -------------------------------------------------------------------------------------
-
-
-def finish(lease_id: str, seq: int, consumed: Amounts, credit_tokens: int) -> View | None:
-    """A call ended with ``consumed``: its unused reservation is back in the slice at once.
-    Returns the lease's view after it (for an answer's headers)."""
-    with _container.lock:
-        lease = _container.find(lease_id)
-        if lease is None or seq not in lease.inflight:
-            logger.error("a call ended on a lease this container does not hold", extra={"lease_id": lease_id})
-            return None
-        lease.finish(seq, consumed, credit_tokens)
-        return None if lease.gone else lease.view()
-
-
-def collect(lease_id: str, seq: int) -> int:
-    """A credit-funded call that cost more than its lease had left takes the difference from
-    the team's credits, as far as they go; returns what could not be collected (recorded on
-    the usage record, and never taken below zero)."""
-    with _container.lock:
-        lease = _container.find(lease_id)
-        done = lease.done.get(seq) if lease is not None else None
-        if lease is None or done is None or lease.gone:
-            return 0
-        if done.consumed.credits <= 0 or lease.left.credits >= 0:
-            return 0
-        try:
-            uncollected = min(lease.cover(-lease.left.credits, clock.now()), done.consumed.credits)
-        except (LeaseLost, EntitlementChanged, _RateRefused):
-            return 0
-        if uncollected > 0:
-            c = done.consumed
-            done.consumed = Amounts(c.tokens, c.spend, c.credits - uncollected, c.key)
-            lease.left = lease.left + Amounts(credits=uncollected)
-            logger.warning(
-                "credits could not cover a call's overrun in full",
-                extra={"lease_id": lease_id, "seq": seq, "uncollected_micro_usd": uncollected},
-            )
-        return uncollected
-
-
-def record_written(lease_id: str, seq: int, record: UsageRecord | None) -> None:
-    """The call's usage record is written (or ``record`` to retry later, if its write failed)."""
-    with _container.lock:
-        lease = _container.find(lease_id)
-        if lease is None:
-            return
-        done = lease.done.get(seq)
-        if record is not None:
-            lease.unwritten[seq] = record
-        elif done is not None:
-            done.recorded = True
-            lease.unwritten.pop(seq, None)
-
-
-def maintain(lease_id: str) -> None:
-    """Work due on a lease after an answer, never on the caller's path: retry unwritten
-    records, hand usage back, renew, top up before the slice runs out, re-check the
-    entitlement. Failures are logged; the next admission decides again."""
-    with _container.lock:
-        lease = _container.find(lease_id)
-        if lease is None:
-            return
-        _write_unwritten(lease)
-        try:
-            _maintain(lease)
-        except (Shortfall, RateLimited, EntitlementChanged, LeaseLost, _LimitRefused, _RateRefused):
-            pass  # nothing to give back or take now; the next admission decides
-        except Exception:
-            logger.exception("lease maintenance failed; the next call retries it")
-    if _container.closing:
-        return_closing()
-
-
-def _maintain(lease: Lease) -> None:
-    now = clock.now()
-    cfg = billing_settings()
-    if lease.gone:
-        lease.charge_late()
-        if not lease.inflight and not lease.done:
-            _container.closing.pop(lease.lease_id, None)
-        return
-    if lease.closing:
-        if not lease.inflight:
-            _return(lease, now)
-        return
-    if clock.now_precise() - lease.checked_at >= cfg.entitlement_check_seconds:
-        check_entitlement(lease)
-        if lease.closing:
-            if not lease.inflight:
-                _return(lease, now)
-            return
-    if lease.tight:
-        give_back = Amounts(*(max(getattr(lease.left, d), 0) for d in ("tokens", "spend", "credits", "key")))
-        through, _, _ = lease._flushable()
-        if give_back.any_positive() or through > lease.flushed_seq:
-            lease.write(now, give_back=give_back)
-        return
-    need = lease.last_need
-    if need is not None and (
-        not lease.left.covers(need[0], lease.limited(need[1])) or not lease._allowance_covers(need[2], now)
-    ):
-        # The slice or this minute's rate allowance would not cover another call like the last:
-        # take more now, so that the next call needs no round trip.
-        lease.top_up(need[0], need[1], need[2], now)
-        return
-    minute = ratelimit.minute_of(now)
-    if (
-        ratelimit.applies(lease.plan)
-        and now - minute >= 45
-        and lease.allowance is not None
-        and lease.allowance.minute == minute
-        and (lease.next_allowance is None or lease.next_allowance.minute != minute + 60)
-    ):
-        # A busy lease takes the next minute's allowance ahead, so the first call of that minute
-        # needs no round trip either (the window item of a minute is written only by leases).
-        tokens = need[2] if need is not None else 0
-        lease.write(
-            now, rate=ratelimit.size(lease.plan, ratelimit.Window(minute + 60), tokens), rate_ahead=True
-        )
-        return
-    through, _, _ = lease._flushable()
-    flush_due = through > lease.flushed_seq and (
-        clock.now_precise() - lease.flushed_at >= cfg.lease_flush_seconds or len(lease.done) >= _FLUSH_CALLS
-    )
-    renew_due = lease.expires_at - now < cfg.lease_seconds / 2
-    if flush_due or renew_due:
-        lease.write(now)
-
-
-def check_entitlement(lease: Lease) -> None:
-    """Re-read the team's billing item (a read, no write): a changed entitlement retires the lease."""
-    fresh = account.remember(account.load(lease.team_id))
-    lease.checked_at = clock.now_precise()
-    if fresh.rev != lease.rev:
-        _container.retire(lease)
-        return
-    # Keep this lease's own view of the counters: other containers' changes are what is new.
-    lease.state = fresh
-
-
-def _write_unwritten(lease: Lease) -> None:
-    for seq, record in list(lease.unwritten.items()):
-        try:
-            usage_records.record(record)
-        except Exception:
-            logger.warning("usage record write failed again; kept for the next try", extra={"seq": seq})
-            continue
-        lease.unwritten.pop(seq, None)
-        done = lease.done.get(seq)
-        if done is not None:
-            done.recorded = True
-
-
-def _return(lease: Lease, now: int) -> None:
-    """Hand back everything: the recorded calls' usage and the unused slice; delete the lease."""
-    if lease.inflight:
-        return
-    _write_unwritten(lease)
-    through, _, _ = lease._flushable()
-    if through < max(lease.done, default=lease.flushed_seq):
-        return  # a record is still unwritten: the lease must stay until it is, or be reclaimed
-    if not lease.on_table:
-        _container.closing.pop(lease.lease_id, None)
-        if _container.leases.get((lease.team_id, lease.scope)) is lease:
-            del _container.leases[(lease.team_id, lease.scope)]
-        return
-    try:
-        lease.write(now, give_back=lease.left, close=True)
-    except LeaseLost:
-        lease.charge_late()
-    except (_LimitRefused, _RateRefused):
-        logger.warning("returning a lease was refused", extra={"lease_id": lease.lease_id})
-        return
-    _container.closing.pop(lease.lease_id, None)
-    if _container.leases.get((lease.team_id, lease.scope)) is lease:
-        del _container.leases[(lease.team_id, lease.scope)]
-
-
-def return_closing() -> None:
-    """Hand back the retired leases whose calls have ended (after an answer, never before)."""
-    with _container.lock:
-        now = clock.now()
-        for lease in list(_container.closing.values()):
-            if lease.inflight:
-                continue
-            try:
-                if lease.gone:
-                    lease.charge_late()
-                    if not lease.done:
-                        _container.closing.pop(lease.lease_id, None)
-                else:
-                    _return(lease, now)
-            except Exception:
-                logger.exception("returning a retired lease failed; it will be reclaimed after its expiry")
-
-
-def return_all() -> int:
-    """Hand back every lease of this container whose calls have ended (tests; the local runner
-    at shutdown). Returns how many were returned."""
-    return _return_where(lambda lease: True)
-
-
-def return_idle(idle_seconds: float) -> int:
-    """Hand back the leases not used for ``idle_seconds`` (the local runner, which unlike a
-    frozen Lambda container can run while idle)."""
-    at = clock.now_precise()
-    return _return_where(lambda lease: at - lease.last_used >= idle_seconds)
-
-
-def _return_where(select: Any) -> int:
-    returned = 0
-    with _container.lock:
-        now = clock.now()
-        for lease in list(_container.all()):
-            if lease.inflight or not select(lease):
-                continue
-            try:
-                if lease.gone:
-                    lease.charge_late()
-                    _container.closing.pop(lease.lease_id, None)
-                    continue
-                _container.retire(lease)
-                _return(lease, now)
-                returned += 1
-            except Exception:
-                logger.exception("returning a lease failed; it will be reclaimed after its expiry")
-    return returned

@@ -18,7 +18,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from aigw import clock, request_context
-from aigw.billing import admission, leases
+from aigw.billing import admission, held_leases
 from aigw.billing.admission import Admitted, Estimate, Terms, billing_headers
 from aigw.billing.budget import Amounts
 from aigw.billing.pricing import cost_micro_usd
@@ -159,7 +159,7 @@ class Meter:
         tokens = usage.prompt_tokens + usage.completion_tokens
         consumed = _consumed(a, tokens, cost)
         credit_tokens = tokens if a.funding == "credits" else 0
-        view = leases.finish(a.lease_id, a.seq, consumed, credit_tokens)
+        view = held_leases.finish(a.lease_id, a.seq, consumed, credit_tokens)
         if view is not None and status < 400:
             # A plain answer's headers follow its real usage; a stream already sent the reservation's.
             request_context.add_headers(billing_headers(a.terms, view, a.funding, capped_output=_capped(a)))
@@ -169,7 +169,7 @@ class Meter:
 
         def write() -> None:
             # After the answer when the server allows it: the lease already covered the worst case.
-            uncollected = leases.collect(a.lease_id, a.seq)
+            uncollected = held_leases.collect(a.lease_id, a.seq)
             record = UsageRecord(
                 request_id=self.request_id,
                 team_id=a.terms.team_id,
@@ -204,10 +204,10 @@ class Meter:
                 # Kept by the lease and written again at its next maintenance: nothing is lost
                 # while this container lives (a dead one's lease is reclaimed from records).
                 logger.exception("usage record write failed; kept for a retry")
-                leases.record_written(a.lease_id, a.seq, record)
+                held_leases.record_written(a.lease_id, a.seq, record)
             else:
-                leases.record_written(a.lease_id, a.seq, None)
-            leases.maintain(a.lease_id)
+                held_leases.record_written(a.lease_id, a.seq, None)
+            held_leases.maintain(a.lease_id)
 
         request_context.defer(write)
 
