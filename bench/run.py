@@ -46,7 +46,7 @@ import slim_botocore  # noqa: E402  (layers/core/slim_botocore.py, as the Makefi
 
 from aigw_local import apigw  # noqa: E402
 from aigw_local import template as tpl  # noqa: E402
-from aigw_local.dynamodb_local import DynamoDBLocal, client, ensure_table, free_port  # noqa: E402
+from aigw_local.dynamodb_local import DynamoDBLocal, ensure_table, free_port  # noqa: E402
 from aigw_local.runner import DEMO_TEAM, TABLE_NAME, local_environment  # noqa: E402
 from bench import litellm_proxy, wcu  # noqa: E402
 from bench.load import Run, StreamProbe, Target, probe_streaming, run  # noqa: E402
@@ -310,23 +310,6 @@ def settle_like(ddb: Any, table: str, key: dict[str, Any], record: dict[str, Any
             {"Put": {"TableName": table, "Item": record, "ConditionExpression": "attribute_not_exists(pk)"}},
         ]
     )
-
-
-def dynamodb_round_trips_ms(endpoint: str, n: int) -> tuple[float, float]:
-    """Median round trips to DynamoDB Local of the two requests aigw makes per call, shaped
-    like them (:func:`reserve_like`, :func:`settle_like`). For reading aigw's added latency."""
-    ddb = client(endpoint)
-    key = {"pk": {"S": "BENCH#billing"}, "sk": {"S": "BILLING"}}
-    reserve, settle = [], []
-    for i in range(n):
-        started = time.perf_counter()
-        reserve_like(ddb, TABLE_NAME, key)
-        reserve.append((time.perf_counter() - started) * 1000)
-        started = time.perf_counter()
-        record = {"pk": {"S": "BENCH#usage"}, "sk": {"S": f"{i:06d}"}, "pad": {"S": "x" * 300}}
-        settle_like(ddb, TABLE_NAME, key, record)
-        settle.append((time.perf_counter() - started) * 1000)
-    return statistics.median(reserve), statistics.median(settle)
 
 
 def count_dynamodb(runner: Runner, counter: str, calls: int) -> dict[str, float]:
@@ -613,7 +596,6 @@ class Report:
     packages: list[PackageSize]
     notes: list[str]
     load: str = ""
-    ddb_ms: tuple[float, float] = (float("nan"), float("nan"))
     # Response cache hits (x-aigw-cache: on, same request repeated): p50, p95 ms, or None.
     cache_hit: tuple[float, float] | None = None
     wcu: list[wcu.Level] | None = None
@@ -710,20 +692,12 @@ class Report:
                 f"DynamoDB requests per chat completion (warm cached key, {self.sizes.ddb_calls} calls "
                 "through "
                 f"a counting proxy in front of DynamoDB Local): **{per_call:.2f}** ({ops}). "
-                f"Those two round trips, alone against DynamoDB Local from the bench (median, boto3): "
-                f"reserve (UpdateItem) {_ms(self.ddb_ms[0])} ms, settle (TransactWriteItems) "
-                f"{_ms(self.ddb_ms[1])} ms. The reserve is on the caller's path by design (a call is "
-                "admitted before the vendor is contacted); the settle runs after the answer has been "
-                "sent (docs/decisions/0012-settle-after-the-answer.md). LiteLLM in this configuration "
+                "A warm call makes none before the vendor: it is admitted from its container's budget "
+                "lease in memory; its usage record (PutItem) is written after the answer has been sent, "
+                "and the lease's flushes and renewals (TransactWriteItems) are shared by the calls of "
+                "half a minute (docs/decisions/0019-budget-leases.md). LiteLLM in this configuration "
                 "makes none.\n\n"
             )
-            if ours and theirs and direct:
-                net = ours.latency.percentile(50) - floor50 - self.ddb_ms[0]
-                theirs_added = theirs.latency.percentile(50) - floor50
-                w(
-                    f"aigw's added latency (p50) net of the reserve round trip: {_ms(net)} ms; "
-                    f"ratio to LiteLLM's added latency: {_ms(net / theirs_added)}.\n\n"
-                )
 
         w(
             f"Cold start per handler (fresh process, median of {self.sizes.cold_runs}; import = importing "
@@ -865,7 +839,6 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     results: list[TargetResult] = []
     ddb_counts: dict[str, float] | None = None
-    ddb_ms = (float("nan"), float("nan"))
     cold: list[ColdStart] = []
     cache_hit: tuple[float, float] | None = None
     packages: list[PackageSize] = []
@@ -902,8 +875,6 @@ def main(argv: list[str] | None = None) -> int:
         results = measure_targets(targets, sizes)
         with _step("response cache hits", notes):
             cache_hit = cache_hit_latency(targets[1], sizes.latency_requests // ROUNDS)
-        with _step("DynamoDB Local round trips", notes):
-            ddb_ms = dynamodb_round_trips_ms(db.endpoint, 200)
         with _step("counting DynamoDB requests", notes):
             ddb_counts = count_dynamodb(counted, counter, sizes.ddb_calls)
         with _step("cold starts", notes):
@@ -930,7 +901,6 @@ def main(argv: list[str] | None = None) -> int:
         packages,
         notes,
         load,
-        ddb_ms,
         cache_hit,
         levels,
     )
