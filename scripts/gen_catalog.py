@@ -9,7 +9,12 @@ Two sources, merged:
   aliases, embedding dimensions, output limits, Bedrock and Azure ids, local servers, mock).
   Their prices are refreshed from genai-prices wherever the library knows the upstream model.
 - every text model genai-prices lists for the vendors we have adapters for (OpenAI, Anthropic,
-  Gemini, Mistral, Groq, DeepSeek, Together), as ``<provider>/<model id>``.
+  Gemini, Mistral, Groq, DeepSeek, Together, Bedrock), as ``<provider>/<model id>``. Bedrock's
+  are named by the id Bedrock's Converse API takes: a base model id, a ``global.`` inference
+  profile, or for models sold through regional profiles the ``us.`` one (an admin override
+  points a model at ``eu.``/``apac.`` for a stack in those regions). Azure is left to the curated
+  list: its model ids are the deployment names each resource chooses. Image, audio, realtime and
+  other models the chat and embeddings adapters cannot serve are left out.
 
 Output limits are not in genai-prices: ``OUTPUT_LIMITS`` below holds the vendors' documented
 limits by model family; a model matching none gets ``DEFAULT_OUTPUT_LIMIT`` (or its context
@@ -40,6 +45,7 @@ PROVIDERS = {
     "groq": "groq",
     "deepseek": "deepseek",
     "together": "together",
+    "aws": "bedrock",
 }
 # Where a generated model's genai id is not a model of that vendor's API (Google also lists
 # Claude on Vertex, for example).
@@ -47,21 +53,27 @@ KEEP = {"gemini": re.compile(r"^(gemini|gemma|text-embedding|embedding)")}
 # Documented output limits by model family (first match wins).
 OUTPUT_LIMITS: list[tuple[str, int]] = [
     (r"^(o1|o3|o4)", 100_000),
-    (r"^gpt-5", 128_000),
+    (r"^gpt-([5-9]|\d\d)", 128_000),
     (r"^gpt-4\.1", 32_768),
     (r"^gpt-4o", 16_384),
     (r"^gpt-4-turbo|^gpt-4-\d{4}", 4_096),
     (r"^gpt-4", 8_192),
     (r"^gpt-3\.5", 4_096),
-    (r"^claude-(opus|sonnet)-4|^claude-.*-4-", 64_000),
     (r"^claude-3-7", 64_000),
     (r"^claude-3-5", 8_192),
-    (r"^claude", 4_096),
-    (r"^gemini-(2\.5|3)", 65_536),
+    (r"^claude-(3|2|v1|instant)", 4_096),
+    (r"^claude-opus-4(-1)?(-\d{8})?(-v\d:\d)?$", 32_000),
+    # Every later Claude generation (4.5 on): 64,000 is the lowest limit Anthropic documents for them.
+    (r"^claude", 64_000),
+    (r"^gemini-(2\.5|[3-9])", 65_536),
     (r"^gemini", 8_192),
     (r"^deepseek-reasoner", 64_000),
     (r"^deepseek", 8_192),
 ]
+# Not chat or embedding models: the adapters cannot serve them through /v1/chat/completions.
+NOT_TEXT = re.compile(
+    r"image|audio|realtime|tts|whisper|transcribe|dall-e|moderation|search|computer-use|sonic|voxtral"
+)
 DEFAULT_OUTPUT_LIMIT = 8_192
 EPOCH = 1735689600  # what "created" says for a generated model (genai-prices has no dates)
 
@@ -75,6 +87,23 @@ def _price(value: Any) -> Decimal | None:
 
 def _fmt(value: Decimal) -> str:
     return format(value.normalize(), "f")
+
+
+def _bedrock_upstream(genai_id: str) -> str | None:
+    """The model id Bedrock's Converse API takes for a genai-prices ``aws`` model, or None for
+    embeddings (the curated Titan and Cohere ones are those the embeddings adapter speaks)."""
+    if "embed" in genai_id:
+        return None
+    if genai_id.startswith("regional."):
+        return "us." + genai_id.removeprefix("regional.")
+    return genai_id
+
+
+def _family(upstream: str) -> str:
+    """The model family name an output limit is matched on: Bedrock's ``us.anthropic.claude-x``
+    is ``claude-x``."""
+    name = re.sub(r"^(global|us|eu|apac)\.", "", upstream)
+    return name.split(".", 1)[1] if re.match(r"^[a-z]+\.", name) else name
 
 
 def _output_limit(name: str, context: int) -> int:
@@ -126,24 +155,29 @@ def generate() -> dict[str, Any]:
         if ours is None:
             continue
         for info in provider.models:
-            if info.deprecated or not re.fullmatch(r"[A-Za-z0-9._:/-]+", info.id):
+            if info.deprecated or not re.fullmatch(r"[A-Za-z0-9._:/-]+", info.id) or NOT_TEXT.search(info.id):
                 continue
             if ours in KEEP and not KEEP[ours].match(info.id):
                 continue
-            found = library_prices(provider.id, info.id)
-            if found is None or (ours, info.id) in known:
+            upstream = _bedrock_upstream(info.id) if ours == "bedrock" else info.id
+            if upstream is None:
                 continue
-            model_id = f"{ours}/{info.id}"
+            # Looked up by the id callers send: a regional profile's genai id is not one.
+            found = library_prices(provider.id, upstream)
+            if found is None or (ours, upstream) in known:
+                continue
+            model_id = f"{ours}/{upstream}"
             if model_id in models:
                 continue
             embedding = "embed" in info.id
             context = int(info.context_window or 128_000)
+            family = _family(upstream) if ours == "bedrock" else upstream
             entry: dict[str, Any] = {
                 "id": model_id,
                 "provider": ours,
-                "upstream": info.id,
+                "upstream": upstream,
                 "context_window": context,
-                "max_output_tokens": 1 if embedding else _output_limit(info.id, context),
+                "max_output_tokens": 1 if embedding else _output_limit(family, context),
                 "created": EPOCH,
             }
             if embedding:

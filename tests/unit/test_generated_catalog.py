@@ -26,6 +26,12 @@ def test_the_catalog_names_the_library_version_it_came_from() -> None:
         ("openai/gpt-4o-mini", "openai", "gpt-4o-mini"),
         ("anthropic/claude-haiku-4-5", "anthropic", "claude-haiku-4-5"),
         ("mistral/mistral-large-latest", "mistral", "mistral-large-latest"),
+        # Bedrock, named by the inference profile id its Converse API takes.
+        (
+            "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "aws",
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        ),
     ],
 )
 def test_a_known_model_costs_what_the_library_says(model_id: str, provider: str, ref: str) -> None:
@@ -49,3 +55,11 @@ def test_every_vendor_with_an_adapter_is_covered_with_limits() -> None:
         assert ours, provider
         assert all(0 < m.max_output_tokens <= m.context_window for m in ours)
     assert len(list(models)) >= 100
+
+
+def test_only_models_the_adapters_can_serve_are_listed() -> None:
+    models = builtin()[0]
+    assert not [m for m in models if any(w in m for w in ("image", "audio", "realtime", "tts"))]
+    assert models["bedrock/global.anthropic.claude-sonnet-4-5-20250929-v1:0"].upstream == (
+        "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    )
