@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from aigw import clock, invocation, keys, teams
+from aigw import clock, invocation, keys, request_context, teams
 from aigw.billing import account, admission, held_leases, meter, plans, reclaim
 from aigw.billing.admission import Estimate
 from aigw.billing.config import billing_settings
@@ -241,6 +241,40 @@ def test_a_warm_container_makes_no_dynamodb_request_before_the_vendor(
     assert before_vendor[0] != []  # the first call takes the lease (and reads what it must)
     assert before_vendor[1:] == [[]] * 4  # warm: the vendor is called before any DynamoDB request
     assert seen == ["PutItem"]  # after the answer: the usage record, one write
+
+
+def test_a_busy_container_reads_its_caches_again_after_answers_never_before_the_vendor(
+    acme: str, monkeypatch: pytest.MonkeyPatch, fake_clock: FakeClock
+) -> None:
+    # A call every 3 s for a minute: past the TTL of every cache a call reads (key 5 s, the
+    # team's cache setting 10 s, plans and catalog overrides 30 s) and the entitlement's 5 s.
+    started, base = fake_clock.at, clock.monotonic()
+    monkeypatch.setattr(clock, "monotonic", lambda: base + fake_clock.at - started)
+    seen: list[str] = []
+    before_vendor: list[list[str]] = []
+
+    def answer(request: Recorded) -> Scripted:
+        before_vendor.append(list(seen))
+        return openai_completion(request)
+
+    with openai_upstream(answer, monkeypatch, timeout_seconds=5):
+        gateway_table().client.meta.events.register(
+            "before-call.dynamodb", lambda model, **_: seen.append(model.name)
+        )
+        body = {**HELLO, "model": "openai/gpt-4o-mini", "max_tokens": 600}
+        for _ in range(21):
+            seen.clear()
+            # As the runtime loop and the local runner serve a call: what it defers runs after.
+            deferred = request_context.open_deferred()
+            try:
+                assert call("POST", CHAT, body=body, key=acme).status == 200
+            finally:
+                request_context.close_deferred()
+            request_context.run_deferred(deferred)
+            fake_clock.advance(3)
+    assert before_vendor[0] != []
+    assert before_vendor[1:] == [[]] * 20
+    ledger.assert_agrees("acme")
 
 
 def test_calls_in_flight_leave_the_teams_billing_item_as_it_was(acme: str) -> None:

@@ -5,6 +5,7 @@ import pytest
 
 from aigw import clock, keys, request_context, teams
 from aigw.errors import AuthenticationFailed, NotFound, PermissionDenied
+from aigw.table import gateway_table
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def test_revocation_reaches_other_containers_within_the_cache_bound(
 ) -> None:
     issued = keys.create_key(team)
     now = [1000.0]
-    monkeypatch.setattr(keys.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(clock, "monotonic", lambda: now[0])
     keys.authenticate(issued.secret)
     # Revoke as another container would: straight in the table, this container's cache untouched.
     pointer_hash = keys.hash_secret(issued.secret)
@@ -72,10 +73,11 @@ def test_a_busy_container_reads_its_key_again_after_the_answer_not_before_the_ne
 ) -> None:
     issued = keys.create_key(team)
     now = [1000.0]
-    monkeypatch.setattr(keys.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(clock, "monotonic", lambda: now[0])
     reads: list[str] = []
-    real_read = keys._read
-    monkeypatch.setattr(keys, "_read", lambda h, ttl: reads.append(h) or real_read(h, ttl))
+    gateway_table().client.meta.events.register(
+        "before-call.dynamodb.GetItem", lambda model, **_: reads.append(model.name)
+    )
     keys.authenticate(issued.secret)
     assert len(reads) == 1
     now[0] += 3  # past half the 5 s TTL: answered from the cache, read again after the answer

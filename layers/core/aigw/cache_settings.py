@@ -8,14 +8,12 @@ Item: ``TEAM#<team>`` / ``CACHE_SETTINGS``.
 
 from __future__ import annotations
 
-import threading
-import time
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from aigw import clock
 from aigw.table import gateway_table
 from aigw.teams import team_pk
+from aigw.warm_cache import WarmCache
 
 MIN_TTL = 60
 MAX_TTL = 7 * 86_400
@@ -36,22 +34,19 @@ class CacheSettings(BaseModel):
     keys: dict[str, bool] = Field(default_factory=dict, max_length=1000)
 
 
-_lock = threading.Lock()
-_settings: dict[str, tuple[float, CacheSettings]] = {}
+def _load(team_id: str) -> CacheSettings:
+    item = gateway_table().get(team_pk(team_id), _SETTINGS_SK)
+    return (
+        CacheSettings.model_validate(item["settings"]) if item and item.get("settings") else CacheSettings()
+    )
+
+
+# Every call reads its team's setting: a container keeps a copy (aigw.warm_cache).
+_cache: WarmCache[str, CacheSettings] = WarmCache(_load, lambda: _SETTINGS_SECONDS)
 
 
 def settings_for(team_id: str) -> CacheSettings:
-    now = time.monotonic()
-    cached = _settings.get(team_id)
-    if cached is not None and now - cached[0] < _SETTINGS_SECONDS:
-        return cached[1]
-    item = gateway_table().get(team_pk(team_id), _SETTINGS_SK)
-    found = (
-        CacheSettings.model_validate(item["settings"]) if item and item.get("settings") else CacheSettings()
-    )
-    with _lock:
-        _settings[team_id] = (now, found)
-    return found
+    return _cache.get(team_id)
 
 
 def put_settings(team_id: str, settings: CacheSettings) -> CacheSettings:
@@ -69,5 +64,4 @@ def put_settings(team_id: str, settings: CacheSettings) -> CacheSettings:
 
 
 def clear() -> None:
-    with _lock:
-        _settings.clear()
+    _cache.clear()

@@ -14,8 +14,6 @@ and no call is ever sent upstream without a limit at most this one.
 from __future__ import annotations
 
 import json
-import threading
-import time
 from decimal import Decimal
 from importlib import resources
 from typing import Any, Literal
@@ -26,6 +24,7 @@ from aigw.chat import ModelInfo as ModelInfo  # its home is aigw.chat; re-export
 from aigw.config import settings
 from aigw.errors import InvalidRequest, NotFound
 from aigw.table import ConditionFailed, gateway_table
+from aigw.warm_cache import WarmCache
 
 CATALOG_PK = "CATALOG"
 
@@ -156,28 +155,20 @@ def _merge(items: list[dict[str, Any]]) -> Catalog:
     return Catalog(models=models, aliases=aliases)
 
 
-_lock = threading.Lock()
-_cached: tuple[float, Catalog] | None = None
+def _load(_: str) -> Catalog:
+    return _merge(gateway_table().query("pk = :p", {":p": CATALOG_PK}))
+
+
+_cache: WarmCache[str, Catalog] = WarmCache(_load, lambda: settings().catalog_cache_seconds)
 
 
 def catalog() -> Catalog:
     """The effective catalog: built-in entries with the admins' overrides on top."""
-    global _cached
-    now = time.monotonic()
-    current = _cached
-    if current is not None and now - current[0] < settings().catalog_cache_seconds:
-        return current[1]
-    items = gateway_table().query("pk = :p", {":p": CATALOG_PK})
-    fresh = _merge(items)
-    with _lock:
-        _cached = (now, fresh)
-    return fresh
+    return _cache.get("")
 
 
 def clear_cache() -> None:
-    global _cached
-    with _lock:
-        _cached = None
+    _cache.clear()
 
 
 # ---- admin overrides -------------------------------------------------------------------

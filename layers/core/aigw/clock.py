@@ -20,6 +20,11 @@ def now_precise() -> float:
     return time.time()
 
 
+def monotonic() -> float:
+    """Seconds on a clock that never goes back, for the ages of cached entries."""
+    return time.monotonic()
+
+
 def sleep(seconds: float) -> None:
     time.sleep(seconds)
 

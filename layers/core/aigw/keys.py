@@ -11,17 +11,16 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import secrets
-import threading
-import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aigw import clock, request_context
+from aigw import clock
 from aigw.config import settings
 from aigw.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, PermissionDenied
 from aigw.table import ConditionFailed, Item, gateway_table, serialize
 from aigw.teams import team_pk
+from aigw.warm_cache import WarmCache
 
 KEY_PREFIX = "sk-aigw-"
 _VISIBLE_CHARS = 12
@@ -251,39 +250,13 @@ def set_budget(team_id: str, key_id: str, budget: KeyBudget | None) -> ApiKey:
     return ApiKey.from_item({**attrs, **_budget_attributes(budget)})
 
 
-class _KeyCache:
-    """Per-container lookup cache; thread-safe because the local runner serves in threads."""
-
-    def __init__(self, max_entries: int = 10_000) -> None:
-        self._entries: dict[str, tuple[float, ApiKey | None]] = {}
-        self._lock = threading.Lock()
-        self._max = max_entries
-
-    def get(self, key_hash: str, ttl: float) -> tuple[bool, ApiKey | None, float]:
-        """(hit, key, age in seconds) for an entry younger than ``ttl``."""
-        with self._lock:
-            entry = self._entries.get(key_hash)
-        age = time.monotonic() - entry[0] if entry is not None else ttl
-        if entry is None or age >= ttl:
-            return False, None, age
-        return True, entry[1], age
-
-    def put(self, key_hash: str, key: ApiKey | None) -> None:
-        with self._lock:
-            if len(self._entries) >= self._max:
-                self._entries.clear()
-            self._entries[key_hash] = (time.monotonic(), key)
-
-    def forget(self, key_hash: str) -> None:
-        with self._lock:
-            self._entries.pop(key_hash, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+def _read(key_hash: str) -> ApiKey | None:
+    item = gateway_table().get(_key_pk(key_hash), "META")
+    return ApiKey.from_item(item) if item else None
 
 
-_cache = _KeyCache()
+# Unknown keys are cached too, so a flood of bad keys costs one read per key per TTL.
+_cache: WarmCache[str, ApiKey | None] = WarmCache(_read, lambda: settings().key_cache_seconds)
 
 
 def clear_cache() -> None:
@@ -292,30 +265,7 @@ def clear_cache() -> None:
 
 def lookup(secret: str) -> ApiKey | None:
     """The key record for a secret, served from the warm cache when fresh enough."""
-    key_hash = hash_secret(secret)
-    ttl = settings().key_cache_seconds
-    if ttl > 0:
-        hit, cached, age = _cache.get(key_hash, ttl)
-        if hit:
-            if cached is not None and age >= ttl / 2:
-                # Read again after this answer: a busy container's next call finds a fresh entry
-                # and never waits for the table, and a revocation still bites within the TTL.
-                request_context.defer(lambda: _refresh(key_hash, ttl))
-            return cached
-    return _read(key_hash, ttl)
-
-
-def _refresh(key_hash: str, ttl: float) -> None:
-    _read(key_hash, ttl)
-
-
-def _read(key_hash: str, ttl: float) -> ApiKey | None:
-    item = gateway_table().get(_key_pk(key_hash), "META")
-    key = ApiKey.from_item(item) if item else None
-    # Unknown keys are cached too, so a flood of bad keys costs one read per key per TTL.
-    if ttl > 0:
-        _cache.put(key_hash, key)
-    return key
+    return _cache.get(hash_secret(secret))
 
 
 def parse_bearer(authorization: str | None) -> str:

@@ -100,6 +100,17 @@ def defer(task: Callable[[], None]) -> None:
         tasks.append(task)
 
 
+def after_answer(task: Callable[[], None]) -> bool:
+    """Run ``task`` after the answer if a server will; otherwise do nothing and return False.
+    For work that is only worth doing off the caller's path (reading a cached item again before
+    it expires: without a server to run it later, the next call's own read is no worse)."""
+    tasks = _deferred.get()
+    if tasks is None:
+        return False
+    tasks.append(task)
+    return True
+
+
 def open_deferred() -> list[Callable[[], None]]:
     """Called by a server before it invokes a handler; returns the list it must run later."""
     tasks: list[Callable[[], None]] = []

@@ -13,8 +13,6 @@ working as they were (read back with ``unlimited`` derived from their limits).
 from __future__ import annotations
 
 import re
-import threading
-import time
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +21,7 @@ from aigw import clock
 from aigw.billing.config import billing_settings
 from aigw.errors import InvalidRequest, NotFound
 from aigw.table import Item, gateway_table
+from aigw.warm_cache import WarmCache
 
 PLAN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
 _PLAN_ID = re.compile(PLAN_ID_PATTERN)
@@ -131,7 +130,7 @@ def put_plan(plan_id: str, spec: PlanSpec) -> Plan:
         **plan.model_dump(exclude_none=True),
     }
     gateway_table().put(item)
-    _cache.pop(plan_id, None)
+    _cache.forget(plan_id)
     return plan
 
 
@@ -158,7 +157,7 @@ def subscription_plan(plan_id: str) -> Plan:
 def delete_plan(plan_id: str) -> Plan:
     plan = get_plan(plan_id)
     gateway_table().delete(plan_pk(plan_id), "META")
-    _cache.pop(plan_id, None)
+    _cache.forget(plan_id)
     return plan
 
 
@@ -167,26 +166,20 @@ def list_plans() -> list[Plan]:
     return [Plan.from_item(i) for i in items]
 
 
-_cache: dict[str, tuple[float, Plan | None]] = {}
-_lock = threading.Lock()
+def _plan_or_none(plan_id: str) -> Plan | None:
+    try:
+        return get_plan(plan_id)
+    except NotFound:
+        return None
+
+
+_cache: WarmCache[str, Plan | None] = WarmCache(_plan_or_none, lambda: billing_settings().plan_cache_seconds)
 
 
 def cached_plan(plan_id: str) -> Plan | None:
     """The plan for the hot path: a warm container trusts a lookup for ``PLAN_CACHE_SECONDS``."""
-    now = time.monotonic()
-    with _lock:
-        hit = _cache.get(plan_id)
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    try:
-        plan: Plan | None = get_plan(plan_id)
-    except NotFound:
-        plan = None
-    with _lock:
-        _cache[plan_id] = (now + billing_settings().plan_cache_seconds, plan)
-    return plan
+    return _cache.get(plan_id)
 
 
 def clear_cache() -> None:
-    with _lock:
-        _cache.clear()
+    _cache.clear()
