@@ -71,8 +71,10 @@ OUTPUT_LIMITS: list[tuple[str, int]] = [
     (r"^deepseek", 8_192),
 ]
 # Not chat or embedding models: the adapters cannot serve them through /v1/chat/completions.
+# Nor the library's price patterns for fine-tunes (``ft:gpt-3.5-turbo-``): no caller sends them.
 NOT_TEXT = re.compile(
     r"image|audio|realtime|tts|whisper|transcribe|dall-e|moderation|search|computer-use|sonic|voxtral"
+    r"|^ft:|\.ft-|-$"
 )
 DEFAULT_OUTPUT_LIMIT = 8_192
 EPOCH = 1735689600  # what "created" says for a generated model (genai-prices has no dates)

@@ -169,6 +169,13 @@ def test_usage_chart_and_csv_after_calls(page: Page, runner: Runner, team_key: s
 
     page.get_by_role("link", name="Models").click()
     expect(page.get_by_role("rowheader", name="mock/echo")).to_be_visible()
+    # Hundreds of models: the filter narrows the table by id or provider, and to ready ones.
+    page.get_by_label("Filter").fill("gpt-4o mini")
+    expect(page.get_by_role("rowheader", name="openai/gpt-4o-mini", exact=True)).to_be_visible()
+    expect(page.get_by_role("rowheader", name="mock/echo")).to_have_count(0)
+    expect(page.locator("#models-count")).to_contain_text(" of ")
+    page.get_by_label("ready here only").check()
+    expect(page.locator("#models-list [data-configured=false]")).to_have_count(0)
     page.get_by_label("Model", exact=True).select_option("mock/echo")
     page.get_by_label("Message").fill("from the try-it form")
     page.get_by_role("button", name="Send").click()

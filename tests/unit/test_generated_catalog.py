@@ -59,7 +59,8 @@ def test_every_vendor_with_an_adapter_is_covered_with_limits() -> None:
 
 def test_only_models_the_adapters_can_serve_are_listed() -> None:
     models = builtin()[0]
-    assert not [m for m in models if any(w in m for w in ("image", "audio", "realtime", "tts"))]
+    not_text = ("image", "audio", "realtime", "tts", "ft:", ".ft-")
+    assert not [m for m in models if any(w in m for w in not_text)]
     assert models["bedrock/global.anthropic.claude-sonnet-4-5-20250929-v1:0"].upstream == (
         "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
     )

@@ -1,5 +1,5 @@
 // Models: what this key may call, with prices, whether this gateway has each provider's key,
-// and a call to copy.
+// and a call to copy. The catalog holds hundreds of models: a filter narrows the table.
 "use strict";
 
 (function () {
@@ -15,15 +15,48 @@
       const missing = models.filter((m) => !ready(m)).length;
       container.append(
         el("p", {}, "Prices are USD per million tokens. Call any of these through the OpenAI-compatible ", el("code", {}, "/v1/chat/completions"), "."),
-        missing
-          ? el(
-              "p",
-              { class: "help", "data-unconfigured": missing },
-              `${missing} of ${models.length} models need a provider key this gateway does not have ("not configured"); `,
-              "an operator adds it (locally in .env.local, e.g. OPENAI_API_KEY; in AWS in SSM)."
-            )
-          : null,
-        table(
+        ...(missing
+          ? [
+              el(
+                "p",
+                { class: "help", "data-unconfigured": missing },
+                `${missing} of ${models.length} models need a provider key this gateway does not have ("not configured"); `,
+                "an operator adds it (locally in .env.local, e.g. OPENAI_API_KEY; in AWS in SSM)."
+              ),
+            ]
+          : [])
+      );
+      const search = el("input", { id: "models-q", type: "search", name: "q", placeholder: "model id or provider" });
+      const readyOnly = el("input", { id: "models-ready", type: "checkbox", name: "ready" });
+      const count = el("span", { class: "help", "aria-live": "polite", id: "models-count" });
+      const list = el("div", { id: "models-list" });
+      const shown = () => {
+        const words = search.value.trim().toLowerCase().split(/\s+/).filter(Boolean);
+        return models.filter(
+          (m) => (!readyOnly.checked || ready(m)) && words.every((w) => m.id.toLowerCase().includes(w) || m.provider.toLowerCase().includes(w))
+        );
+      };
+      const refresh = () => {
+        const rows = shown();
+        count.textContent = rows.length === models.length ? `${models.length} models` : `${rows.length} of ${models.length} models`;
+        list.replaceChildren(modelTable(rows));
+      };
+      search.addEventListener("input", refresh);
+      readyOnly.addEventListener("change", refresh);
+      const filter = el(
+        "form",
+        { class: "toolbar", role: "search" },
+        el("label", { for: "models-q" }, "Filter"),
+        search,
+        el("label", { for: "models-ready" }, readyOnly, " ready here only"),
+        count
+      );
+      filter.addEventListener("submit", (event) => event.preventDefault());
+      container.append(filter, list);
+      refresh();
+
+      function modelTable(rows) {
+        return table(
           [
             { label: "Model", render: (m) => el("code", {}, m.id) },
             {
@@ -39,10 +72,14 @@
             { label: "Cached input", numeric: true, render: (m) => price(m.cached_input_per_mtok) },
             { label: "Output", numeric: true, render: (m) => price(m.output_per_mtok) },
           ],
-          models,
-          { caption: "Models this key may use", rowHeaders: true, empty: "This key may not use any model." }
-        )
-      );
+          rows,
+          {
+            caption: "Models this key may use",
+            rowHeaders: true,
+            empty: models.length ? "No model matches the filter." : "This key may not use any model.",
+          }
+        );
+      }
       if (models.length) container.append(tryIt(models));
       const origin = window.location.origin + document.querySelector('meta[name="aigw-api-base"]').content;
       const example = (preferred(models) || { id: "mock/echo" }).id;
