@@ -189,6 +189,11 @@ def test_bad_input_names_the_field(key: str) -> None:
     assert reply.status == 400
     assert reply.json()["error"]["param"] == "input[0].type"
     assert call("POST", ROUTE, body={"model": "mock/echo"}, key=key).json()["error"]["param"] == "input"
+    # A value of no accepted type names the field, not the union member pydantic tried.
+    assert (
+        call("POST", ROUTE, body={"model": "mock/echo", "input": 5}, key=key).json()["error"]["param"]
+        == "input"
+    )
     hosted = call(
         "POST", ROUTE, body={"model": "mock/echo", "input": "x", "tools": [{"type": "web_search"}]}, key=key
     )

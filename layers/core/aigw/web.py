@@ -61,10 +61,16 @@ def json_response(
     return Response(status, JSON, body, headers=dict(headers or {}))
 
 
+# pydantic names the member of a union it tried in an error's location ("input.str",
+# "tools.0.function-after[...]"): a caller knows only the field.
+_UNION_MEMBER = re.compile(r"^(str|int|float|bool|list|dict|none|[a-z-]+\[.*\])$")
+
+
 def _validation_error(exc: RequestValidationError) -> InvalidRequest:
     errors = exc.errors()
     first = errors[0] if errors else {}
     loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    loc = loc[:1] + [part for part in loc[1:] if not _UNION_MEMBER.match(part)]
     if first.get("type") == "json_invalid":
         return InvalidRequest("The request body is not valid JSON", code="invalid_json")
     if not loc and first.get("type") == "missing":
