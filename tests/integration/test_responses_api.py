@@ -148,17 +148,55 @@ def test_openai_models_go_straight_to_openais_responses_api(vendors: VendorServe
         "model": "openai/gpt-4o-mini",
         "input": "Hi",
         "max_output_tokens": 50,
-        "tools": [{"type": "web_search"}],
+        "tools": [WEATHER],
+        "some_future_field": 1,
     }
     reply = call("POST", ROUTE, body=body, key=key)
     assert reply.status == 200, reply.body
     assert vendors.paths() == ["/openai/v1/responses"]
     sent = vendors.requests[0].json()
     assert (sent["model"], sent["store"], sent["max_output_tokens"]) == ("gpt-4o-mini", False, 50)
-    assert sent["tools"] == [{"type": "web_search"}]
+    assert sent["tools"] == [WEATHER]
+    assert "some_future_field" not in sent
+    assert "include" not in sent
     assert reply.json()["model"] == "openai/gpt-4o-mini"
     (record,) = _records()
     assert (record.prompt_tokens, record.completion_tokens, record.cached_tokens) == (100, 20, 40)
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"tools": [WEATHER, {"type": "code_interpreter", "container": {"type": "auto"}}]}, "tools[1].type"),
+        ({"service_tier": "priority"}, "service_tier"),
+        ({"background": True}, "background"),
+        ({"conversation": "conv_123"}, "conversation"),
+        ({"prompt": {"id": "pmpt_1"}}, "prompt"),
+        ({"text": {"format": "json"}}, "text.format"),
+    ],
+)
+def test_what_the_gateway_cannot_meter_or_keep_apart_is_refused_before_the_vendor(
+    vendors: VendorServer, key: str, extra: dict[str, Any], param: str
+) -> None:
+    # Hosted tools, background runs and priority tiers are charged beyond tokens; stored prompts
+    # and conversations live in the operator's OpenAI account.
+    for stream in (False, True):
+        body = {"model": "openai/gpt-4o-mini", "input": "Hi", "stream": stream, **extra}
+        reply = call("POST", ROUTE, body=body, key=key)
+        assert reply.status == 400, reply.body
+        assert reply.json()["error"]["param"] == param
+    assert vendors.paths() == []
+    assert _records() == []
+
+
+def test_a_reasoning_model_keeps_its_reasoning_for_the_next_turn(vendors: VendorServer, key: str) -> None:
+    vendors.reset(VendorScript(text="Thought it through"))
+    reply = call("POST", ROUTE, body={"model": "openai/o3-mini", "input": "Hi"}, key=key)
+    assert reply.status == 200, reply.body
+    sent = vendors.requests[0].json()
+    assert sent["store"] is False
+    assert "reasoning.encrypted_content" in sent["include"]
 
 
 def test_openai_stream_passes_through_and_is_metered(vendors: VendorServer, key: str) -> None:

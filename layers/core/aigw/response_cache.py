@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
 from aigw import clock, request_context
 from aigw.billing.admission import Estimate, terms_for
 from aigw.billing.meter import open_meter
@@ -46,6 +48,8 @@ from aigw.chat import (
 from aigw.errors import InvalidRequest
 from aigw.keys import ApiKey
 from aigw.table import gateway_table
+
+logger = Logger(service="aigw-cache")
 
 HEADER = "x-aigw-cache"
 _MAX_ENTRY = 350_000  # compressed bytes: DynamoDB items stop at 400 KB
@@ -159,8 +163,12 @@ def put(lookup: Lookup, model_id: str, body: dict[str, Any], usage: Usage) -> No
 
 
 def store(lookup: Lookup, model_id: str, body: dict[str, Any], usage: Usage) -> None:
-    """Keep an answer before it is sent: the caller's very next request can be a hit."""
-    put(lookup, model_id, body, usage)
+    """Keep an answer before it is sent: the caller's very next request can be a hit. Best
+    effort: the call is billed by now, and an error here would make an SDK send it again."""
+    try:
+        put(lookup, model_id, body, usage)
+    except Exception:
+        logger.exception("an answer could not be cached", extra={"route": lookup.route})
 
 
 def bill_hit(

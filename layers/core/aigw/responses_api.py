@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import threading
 import zlib
@@ -66,6 +67,69 @@ class ResponsesRequest(BaseModel):
     previous_response_id: str | None = Field(default=None, max_length=256)
     metadata: dict[str, Any] | None = None
     user: str | None = None
+
+
+# What goes to OpenAI's own Responses API as the caller sent it. Anything else stays here: hosted
+# tools, background runs and priority tiers are charged in ways this gateway does not meter, and
+# stored prompts, conversations, files and vector stores live in the operator's OpenAI account.
+_NATIVE_FIELDS = frozenset(
+    {
+        "model",
+        "input",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "max_output_tokens",
+        "temperature",
+        "top_p",
+        "top_logprobs",
+        "text",
+        "reasoning",
+        "truncation",
+        "include",
+        "metadata",
+        "user",
+        "safety_identifier",
+        "prompt_cache_key",
+        "max_tool_calls",
+    }
+)
+_REFUSED_FIELDS = {
+    "background": "background responses are not available through this gateway",
+    "conversation": "conversations stored at the vendor are not available: use previous_response_id",
+    "prompt": "prompts stored at the vendor are not available: send instructions and input",
+}
+METERED_TIERS = (None, "auto", "default")
+# OpenAI's reasoning models, whose reasoning items can only be sent back with their encrypted
+# content when nothing is stored at OpenAI (``store: false``).
+_REASONING = re.compile(r"^(o\d|gpt-5|gpt-\d\d)")
+
+
+def check_request(request: ResponsesRequest) -> None:
+    """What this gateway refuses before any vendor is called (400s naming the field)."""
+    extra = request.model_extra or {}
+    for name, why in _REFUSED_FIELDS.items():
+        if extra.get(name) not in (None, False):
+            raise InvalidRequest(f"{name}: {why}", code="unsupported_parameter", param=name)
+    if extra.get("service_tier") not in METERED_TIERS:
+        raise InvalidRequest(
+            "service_tier: only 'auto' or 'default' (other tiers are priced differently and are not "
+            "metered here)",
+            code="unsupported_parameter",
+            param="service_tier",
+        )
+    for n, tool in enumerate(request.tools or []):
+        if tool.get("type") != "function":
+            raise InvalidRequest(
+                f"Tools of type '{tool.get('type')}' are not available through this gateway (it cannot "
+                "meter what the vendor charges for them); function tools are",
+                code="unsupported_tool",
+                param=f"tools[{n}].type",
+            )
+    text = request.text or {}
+    if not isinstance(text.get("format", {}), dict | None):
+        raise InvalidRequest('text.format must be an object such as {"type": "text"}', param="text.format")
 
 
 def _new_id(prefix: str) -> str:
@@ -160,14 +224,6 @@ def _chat_tools(request: ResponsesRequest, native: bool) -> list[dict[str, Any]]
         return None
     tools = []
     for n, tool in enumerate(request.tools):
-        if tool.get("type") != "function" and native:
-            continue  # OpenAI's hosted tools go to OpenAI as they are
-        if tool.get("type") != "function":
-            raise InvalidRequest(
-                f"Tools of type '{tool.get('type')}' are only available on OpenAI models; "
-                "other models take function tools",
-                param=f"tools[{n}].type",
-            )
         if not tool.get("name"):
             raise InvalidRequest("A function tool needs a name", param=f"tools[{n}].name")
         fn = {k: tool[k] for k in ("name", "description", "parameters", "strict") if tool.get(k) is not None}
@@ -338,7 +394,16 @@ _MAX_STORED = 350_000  # bytes, compressed: DynamoDB items stop at 400 KB
 
 
 def store(team_id: str, response: dict[str, Any], items: list[dict[str, Any]]) -> None:
-    """Keep a response and the conversation that led to it (its input items and its output)."""
+    """Keep a response and the conversation that led to it (its input items and its output).
+    Best effort: the call is answered and billed by now, and an error here would make an SDK
+    send it (and pay for it) again; a follow-up naming it is then told it was not found."""
+    try:
+        _store(team_id, response, items)
+    except Exception:
+        logger.exception("a response could not be stored", extra={"response_id": response.get("id")})
+
+
+def _store(team_id: str, response: dict[str, Any], items: list[dict[str, Any]]) -> None:
     conversation = [*items, *response.get("output", [])]
     blob = zlib.compress(json.dumps({"response": response, "conversation": conversation}).encode())
     if len(blob) > _MAX_STORED:
@@ -355,6 +420,8 @@ def store(team_id: str, response: dict[str, Any], items: list[dict[str, Any]]) -
 
 
 def _load(team_id: str, response_id: str) -> dict[str, Any] | None:
+    if not 0 < len(response_id) <= 256:
+        return None  # no id of ours is that long (and a sort key stops at 1 KB)
     item = gateway_table().get(_pk(team_id), response_id)
     if item is None or int(item.get("ttl", 0)) < clock.now():
         return None
@@ -397,10 +464,15 @@ def _history(key: ApiKey, request: ResponsesRequest) -> list[dict[str, Any]]:
 def _native_body(
     request: ResponsesRequest, model: ModelInfo, items: list[dict[str, Any]], limit: int
 ) -> dict[str, Any]:
-    body = request.model_dump(exclude_none=True)
+    sent = request.model_dump(exclude_none=True)
+    # previous_response_id is expanded into ``items`` here (the state is ours), and nothing is
+    # stored at OpenAI.
+    body = {k: v for k, v in sent.items() if k in _NATIVE_FIELDS}
     body.update(model=model.upstream, input=items, store=False, max_output_tokens=limit)
-    body.pop("previous_response_id", None)  # the conversation is expanded here: state is ours
-    body.pop("stream", None)
+    if _REASONING.match(model.upstream):
+        # Reasoning items come back with their encrypted content, so that a follow-up can send
+        # them again (OpenAI keeps nothing when store is false).
+        body["include"] = sorted({*body.get("include", []), "reasoning.encrypted_content"})
     return body
 
 
@@ -423,6 +495,7 @@ class _Native:
 
 def create(key: ApiKey, request: ResponsesRequest, *, request_id: str) -> dict[str, Any]:
     """A whole response. Streamed requests go through :func:`stream`."""
+    check_request(request)
     first = invocation.resolve_model(key, request.model)
     require_mode(first, "chat", request.model)
     _check_output_limit(first, request)
@@ -506,6 +579,7 @@ class _ChatToEvents:
                 "response.function_call_arguments.done",
                 item_id=item["id"],
                 output_index=index,
+                name=item["name"],
                 arguments=item["arguments"],
             )
             yield self.write("response.output_item.done", output_index=index, item=item)
@@ -524,7 +598,12 @@ class _ChatToEvents:
                     item = message_item(_new_id("msg"), "", "in_progress")
                     self.output.append(item)
                     self.text_index = len(self.output) - 1
-                    yield self.write("response.output_item.added", output_index=self.text_index, item=item)
+                    # Its text part is announced next (content_part.added), as OpenAI does.
+                    yield self.write(
+                        "response.output_item.added",
+                        output_index=self.text_index,
+                        item={**item, "content": []},
+                    )
                     part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
                     yield self.write(
                         "response.content_part.added",
@@ -732,6 +811,7 @@ Started = tuple[Any, Iterator[Any]]
 
 def stream(key: ApiKey, request: ResponsesRequest, *, request_id: str) -> streaming.StreamingResponse:
     """A streamed response: vendors are tried until one has sent its first event."""
+    check_request(request)
     first = invocation.resolve_model(key, request.model)
     require_mode(first, "chat", request.model)
     _check_output_limit(first, request)
