@@ -75,3 +75,11 @@ def test_anthropic_routes_answer_413_as_request_too_large(key: str, monkeypatch)
     assert reply.status == 413
     assert reply.json()["error"]["type"] == "request_too_large"
     settings.cache_clear()
+
+
+def test_a_service_tier_the_catalog_does_not_price_is_refused(key: str) -> None:
+    body = {"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "service_tier": "priority"}
+    reply = call("POST", "/v1/chat/completions", body=body, key=key)
+    assert reply.status == 400
+    assert reply.json()["error"]["param"] == "service_tier"
+    assert call("POST", "/v1/chat/completions", body={**body, "service_tier": "auto"}, key=key).status == 200

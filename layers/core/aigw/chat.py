@@ -67,6 +67,9 @@ class ChatRequest(BaseModel):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
+    # Other tiers (priority, flex, scale) are priced differently from the catalog's prices, which
+    # are what a call is metered at.
+    service_tier: Literal["auto", "default"] | None = None
 
     @property
     def output_limit(self) -> int | None:
