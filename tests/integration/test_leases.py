@@ -176,6 +176,33 @@ def test_a_container_that_was_only_slow_charges_its_late_calls_exactly_once(
     assert view.tokens_reserved == 0
 
 
+def test_a_container_whose_lease_was_reclaimed_under_a_long_call_serves_its_next_calls(
+    acme: str, fake_clock: FakeClock
+) -> None:
+    # A call may run as long as the function's timeout; a lease reclaimed under it (a grace
+    # shorter than that) must not leave the container refusing every later call, nor count the
+    # calls the reclaim counted a second time.
+    slow = held_leases.Container()
+    with held_leases.as_container(slow):
+        assert _chat(acme) == "ok"
+        late = _admit(acme, "req-late")
+    fake_clock.advance(_life() + 1)
+    assert _sweep() == 1
+    with held_leases.as_container(slow):
+        late.settle(Usage(prompt_tokens=10, completion_tokens=20, total_tokens=30))
+        assert [_chat(acme) for _ in range(3)] == ["ok"] * 3
+        held_leases.return_all()
+    view = account.summary("acme")
+    assert view.tokens_used == sum(r.total_tokens for r in ledger.records())
+    assert view.tokens_reserved == 0
+
+
+def test_a_lease_outlives_the_longest_call_before_it_may_be_reclaimed() -> None:
+    function = next(f for f in tpl.functions(tpl.load()) if f.logical_id == "InvokeFunction")
+    cfg = billing_settings()
+    assert cfg.lease_grace_seconds > function.timeout
+
+
 # ---- the entitlement ---------------------------------------------------------------------------------
 
 

@@ -112,7 +112,7 @@ def terms_for(key: ApiKey) -> Terms:
     now = clock.now()
     with box.lock:
         lease = box.current(key)
-        if lease is not None and lease.on_table and not lease.usable(now):
+        if lease is not None and (lease.gone or (lease.on_table and not lease.usable(now))):
             # Expired (or past its period): handed back after this answer, whatever it is.
             box.retire(lease)
             request_context.defer(held_leases.return_closing)
@@ -224,6 +224,7 @@ def _lease_for(box: held_leases.Container, terms: Terms, now: int) -> leases.Lea
         or lease.plan != terms.plan
         or lease.funding != terms.funding
         or lease.key_budget != terms.key.budget
+        or lease.gone  # reclaimed under a call that outlived it: a new lease takes over
         or (lease.on_table and not lease.usable(now))
     ):
         box.retire(lease)

@@ -56,7 +56,9 @@ class BillingSettings:
             # ... and is reclaimed as dead this long after that. A call admitted just before the
             # end may run longer (up to the model functions' Timeout): if its container lives, it
             # charges that call itself, past the sequence the reclaim counted (decision 19).
-            lease_grace_seconds=_int("LEASE_GRACE_SECONDS", 150),
+            # Longer than any call admitted before a lease's expiry can run (the model functions'
+            # Timeout, 300 s): a lease is never reclaimed under a call still running.
+            lease_grace_seconds=_int("LEASE_GRACE_SECONDS", 310),
             # A container re-reads the entitlement after an answer once its view is this old,
             # and never admits on a view older than the maximum (cancellations bite within it).
             entitlement_check_seconds=_float("ENTITLEMENT_CHECK_SECONDS", 2.5),

@@ -139,6 +139,11 @@ def collect(lease_id: str, seq: int) -> int:
             uncollected = min(lease.cover(-lease.left.credits, clock.now()), done.consumed.credits)
         except (LeaseLost, EntitlementChanged, RateRefused):
             return 0
+        except Exception:
+            # The table could not be reached and nothing was taken; the call's usage record must
+            # still be written (the meter writes it after this).
+            logger.exception("collecting a call's overrun failed", extra={"lease_id": lease_id, "seq": seq})
+            return 0
         if uncollected > 0:
             c = done.consumed
             done.consumed = Amounts(c.tokens, c.spend, c.credits - uncollected, c.key)
@@ -175,7 +180,11 @@ def maintain(lease_id: str) -> None:
         _write_unwritten(lease)
         try:
             _maintain(lease)
-        except (Shortfall, RateLimited, EntitlementChanged, LeaseLost, LimitRefused, RateRefused):
+        except LeaseLost:
+            # Reclaimed while this container was away: its calls are charged late from the
+            # closing list, and the next call takes a new lease.
+            _container.retire(lease)
+        except (Shortfall, RateLimited, EntitlementChanged, LimitRefused, RateRefused):
             pass  # nothing to give back or take now; the next admission decides
         except Exception:
             logger.exception("lease maintenance failed; the next call retries it")
@@ -329,7 +338,8 @@ def _return_where(select: Any) -> int:
             try:
                 if lease.gone:
                     lease.charge_late()
-                    _container.closing.pop(lease.lease_id, None)
+                    if not lease.done:  # a call still to be recorded is charged when it is
+                        _container.closing.pop(lease.lease_id, None)
                     continue
                 _container.retire(lease)
                 _return(lease, now)

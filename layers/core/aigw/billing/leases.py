@@ -562,6 +562,8 @@ class Lease:
 
     def _lost(self, item: Item | None) -> None:
         """This lease was reclaimed as dead while this container was away (or is gone)."""
+        if self.gone:
+            return  # what the reclaim counted is known already; a later refusal says nothing new
         self.gone = True
         self.reclaimed_seq = int((item or {}).get("reclaimed_seq", self.flushed_seq))
         self.gaps = frozenset(int(g) for g in (item or {}).get("gaps", []))
