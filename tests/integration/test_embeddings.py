@@ -8,7 +8,8 @@ import struct
 
 import pytest
 
-from aigw import clock
+from aigw import catalog, clock
+from aigw.config import settings
 from aigw.usage import records as usage_records
 from tests.helpers.apigw import call
 from tests.helpers.fake_vendors import VendorServer, openai_error
@@ -144,3 +145,17 @@ def test_a_vendor_failure_is_metered_as_failed_and_not_billed(vendors: VendorSer
     assert reply.status == 400
     (record,) = _records()
     assert (record.status, record.cost_micro_usd) == (400, 0)
+
+
+def test_a_fallback_answers_only_with_vectors_of_the_same_size(vendors: VendorServer, key: str) -> None:
+    # 1536-dimension vectors first; Titan answers 1024: never in their place, however the alias
+    # is set up. mock/embed answers 1536 too and may stand in.
+    catalog.put_alias(
+        "embed-any", ["openai/text-embedding-3-small", "bedrock/titan-embed-text-v2", "mock/embed"]
+    )
+    tries = settings().upstream_max_retries + 1
+    vendors.script.failures = [openai_error(503, "overloaded")] * tries  # OpenAI's, with retries
+    reply = call("POST", ROUTE, body={"model": "embed-any", "input": "x"}, key=key)
+    assert reply.status == 200, reply.body
+    assert vendors.paths() == ["/openai/v1/embeddings"] * tries  # and never Bedrock's
+    assert len(reply.json()["data"][0]["embedding"]) == 1536

@@ -136,6 +136,20 @@ def _check_dimensions(model: ModelInfo, request: EmbeddingRequest) -> None:
         )
 
 
+def _answers_alike(first: ModelInfo, other: ModelInfo, request: EmbeddingRequest) -> bool:
+    """Whether ``other`` may stand in for ``first``: an embedding model answering vectors of the
+    size the caller gets from ``first``."""
+    if other.mode != "embedding":
+        return False
+    if request.dimensions is None:
+        return other.dimensions == first.dimensions
+    try:
+        _check_dimensions(other, request)
+    except InvalidRequest:
+        return False
+    return True
+
+
 def encode(vector: list[float], encoding_format: str) -> list[float] | str:
     """A vector as OpenAI answers it: floats, or base64 of little-endian float32 values."""
     if encoding_format == "base64":
@@ -182,6 +196,9 @@ def create(
     chain = [attempt.model for attempt in invocation.chain_for(terms, request.model)]
     require_mode(chain[0], "embedding", request.model)
     _check_dimensions(chain[0], request)
+    # Vectors of another model are not comparable with the requested one's: a fallback must be
+    # an embedding model giving vectors of the same size.
+    chain = chain[:1] + [m for m in chain[1:] if _answers_alike(chain[0], m, request)]
     estimate = Estimate(prompt_tokens=estimate_input(request), produces_output=False)
     for n, model in enumerate(chain):
         embedder = _embedder(get_provider(model.provider), model)
