@@ -57,11 +57,15 @@ def test_runner_serves_from_the_given_dynamodb(dynamodb_local: DynamoDBLocal) ->
         )
         assert reply.status_code == 200
         table = client(dynamodb_local.endpoint)
-        usage = table.scan(
-            TableName=TABLE_NAME,
-            FilterExpression="begins_with(pk, :p)",
-            ExpressionAttributeValues={":p": {"S": "USAGE#demo#"}},
-        )["Items"]
+        usage: list[object] = []
+        settled_by = time.monotonic() + 15  # the record is written after the answer
+        while not usage and time.monotonic() < settled_by:
+            usage = table.scan(
+                TableName=TABLE_NAME,
+                FilterExpression="begins_with(pk, :p)",
+                ExpressionAttributeValues={":p": {"S": "USAGE#demo#"}},
+            )["Items"]
+            time.sleep(0.1)
         assert len(usage) == 1  # the call was metered in the given database
     finally:
         process.terminate()
