@@ -251,7 +251,9 @@ def set_budget(team_id: str, key_id: str, budget: KeyBudget | None) -> ApiKey:
 
 
 def _read(key_hash: str) -> ApiKey | None:
-    item = gateway_table().get(_key_pk(key_hash), "META")
+    # Strongly consistent: a read just after a revocation must see it, or it would be kept for
+    # another KEY_CACHE_SECONDS.
+    item = gateway_table().get(_key_pk(key_hash), "META", consistent=True)
     return ApiKey.from_item(item) if item else None
 
 

@@ -27,6 +27,9 @@ class WarmCache[K: Hashable, V]:
         self._max = max_entries
         self._entries: dict[K, tuple[float, V]] = {}
         self._due: set[K] = set()  # read-aheads already scheduled
+        # Bumped by forget and clear: a read that began before is not kept (it may predate the
+        # change that made the caller forget, a revocation for instance).
+        self._generation = 0
         self._lock = threading.Lock()
 
     def get(self, key: K) -> V:
@@ -45,28 +48,32 @@ class WarmCache[K: Hashable, V]:
 
     def refresh(self, key: K) -> V:
         """Read the entry from the table now and keep it."""
+        generation = self._generation
         try:
             value = self._load(key)
         finally:
             with self._lock:
                 self._due.discard(key)
-        self.put(key, value)
+        with self._lock:
+            if generation == self._generation:
+                self._keep(key, value)
         return value
 
-    def put(self, key: K, value: V) -> None:
-        with self._lock:
-            if len(self._entries) >= self._max and key not in self._entries:
-                self._entries.clear()
-            self._entries[key] = (clock.monotonic(), value)
+    def _keep(self, key: K, value: V) -> None:
+        if len(self._entries) >= self._max and key not in self._entries:
+            self._entries.clear()
+        self._entries[key] = (clock.monotonic(), value)
 
     def forget(self, key: K) -> None:
         with self._lock:
             self._entries.pop(key, None)
+            self._generation += 1
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
             self._due.clear()
+            self._generation += 1
 
     def _read_ahead(self, key: K) -> None:
         with self._lock:
