@@ -159,3 +159,18 @@ def test_a_fallback_answers_only_with_vectors_of_the_same_size(vendors: VendorSe
     assert reply.status == 200, reply.body
     assert vendors.paths() == ["/openai/v1/embeddings"] * tries  # and never Bedrock's
     assert len(reply.json()["data"][0]["embedding"]) == 1536
+
+
+@pytest.mark.parametrize(
+    ("model", "batch"), [("gemini/gemini-embedding-001", 100), ("bedrock/cohere-embed-english-v3", 96)]
+)
+def test_a_large_batch_goes_in_the_vendors_batch_size(
+    vendors: VendorServer, key: str, model: str, batch: int
+) -> None:
+    texts = [f"text {n}" for n in range(batch + 5)]
+    reply = call("POST", ROUTE, body={"model": model, "input": texts}, key=key)
+    assert reply.status == 200, reply.body
+    assert len(vendors.paths()) == 2  # a full batch, then the rest
+    assert [len(r.json().get("requests") or r.json().get("texts")) for r in vendors.requests] == [batch, 5]
+    assert [row["index"] for row in reply.json()["data"]] == list(range(batch + 5))
+    assert [row["embedding"][0] for row in reply.json()["data"]] == [float(len(t)) for t in texts]

@@ -218,17 +218,23 @@ class BedrockProvider:
             return from_converse(model, surrogates.scrub(body))
 
     def embed(self, model: ModelInfo, request: EmbeddingRequest) -> Embedded:
-        """InvokeModel in the model family's own body: Cohere Embed takes a batch of texts,
-        Titan one text a call (a batch is one call per input)."""
+        """InvokeModel in the model family's own body: Cohere Embed takes a batch of texts (at
+        most ``COHERE_BATCH`` a call), Titan one text a call (a batch is one call per input)."""
         texts = request.texts()
+        vectors: list[list[float]] = []
+        tokens: int | None = 0
         if model.upstream.startswith("cohere."):
-            body = {"texts": texts, "input_type": _COHERE_INPUT_TYPE, "truncate": "END"}
-            answer, counted = self._invoke(model, body)
-            with malformed("Bedrock"):
-                vectors = [[float(x) for x in v] for v in _cohere_vectors(answer)]
-            tokens = counted
+            for start in range(0, len(texts), COHERE_BATCH):
+                body = {
+                    "texts": texts[start : start + COHERE_BATCH],
+                    "input_type": _COHERE_INPUT_TYPE,
+                    "truncate": "END",
+                }
+                answer, counted = self._invoke(model, body)
+                with malformed("Bedrock"):
+                    vectors += [[float(x) for x in v] for v in _cohere_vectors(answer)]
+                tokens = None if tokens is None or counted is None else tokens + counted
         else:
-            vectors, tokens = [], 0
             for text in texts:
                 titan: dict[str, Any] = {"inputText": text}
                 if request.dimensions is not None:
@@ -273,6 +279,8 @@ class BedrockProvider:
 
 # What the vectors are for: documents (what a gateway caller embeds most; queries can use it too).
 _COHERE_INPUT_TYPE = "search_document"
+# Texts per Cohere Embed call on Bedrock (it refuses more).
+COHERE_BATCH = 96
 
 
 def _cohere_vectors(answer: dict[str, Any]) -> list[list[float]]:

@@ -34,6 +34,8 @@ from aigw.providers.upstream import (
 )
 from aigw.sse import Event
 
+# Inputs per batchEmbedContents call (Gemini refuses more).
+EMBED_BATCH = 100
 _FILTERED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
 
 
@@ -211,17 +213,21 @@ class GeminiProvider:
             return from_gemini(model, body)
 
     def embed(self, model: ModelInfo, request: EmbeddingRequest) -> Embedded:
-        """``batchEmbedContents``: one request per input; Gemini reports no token count."""
+        """``batchEmbedContents``: one request per input, at most ``EMBED_BATCH`` inputs per call
+        (Gemini's limit); Gemini reports no token count."""
         texts = request.texts()
         one: dict[str, Any] = {"model": f"models/{model.upstream}"}
         if request.dimensions is not None:
             one["outputDimensionality"] = request.dimensions
-        payload = {"requests": [{**one, "content": {"parts": [{"text": t}]}} for t in texts]}
-        body = post_json(
-            self._client, self._url(model, "batchEmbedContents"), payload, self._headers(), "Gemini"
-        )
-        with malformed("Gemini"):
-            vectors = [[float(x) for x in row["values"]] for row in body["embeddings"]]
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), EMBED_BATCH):
+            batch = texts[start : start + EMBED_BATCH]
+            payload = {"requests": [{**one, "content": {"parts": [{"text": t}]}} for t in batch]}
+            body = post_json(
+                self._client, self._url(model, "batchEmbedContents"), payload, self._headers(), "Gemini"
+            )
+            with malformed("Gemini"):
+                vectors += [[float(x) for x in row["values"]] for row in body["embeddings"]]
         return Embedded(vectors, estimate_input(request), "estimate")
 
     def stream(self, model: ModelInfo, request: ChatRequest) -> Iterator[ChatCompletionChunk]:
