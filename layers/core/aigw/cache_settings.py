@@ -59,7 +59,7 @@ def put_settings(team_id: str, settings: CacheSettings) -> CacheSettings:
             "updated_at": clock.now(),
         }
     )
-    clear()
+    _cache.forget(team_id)
     return settings
 
 

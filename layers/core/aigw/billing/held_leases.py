@@ -2,8 +2,9 @@
 what happens to them after each answer: a call's usage back into its slice, the lease's upkeep
 (flush, renewal, top-up, entitlement check) and its return once it is retired or idle.
 
-Everything here runs off the caller's path (:func:`aigw.request_context.defer`); the lease item
-and its transactions are :mod:`aigw.billing.leases`.
+Admission (:mod:`aigw.billing.admission`) finds a call's lease here; the rest runs after the
+answer (:func:`aigw.request_context.defer`). The lease item and its transactions are
+:mod:`aigw.billing.leases`.
 """
 
 from __future__ import annotations
