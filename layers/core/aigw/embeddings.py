@@ -25,10 +25,10 @@ from aigw.billing.admission import Estimate
 from aigw.billing.meter import open_meter
 from aigw.catalog import ModelInfo, require_mode
 from aigw.chat import Usage
-from aigw.errors import GatewayError, InvalidRequest, UpstreamError
+from aigw.errors import InvalidRequest, UpstreamError
 from aigw.keys import ApiKey
 from aigw.providers import get_provider
-from aigw.providers.upstream import MALFORMED, can_fall_back
+from aigw.providers.upstream import MALFORMED
 from aigw.tokens import estimate_text
 from aigw.usage.records import UsageSource
 
@@ -213,13 +213,9 @@ def create(
                     f"{len(request.items())} inputs",
                     code=MALFORMED,
                 )
-        except GatewayError as exc:
-            meter.fail(exc)
-            if n + 1 < len(chain) and can_fall_back(exc):
+        except Exception as exc:
+            if invocation.failed_over(meter, exc, more=n + 1 < len(chain)):
                 continue
-            raise
-        except Exception:
-            meter.fail(GatewayError("internal error"))
             raise
         usage = Usage(prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens)
         meter.settle(usage, source=result.source)

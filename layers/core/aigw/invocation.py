@@ -132,6 +132,15 @@ def _within(estimate: Estimate, model: ModelInfo) -> Estimate:
     return dataclasses.replace(estimate, output_limit=model.max_output_tokens)
 
 
+def failed_over(meter: Meter, exc: Exception, *, more: bool) -> bool:
+    """Meter an attempt that failed; True when the chain's next model should be tried."""
+    if isinstance(exc, GatewayError):
+        meter.fail(exc)
+        return more and can_fall_back(exc)
+    meter.fail(GatewayError("internal error"))
+    return False
+
+
 def attempt_id(request_id: str, attempt: int) -> str:
     return request_id if attempt == 0 else f"{request_id}#fb{attempt}"
 
@@ -194,13 +203,9 @@ def _attempts[T, R](
             tried.append(meter.request_id)
         try:
             result = call(attempt.model, provider, sent)
-        except GatewayError as exc:
-            meter.fail(exc)
-            if n + 1 < len(chain) and can_fall_back(exc):
+        except Exception as exc:
+            if failed_over(meter, exc, more=n + 1 < len(chain)):
                 continue
-            raise
-        except Exception:
-            meter.fail(GatewayError("internal error"))
             raise
         return finish(meter, attempt, sent, result)
     raise AssertionError("unreachable: the chain is never empty")
