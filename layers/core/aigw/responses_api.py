@@ -24,7 +24,7 @@ import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -67,6 +67,9 @@ class ResponsesRequest(BaseModel):
     previous_response_id: str | None = Field(default=None, max_length=256)
     metadata: dict[str, Any] | None = None
     user: str | None = None
+    # As on chat completions: other tiers are priced apart from the catalog's prices, which are
+    # what a call is metered at.
+    service_tier: Literal["auto", "default"] | None = None
 
 
 # What goes to OpenAI's own Responses API as the caller sent it. Anything else stays here: hosted
@@ -100,7 +103,6 @@ _REFUSED_FIELDS = {
     "conversation": "conversations stored at the vendor are not available: use previous_response_id",
     "prompt": "prompts stored at the vendor are not available: send instructions and input",
 }
-METERED_TIERS = (None, "auto", "default")
 # OpenAI's reasoning models, whose reasoning items can only be sent back with their encrypted
 # content when nothing is stored at OpenAI (``store: false``).
 _REASONING = re.compile(r"^(o\d|gpt-5|gpt-\d\d)")
@@ -112,13 +114,6 @@ def check_request(request: ResponsesRequest) -> None:
     for name, why in _REFUSED_FIELDS.items():
         if extra.get(name) not in (None, False):
             raise InvalidRequest(f"{name}: {why}", code="unsupported_parameter", param=name)
-    if extra.get("service_tier") not in METERED_TIERS:
-        raise InvalidRequest(
-            "service_tier: only 'auto' or 'default' (other tiers are priced differently and are not "
-            "metered here)",
-            code="unsupported_parameter",
-            param="service_tier",
-        )
     for n, tool in enumerate(request.tools or []):
         if tool.get("type") != "function":
             raise InvalidRequest(
@@ -219,7 +214,7 @@ def to_messages(items: list[dict[str, Any]], instructions: str | None) -> list[C
     return messages
 
 
-def _chat_tools(request: ResponsesRequest, native: bool) -> list[dict[str, Any]] | None:
+def _chat_tools(request: ResponsesRequest) -> list[dict[str, Any]] | None:
     if not request.tools:
         return None
     tools = []
@@ -247,16 +242,14 @@ def _response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
     return None
 
 
-def to_chat_request(
-    request: ResponsesRequest, items: list[dict[str, Any]], native: bool = False
-) -> ChatRequest:
+def to_chat_request(request: ResponsesRequest, items: list[dict[str, Any]]) -> ChatRequest:
     payload: dict[str, Any] = {
         "model": request.model,
         "messages": to_messages(items, request.instructions),
         "max_completion_tokens": request.max_output_tokens,
         "temperature": request.temperature,
         "top_p": request.top_p,
-        "tools": _chat_tools(request, native) or None,
+        "tools": _chat_tools(request) or None,
         "tool_choice": _chat_tool_choice(request.tool_choice),
         "response_format": _response_format(request.text),
         "user": request.user,
@@ -500,7 +493,7 @@ def create(key: ApiKey, request: ResponsesRequest, *, request_id: str) -> dict[s
     require_mode(first, "chat", request.model)
     _check_output_limit(first, request)
     items = [*_history(key, request), *input_items(request)]
-    chat = to_chat_request(request.model_copy(update={"stream": False}), items, first.provider in NATIVE)
+    chat = to_chat_request(request.model_copy(update={"stream": False}), items)
     response_id = _new_id("resp")
 
     def call(model: ModelInfo, provider: Provider, sent: ChatRequest) -> _Native | ChatCompletion:
@@ -816,7 +809,7 @@ def stream(key: ApiKey, request: ResponsesRequest, *, request_id: str) -> stream
     require_mode(first, "chat", request.model)
     _check_output_limit(first, request)
     items = [*_history(key, request), *input_items(request)]
-    chat = to_chat_request(request, items, first.provider in NATIVE)
+    chat = to_chat_request(request, items)
     response_id = _new_id("resp")
     keep = request.store is not False
 
